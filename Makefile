@@ -1,0 +1,41 @@
+# Every target sets up what it needs: a fresh clone runs `make test` or `make demo` directly.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test lint typecheck unit demo bench soak clean sysdeps venv
+
+$(STAMP): pyproject.toml
+	@bash scripts/ensure-sysdeps.sh
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check p2p_orchestrator service_framework.py tests scripts examples
+	$(VENV)/bin/ruff format --check p2p_orchestrator service_framework.py tests scripts examples
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+unit: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q
+
+test: lint typecheck unit
+
+demo: $(STAMP)
+	$(PY) scripts/demo.py
+
+bench: $(STAMP)
+	$(PY) scripts/bench.py
+
+soak: $(STAMP)
+	$(PY) -m pytest -m slow -q
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

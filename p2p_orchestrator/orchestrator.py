@@ -1,0 +1,307 @@
+"""``Orchestrator``: the local life-cycle manager of one node's services.
+
+This is the public API of the spec (``install_service``, ``list_services``...),
+with its parameters and result shapes.  It composes the layers below it (the
+archive rules, the versioned store, the event bus) and runs blocking work
+(unpacking, hashing, fsync) in worker threads so its event loop stays
+responsive.  It knows nothing of the network: the node layer serves the same
+methods to peers through :attr:`Orchestrator.rpc`.
+
+Use it as a trio async context manager::
+
+    async with Orchestrator(home="/var/lib/p2p-orchestrator") as orch:
+        result = await orch.install_service(archive_bytes)
+        services = await orch.rpc.call("orchestrator/list_services", {})
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager, asynccontextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO
+
+import trio
+
+from p2p_orchestrator._clock import utc_now_iso
+from p2p_orchestrator.config import OrchestratorConfig, default_home, load_config
+from p2p_orchestrator.errors import OrchestratorError, ServiceInstallationError, ServiceManagementError
+from p2p_orchestrator.events import EventBus
+from p2p_orchestrator.framework import merge_configuration
+from p2p_orchestrator.rpc import Rpc
+from p2p_orchestrator.store import ServiceRecord, ServiceStore
+
+__all__ = ["ArchiveSource", "Orchestrator"]
+
+log = logging.getLogger("p2p_orchestrator")
+
+ArchiveSource = bytes | bytearray | memoryview | str | os.PathLike[str]
+"""Archive bytes, or the path of an archive file (read in a stream, never whole)."""
+
+
+class Orchestrator:
+    """The local life-cycle manager; see the module docstring."""
+
+    def __init__(
+        self, home: str | os.PathLike[str] | None = None, *, config: OrchestratorConfig | None = None
+    ):
+        self.home = Path(home).expanduser() if home is not None else default_home()
+        self._config = config
+        self.events = EventBus()
+        self.rpc = Rpc(self)
+        self._store: ServiceStore | None = None
+        self._locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
+        self._started_at = 0.0
+        self._started_at_iso = ""
+        self._stats = {"installs": 0, "failed_installs": 0, "uninstalls": 0, "rollbacks": 0}
+
+    # -- life of the orchestrator itself ------------------------------------------
+
+    @property
+    def config(self) -> OrchestratorConfig:
+        """The configuration in force (read from ``home/config.toml`` when opened)."""
+        if self._config is None:
+            self._config = load_config(self.home)
+        return self._config
+
+    @property
+    def store(self) -> ServiceStore:
+        if self._store is None:
+            raise RuntimeError("the orchestrator is not open: use 'async with Orchestrator(...)'")
+        return self._store
+
+    async def __aenter__(self) -> Orchestrator:
+        config = self.config
+        self._store = await trio.to_thread.run_sync(
+            lambda: ServiceStore(self.home, limits=config.archive, settings=config.store)
+        )
+        self._started_at = time.monotonic()
+        self._started_at_iso = utc_now_iso()
+        log.info(
+            "Orchestrator started with %d installed service(s) in %s", len(self.store.records), self.home
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    @asynccontextmanager
+    async def _service_lock(self, name: str) -> AsyncIterator[None]:
+        """Serialise life-cycle operations on one service."""
+        async with self._locks[name]:
+            yield
+
+    # -- install, uninstall, rollback ------------------------------------------------
+
+    async def install_service(
+        self, archive_data: ArchiveSource, force_reinstall: bool = False
+    ) -> dict[str, Any]:
+        """Validate an archive and make it the service's current version.
+
+        ``archive_data`` is the archive's bytes or a path to it.  A newer version
+        than the installed one is an upgrade; the same or an older version needs
+        ``force_reinstall=True``.  The previous version stays on disk for
+        :meth:`rollback_service`.  Raises
+        :class:`~p2p_orchestrator.ServiceInstallationError` and leaves the node
+        exactly as it was when the archive or the install is refused.
+        """
+        log.info("Installing service from %s", _describe_source(archive_data))
+        try:
+            with _open_source(archive_data) as source:
+                staged = await trio.to_thread.run_sync(self.store.stage, source)
+            name = staged.service_name
+            log.info("Installing service: %s", name)
+            async with self._service_lock(name):
+                record = self.store.install(staged, force=force_reinstall)
+        except OrchestratorError as exc:
+            self._stats["failed_installs"] += 1
+            log.warning("Install refused: %s", exc)
+            self.events.publish("service_install_failed", None, None, code=exc.code, message=exc.message)
+            raise
+        self._stats["installs"] += 1
+        log.info("Service %s installed successfully", name)
+        self.events.publish(
+            "service_installed", name, record.current.version, archive_hash=record.current.archive_hash
+        )
+        return {
+            "success": True,
+            "service_name": name,
+            "installed_at": record.current.installed_at,
+            "archive_hash": record.current.archive_hash,
+            "auto_started": False,
+        }
+
+    async def uninstall_service(self, service_name: str, force: bool = False) -> dict[str, Any]:
+        """Remove a service, all its kept versions and its cached archives."""
+        log.info("Uninstalling service: %s", service_name)
+        async with self._service_lock(service_name):
+            record = self.store.get(service_name)
+            await trio.to_thread.run_sync(self.store.uninstall, service_name)
+        self._stats["uninstalls"] += 1
+        log.info("Service %s uninstalled", service_name)
+        self.events.publish("service_uninstalled", service_name, record.current.version)
+        return {"success": True, "service_name": service_name, "uninstalled_at": utc_now_iso()}
+
+    async def rollback_service(self, service_name: str) -> dict[str, Any]:
+        """Switch a service back to the version installed before the current one."""
+        async with self._service_lock(service_name):
+            before = self.store.get(service_name).current
+            record = self.store.rollback(service_name)
+        self._stats["rollbacks"] += 1
+        log.info("Service %s rolled back from %s to %s", service_name, before.version, record.current.version)
+        self.events.publish(
+            "service_rolled_back", service_name, record.current.version, from_version=before.version
+        )
+        return {
+            "success": True,
+            "service_name": service_name,
+            "rolled_back_at": utc_now_iso(),
+            "from_version": before.version,
+            "to_version": record.current.version,
+            "archive_hash": record.current.archive_hash,
+        }
+
+    # -- running (filled in by the runtime) ------------------------------------------
+
+    async def start_service(self, service_name: str) -> dict[str, Any]:
+        """Start a service's process (see the runtime)."""
+        self.store.get(service_name)
+        raise ServiceManagementError("this node has no service runtime", code="runtime_unavailable")
+
+    async def stop_service(self, service_name: str, force: bool = False) -> dict[str, Any]:
+        """Stop a service's process (see the runtime)."""
+        self.store.get(service_name)
+        raise ServiceManagementError("this node has no service runtime", code="runtime_unavailable")
+
+    async def restart_service(self, service_name: str) -> dict[str, Any]:
+        """Restart a service's process (see the runtime)."""
+        self.store.get(service_name)
+        raise ServiceManagementError("this node has no service runtime", code="runtime_unavailable")
+
+    def is_running(self, service_name: str) -> bool:
+        """Whether the service's process is up and serving."""
+        return False
+
+    # -- reads ----------------------------------------------------------------------
+
+    def _describe(self, record: ServiceRecord) -> dict[str, Any]:
+        current = record.current
+        directory = self.store.version_dir(current)
+        return {
+            "installed": True,
+            "running": self.is_running(record.name),
+            "installed_at": current.installed_at,
+            "archive_hash": current.archive_hash,
+            "manifest": dict(current.manifest),
+            "files_count": current.files_count,
+            "directory_exists": directory.is_dir(),
+            "version": current.version,
+            "desired_state": record.desired_state,
+        }
+
+    async def list_services(self) -> dict[str, Any]:
+        """Every installed service with its state, from memory."""
+        services = {name: self._describe(record) for name, record in sorted(self.store.records.items())}
+        return {
+            "total_installed": len(services),
+            "total_running": sum(1 for s in services.values() if s["running"]),
+            "services": services,
+        }
+
+    async def get_service_info(self, service_name: str) -> dict[str, Any]:
+        """Everything known of one service: what ``list_services`` has, and more."""
+        record = self.store.get(service_name)
+        info = {"name": service_name, **self._describe(record)}
+        directory = self.store.version_dir(record.current)
+        info["directory"] = str(directory)
+        info["versions"] = [
+            {**v.to_dict(), "current": v.id == record.current.id} for v in reversed(record.versions)
+        ]
+        info["configuration"] = self.service_configuration(record)
+        info["exposed_methods"] = list(record.current.manifest.get("exposed_methods", []))
+        return info
+
+    def service_configuration(self, record: ServiceRecord) -> dict[str, Any]:
+        """The merged configuration: manifest, then ``config/default.json``, then the operator's."""
+        directory = self.store.version_dir(record.current)
+        return merge_configuration(
+            record.current.manifest.get("configuration"),
+            _read_default_config(directory),
+            self.config.service(record.name).config,
+        )
+
+    async def export_service(self, service_name: str) -> bytes:
+        """The ``.tar.gz`` of the current version, byte for byte as it was installed."""
+        path = self.export_path(service_name)
+        return await trio.Path(path).read_bytes()
+
+    def export_path(self, service_name: str) -> Path:
+        """Where the current version's archive is cached (for streaming it without loading it)."""
+        record = self.store.get(service_name)
+        path = self.store.archive_path(record.current.archive_hash)
+        if not path.is_file():
+            raise ServiceManagementError(
+                f"the archive of {service_name!r} ({record.current.archive_hash[:12]}) is missing from {path}",
+                code="archive_missing",
+            )
+        return path
+
+    async def get_orchestrator_status(self) -> dict[str, Any]:
+        """The orchestrator's own state and counters."""
+        records = self.store.records
+        return {
+            "orchestrator_status": "running",
+            "services_directory": str(self.store.services_dir),
+            "home": str(self.home),
+            "started_at": self._started_at_iso,
+            "uptime_seconds": round(time.monotonic() - self._started_at, 3),
+            "statistics": {
+                "total_installed": len(records),
+                "total_running": sum(1 for name in records if self.is_running(name)),
+                **self._stats,
+            },
+        }
+
+
+def _describe_source(source: ArchiveSource) -> str:
+    if isinstance(source, bytes | bytearray | memoryview):
+        return f"archive data ({len(source)} bytes)"
+    return f"archive file {os.fspath(source)}"
+
+
+def _open_source(source: ArchiveSource) -> AbstractContextManager[BinaryIO]:
+    if isinstance(source, bytes | bytearray | memoryview):
+        return io.BytesIO(bytes(source))
+    try:
+        return open(os.fspath(source), "rb")
+    except OSError as exc:
+        raise ServiceInstallationError(
+            f"cannot read archive {os.fspath(source)}: {exc}", code="unreadable_archive"
+        ) from exc
+
+
+def _read_default_config(directory: Path) -> dict[str, Any]:
+    """``config/default.json`` of an installed version (validated when it was installed)."""
+    try:
+        data = json.loads((directory / "config" / "default.json").read_bytes())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ServiceManagementError(
+            f"cannot read {directory / 'config' / 'default.json'}: {exc}", code="bad_service_config"
+        ) from exc
+    return data if isinstance(data, dict) else {}

@@ -1,0 +1,172 @@
+"""The RPC table: method paths, their parameters and who may call them.
+
+``"orchestrator/<method>"`` paths reach the :class:`~p2p_orchestrator.Orchestrator`
+API; ``"<service>/<method>"`` paths reach a running service's exposed methods.
+The same table serves local calls (``orch.rpc.call``), the node's control socket
+and remote peers: only the caller's permissions differ.  Parameters are checked
+here, before anything runs, so every entry point refuses bad input the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from p2p_orchestrator.errors import PermissionDenied, ServiceCallError
+
+if TYPE_CHECKING:
+    from p2p_orchestrator.orchestrator import Orchestrator
+
+__all__ = ["Caller", "LOCAL_CALLER", "METHODS", "MethodSpec", "Permission", "Rpc"]
+
+_PATH_RE = re.compile(r"^([a-z][a-z0-9_]{0,63})/([A-Za-z_][A-Za-z0-9_]{0,127})$")
+
+
+class Permission(StrEnum):
+    """What a method needs from its caller."""
+
+    READ = "read"
+    """Inspect: list, info, status, export, events."""
+    DEPLOY = "deploy"
+    """Change what runs: install, uninstall, start, stop, restart, rollback, distribute."""
+    ADMIN = "admin"
+    """Node administration: trust, configuration."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling, as established by the transport (never by the message)."""
+
+    peer_id: str | None
+    """``None`` for a call from this node itself (API, control socket, own services)."""
+    permissions: frozenset[Permission]
+    public_only: bool
+    """Whether only ``public=True`` service methods may be called."""
+
+    @property
+    def is_local(self) -> bool:
+        return self.peer_id is None
+
+
+LOCAL_CALLER = Caller(peer_id=None, permissions=frozenset(Permission), public_only=False)
+
+
+@dataclass(frozen=True)
+class Param:
+    types: tuple[type, ...]
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One orchestrator method as the RPC table exposes it."""
+
+    name: str
+    permission: Permission
+    params: Mapping[str, Param]
+
+
+_NAME = {"service_name": Param((str,))}
+
+METHODS: dict[str, MethodSpec] = {
+    spec.name: spec
+    for spec in (
+        MethodSpec(
+            "install_service",
+            Permission.DEPLOY,
+            {"archive_data": Param((bytes,)), "force_reinstall": Param((bool,), required=False)},
+        ),
+        MethodSpec(
+            "uninstall_service", Permission.DEPLOY, {**_NAME, "force": Param((bool,), required=False)}
+        ),
+        MethodSpec("start_service", Permission.DEPLOY, _NAME),
+        MethodSpec("stop_service", Permission.DEPLOY, {**_NAME, "force": Param((bool,), required=False)}),
+        MethodSpec("restart_service", Permission.DEPLOY, _NAME),
+        MethodSpec("rollback_service", Permission.DEPLOY, _NAME),
+        MethodSpec("list_services", Permission.READ, {}),
+        MethodSpec("get_service_info", Permission.READ, _NAME),
+        MethodSpec("export_service", Permission.READ, _NAME),
+        MethodSpec("get_orchestrator_status", Permission.READ, {}),
+    )
+}
+
+
+def check_params(path: str, spec: Mapping[str, Param], params: Mapping[str, Any]) -> dict[str, Any]:
+    """Refuse unknown, missing and ill-typed parameters with a message naming them."""
+    if not isinstance(params, Mapping):
+        raise ServiceCallError(
+            f"{path}: params must be a map, not {type(params).__name__}", code="bad_params"
+        )
+    unknown = sorted(set(params) - set(spec))
+    if unknown:
+        raise ServiceCallError(
+            f"{path}: unknown parameter(s) {', '.join(map(str, unknown))}; "
+            f"accepted: {', '.join(spec) or 'none'}",
+            code="bad_params",
+        )
+    for name, param in spec.items():
+        if name not in params:
+            if param.required:
+                raise ServiceCallError(f"{path}: missing parameter {name!r}", code="bad_params")
+            continue
+        value = params[name]
+        # bool is an int subclass; a declared bool must be a real bool and vice versa
+        if not isinstance(value, param.types) or (isinstance(value, bool) and bool not in param.types):
+            wanted = " or ".join(t.__name__ for t in param.types)
+            raise ServiceCallError(
+                f"{path}: parameter {name!r} must be {wanted}, not {type(value).__name__}", code="bad_params"
+            )
+    return dict(params)
+
+
+ServiceCallHandler = Callable[[str, str, dict[str, Any], Caller], Awaitable[Any]]
+
+
+class Rpc:
+    """Routes ``"<target>/<method>"`` calls to the orchestrator or a service.
+
+    ``await orch.rpc.call("orchestrator/list_services", {})`` is the local entry
+    point of the spec; transports call :meth:`call` with the caller they
+    authenticated.
+    """
+
+    def __init__(self, orchestrator: Orchestrator) -> None:
+        self._orchestrator = orchestrator
+        self.service_call_handler: ServiceCallHandler | None = None
+        """Set by the runtime: how ``"<service>/<method>"`` calls reach a service."""
+
+    async def call(
+        self, method: str, params: Mapping[str, Any] | None = None, *, caller: Caller = LOCAL_CALLER
+    ) -> Any:
+        """Call ``method`` with ``params`` as ``caller``; returns the method's result."""
+        if not isinstance(method, str) or not (match := _PATH_RE.match(method)):
+            raise ServiceCallError(
+                f"bad method path {method!r}: expected '<service>/<method>' or 'orchestrator/<method>'",
+                code="bad_method",
+            )
+        target, name = match.groups()
+        params = {} if params is None else params
+        if target == "orchestrator":
+            spec = METHODS.get(name)
+            if spec is None:
+                raise ServiceCallError(
+                    f"unknown orchestrator method {name!r}; known: {', '.join(sorted(METHODS))}",
+                    code="unknown_method",
+                )
+            if spec.permission not in caller.permissions:
+                raise PermissionDenied(
+                    f"peer {caller.peer_id} may not call {method} (needs the {spec.permission.value} permission)"
+                )
+            kwargs = check_params(method, spec.params, params)
+            handler: Callable[..., Awaitable[Any]] = getattr(self._orchestrator, name)
+            return await handler(**kwargs)
+        if not isinstance(params, Mapping):
+            raise ServiceCallError(f"{method}: params must be a map", code="bad_params")
+        if self.service_call_handler is None:
+            raise ServiceCallError(
+                f"cannot call {method}: service {target!r} is not running", code="service_not_running"
+            )
+        return await self.service_call_handler(target, name, dict(params), caller)

@@ -1,0 +1,162 @@
+"""The sqlite database behind the store: schema and the few statements it needs.
+
+Writes happen in explicit ``BEGIN IMMEDIATE`` transactions with
+``synchronous=FULL`` so a committed switch survives a crash of the process or the
+machine.  The store keeps everything it reads in memory; the database is read
+in full only when the store opens.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from p2p_orchestrator.store.records import ServiceRecord, VersionRecord
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS services (
+    name TEXT PRIMARY KEY,
+    current_version INTEGER NOT NULL,
+    desired_state TEXT NOT NULL DEFAULT 'stopped'
+);
+CREATE TABLE IF NOT EXISTS versions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    service TEXT NOT NULL,
+    version TEXT NOT NULL,
+    archive_hash TEXT NOT NULL,
+    archive_size INTEGER NOT NULL,
+    manifest TEXT NOT NULL,
+    files_count INTEGER NOT NULL,
+    directory TEXT NOT NULL,
+    installed_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS versions_by_service ON versions (service);
+"""
+
+
+class Database:
+    """A thin owner of one sqlite connection; used from one thread only."""
+
+    def __init__(self, path: Path) -> None:
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.executescript(_SCHEMA)
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            self._conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+        elif int(row[0]) != SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{path}: schema version {row[0]} is not supported (expected {SCHEMA_VERSION})"
+            )
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Cursor]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any exception."""
+        cur = self._conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            yield cur
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        cur.execute("COMMIT")
+
+    def load(self) -> dict[str, ServiceRecord]:
+        """Every service with all of its kept versions."""
+        versions: dict[str, list[VersionRecord]] = {}
+        for row in self._conn.execute(
+            "SELECT id, service, version, archive_hash, archive_size, manifest, files_count, directory,"
+            " installed_at FROM versions ORDER BY id"
+        ):
+            record = VersionRecord(
+                id=row[0],
+                service=row[1],
+                version=row[2],
+                archive_hash=row[3],
+                archive_size=row[4],
+                manifest=json.loads(row[5]),
+                files_count=row[6],
+                directory=row[7],
+                installed_at=row[8],
+            )
+            versions.setdefault(record.service, []).append(record)
+        services: dict[str, ServiceRecord] = {}
+        for name, current_id, desired in self._conn.execute(
+            "SELECT name, current_version, desired_state FROM services"
+        ):
+            kept = tuple(versions.get(name, ()))
+            current = next((v for v in kept if v.id == current_id), None)
+            if current is None:
+                raise RuntimeError(
+                    f"store database is inconsistent: {name} points at missing version {current_id}"
+                )
+            services[name] = ServiceRecord(name=name, current=current, versions=kept, desired_state=desired)
+        return services
+
+    def orphan_version_ids(self) -> list[int]:
+        """Versions whose service row is gone (left by nothing we do, but cheap to check)."""
+        return [
+            row[0]
+            for row in self._conn.execute(
+                "SELECT id FROM versions WHERE service NOT IN (SELECT name FROM services)"
+            )
+        ]
+
+
+def insert_version(cur: sqlite3.Cursor, record: VersionRecord) -> int:
+    """Insert a version row (its ``id`` is ignored) and return the new id."""
+    cur.execute(
+        "INSERT INTO versions (service, version, archive_hash, archive_size, manifest, files_count,"
+        " directory, installed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            record.service,
+            record.version,
+            record.archive_hash,
+            record.archive_size,
+            json.dumps(record.manifest, sort_keys=True),
+            record.files_count,
+            record.directory,
+            record.installed_at,
+        ),
+    )
+    new_id = cur.lastrowid
+    assert new_id is not None
+    return new_id
+
+
+def set_current(cur: sqlite3.Cursor, name: str, version_id: int, *, desired_state: str | None = None) -> None:
+    """Point ``name`` at ``version_id``, creating the service row if needed."""
+    cur.execute(
+        "INSERT INTO services (name, current_version, desired_state) VALUES (?, ?, ?)"
+        " ON CONFLICT(name) DO UPDATE SET current_version = excluded.current_version,"
+        " desired_state = COALESCE(?, services.desired_state)",
+        (name, version_id, desired_state or "stopped", desired_state),
+    )
+
+
+def delete_versions(cur: sqlite3.Cursor, ids: list[int]) -> None:
+    cur.executemany("DELETE FROM versions WHERE id = ?", [(i,) for i in ids])
+
+
+def delete_service(cur: sqlite3.Cursor, name: str) -> None:
+    cur.execute("DELETE FROM versions WHERE service = ?", (name,))
+    cur.execute("DELETE FROM services WHERE name = ?", (name,))
+
+
+def set_desired_state(cur: sqlite3.Cursor, name: str, state: str) -> None:
+    cur.execute("UPDATE services SET desired_state = ? WHERE name = ?", (state, name))

@@ -1,0 +1,366 @@
+"""``ServiceStore``: install, switch, roll back and remove service versions atomically.
+
+The store's methods are blocking.  The orchestrator runs :meth:`ServiceStore.stage`
+(unpacking, hashing, fsync) in a worker thread and every other method, which only
+renames directories and writes one sqlite transaction, on its event loop thread.
+Callers serialise operations on the same service; the store itself is not
+thread-safe beyond ``stage`` running concurrently with anything.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import secrets
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from p2p_orchestrator._clock import utc_now_iso
+from p2p_orchestrator.archive import ArchiveLimits, UnpackedArchive, Version, unpack_archive
+from p2p_orchestrator.config import StoreSettings
+from p2p_orchestrator.crashpoints import crashpoint
+from p2p_orchestrator.errors import ServiceInstallationError, ServiceManagementError
+from p2p_orchestrator.store import _db
+from p2p_orchestrator.store._fs import fsync_dir, fsync_tree, point_symlink, remove_tree
+from p2p_orchestrator.store.records import ServiceRecord, VersionRecord
+
+__all__ = ["ServiceStore", "StagedArchive"]
+
+log = logging.getLogger("p2p_orchestrator.store")
+
+
+@dataclass(frozen=True)
+class StagedArchive:
+    """A validated archive unpacked into a private staging directory, not yet installed."""
+
+    unpacked: UnpackedArchive
+    staging_dir: Path
+    archive_file: Path
+
+    @property
+    def service_name(self) -> str:
+        return self.unpacked.service_name
+
+    @property
+    def archive_hash(self) -> str:
+        return self.unpacked.archive_hash
+
+
+def _lock_home(home: Path) -> int:
+    """Take the home directory's exclusive lock, so two processes never share one store."""
+    fd = os.open(home / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ServiceManagementError(
+            f"{home} is in use by another process (a running node?); talk to that node, "
+            "or use another home directory",
+            code="home_locked",
+        ) from None
+    return fd
+
+
+class ServiceStore:
+    """The versioned store under one node home directory (see the package docstring)."""
+
+    def __init__(self, home: Path, *, limits: ArchiveLimits, settings: StoreSettings) -> None:
+        self.home = home
+        self.limits = limits
+        self.settings = settings
+        self.services_dir = home / "services"
+        self.archives_dir = home / "archives"
+        self.staging_root = home / "staging"
+        self.trash_dir = home / "trash"
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._lock_fd = _lock_home(home)
+        try:
+            for directory in (self.services_dir, self.archives_dir, self.staging_root, self.trash_dir):
+                directory.mkdir(mode=0o700, exist_ok=True)
+            self._db = _db.Database(home / "state.db")
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+        self._records: dict[str, ServiceRecord] = self._db.load()
+        self._recover()
+
+    def close(self) -> None:
+        """Close the database and release the home directory's lock."""
+        self._db.close()
+        os.close(self._lock_fd)
+
+    # -- reads (memory only) -------------------------------------------------
+
+    @property
+    def records(self) -> Mapping[str, ServiceRecord]:
+        """Every installed service, by name."""
+        return self._records
+
+    def get(self, name: str) -> ServiceRecord:
+        """The record of ``name``; :class:`ServiceManagementError` if it is not installed."""
+        record = self._records.get(name)
+        if record is None:
+            raise ServiceManagementError(f"service {name!r} is not installed", code="not_installed")
+        return record
+
+    def version_dir(self, version: VersionRecord) -> Path:
+        """Where the files of ``version`` live."""
+        return self.services_dir / version.directory
+
+    def archive_path(self, archive_hash: str) -> Path:
+        """The cached archive with this sha256."""
+        return self.archives_dir / f"{archive_hash}.tar.gz"
+
+    # -- install -------------------------------------------------------------
+
+    def stage(self, source: BinaryIO) -> StagedArchive:
+        """Validate and unpack ``source`` into a fresh staging directory (blocking).
+
+        Touches nothing outside its own staging directory, so it may run in a
+        worker thread while the service keeps running its current version.
+        """
+        staging_dir = Path(tempfile.mkdtemp(prefix="install-", dir=self.staging_root))
+        try:
+            tree = staging_dir / "tree"
+            tree.mkdir(mode=0o755)
+            archive_file = staging_dir / "archive.tar.gz"
+            with open(archive_file, "xb") as copy:
+                unpacked = unpack_archive(source, tree, limits=self.limits, copy_to=copy)
+                if self.settings.fsync:
+                    copy.flush()
+                    os.fsync(copy.fileno())
+            if self.settings.fsync:
+                fsync_tree(tree)
+            crashpoint("store.stage.done")
+        except BaseException:
+            remove_tree(staging_dir)
+            raise
+        return StagedArchive(unpacked=unpacked, staging_dir=staging_dir, archive_file=archive_file)
+
+    def discard(self, staged: StagedArchive) -> None:
+        """Forget a staged archive that will not be installed."""
+        remove_tree(staged.staging_dir)
+
+    def check_policy(self, staged: StagedArchive, *, force: bool) -> None:
+        """Refuse a reinstall, downgrade or same-version change unless ``force``.
+
+        An upgrade (a strictly newer semantic version) needs no force.  Installing
+        an older version is treated as a downgrade attack unless the operator forces it.
+        """
+        current = self._records.get(staged.service_name)
+        if current is None or force:
+            return
+        name = staged.service_name
+        new = staged.unpacked.manifest.version
+        old = Version.parse(current.current.version)
+        if new > old:
+            return
+        if new == old and staged.archive_hash == current.current.archive_hash:
+            raise ServiceInstallationError(
+                f"service {name!r} {old} is already installed with this archive; "
+                "pass force_reinstall=True to reinstall it",
+                code="already_installed",
+            )
+        if new == old:
+            raise ServiceInstallationError(
+                f"service {name!r} {old} is installed from a different archive "
+                f"({current.current.archive_hash[:12]}); a changed service needs a new version, "
+                "or force_reinstall=True to replace it",
+                code="version_conflict",
+            )
+        raise ServiceInstallationError(
+            f"refusing to downgrade {name!r} from {old} to {new}; pass force_reinstall=True to allow it",
+            code="downgrade_refused",
+        )
+
+    def install(self, staged: StagedArchive, *, force: bool) -> ServiceRecord:
+        """Switch the service to the staged version atomically and keep the old one.
+
+        The staging directory is consumed whatever happens.  On any failure before
+        the switch, the service stays at its current version and nothing of the
+        new one remains.
+        """
+        try:
+            self.check_policy(staged, force=force)
+            record = self._switch_to_staged(staged)
+        finally:
+            remove_tree(staged.staging_dir)
+        self._prune(record.name)
+        return self._records[record.name]
+
+    def _switch_to_staged(self, staged: StagedArchive) -> ServiceRecord:
+        name = staged.service_name
+        unpacked = staged.unpacked
+        versions_dir = self.services_dir / name / "versions"
+        versions_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        relative = (
+            f"{name}/versions/{unpacked.manifest.version}-{unpacked.archive_hash[:12]}-{secrets.token_hex(3)}"
+        )
+        target = self.services_dir / relative
+        cached = self.archive_path(unpacked.archive_hash)
+        crashpoint("store.install.before_move")
+        os.rename(staged.staging_dir / "tree", target)
+        try:
+            if not cached.exists():
+                os.rename(staged.archive_file, cached)
+            if self.settings.fsync:
+                fsync_dir(versions_dir)
+                fsync_dir(self.archives_dir)
+            crashpoint("store.install.after_move")
+            previous = self._records.get(name)
+            draft = VersionRecord(
+                id=0,
+                service=name,
+                version=str(unpacked.manifest.version),
+                archive_hash=unpacked.archive_hash,
+                archive_size=unpacked.archive_size,
+                manifest=unpacked.manifest.to_dict(),
+                files_count=unpacked.files_count,
+                directory=relative,
+                installed_at=utc_now_iso(),
+            )
+            with self._db.transaction() as cur:
+                version_id = _db.insert_version(cur, draft)
+                _db.set_current(cur, name, version_id)
+                crashpoint("store.install.before_commit")
+        except BaseException:
+            remove_tree(target)
+            if not self._archive_in_use(unpacked.archive_hash):
+                remove_tree(cached)
+            raise
+        installed = VersionRecord(**{**draft.__dict__, "id": version_id})
+        kept = (*previous.versions, installed) if previous else (installed,)
+        desired = previous.desired_state if previous else "stopped"
+        record = ServiceRecord(name=name, current=installed, versions=kept, desired_state=desired)
+        self._records[name] = record
+        crashpoint("store.install.after_commit")
+        point_symlink(self.services_dir / name / "current", f"versions/{Path(relative).name}")
+        return record
+
+    def _archive_in_use(self, archive_hash: str) -> bool:
+        return any(v.archive_hash == archive_hash for r in self._records.values() for v in r.versions)
+
+    def _prune(self, name: str) -> None:
+        """Forget versions beyond ``keep_versions`` (oldest first, never the current one)."""
+        record = self._records[name]
+        excess = len(record.versions) - self.settings.keep_versions
+        if excess <= 0:
+            return
+        doomed = [v for v in record.versions if v.id != record.current.id][:excess]
+        with self._db.transaction() as cur:
+            _db.delete_versions(cur, [v.id for v in doomed])
+        kept = tuple(v for v in record.versions if v not in doomed)
+        self._records[name] = ServiceRecord(name, record.current, kept, record.desired_state)
+        for version in doomed:
+            remove_tree(self.version_dir(version))
+            if not self._archive_in_use(version.archive_hash):
+                remove_tree(self.archive_path(version.archive_hash))
+
+    # -- other changes ---------------------------------------------------------
+
+    def rollback(self, name: str) -> ServiceRecord:
+        """Make the previously installed version current again."""
+        record = self.get(name)
+        previous = record.previous()
+        if previous is None:
+            raise ServiceManagementError(
+                f"service {name!r} has no earlier version to roll back to (only {record.current.version} is kept)",
+                code="no_previous_version",
+            )
+        if not self.version_dir(previous).is_dir():
+            raise ServiceManagementError(
+                f"the files of {name!r} {previous.version} are missing from {self.version_dir(previous)}",
+                code="version_missing",
+            )
+        with self._db.transaction() as cur:
+            _db.set_current(cur, name, previous.id)
+            crashpoint("store.rollback.before_commit")
+        updated = ServiceRecord(name, previous, record.versions, record.desired_state)
+        self._records[name] = updated
+        point_symlink(self.services_dir / name / "current", f"versions/{Path(previous.directory).name}")
+        return updated
+
+    def uninstall(self, name: str) -> ServiceRecord:
+        """Forget ``name`` and delete its versions and cached archives."""
+        record = self.get(name)
+        with self._db.transaction() as cur:
+            _db.delete_service(cur, name)
+            crashpoint("store.uninstall.before_commit")
+        del self._records[name]
+        crashpoint("store.uninstall.after_commit")
+        service_dir = self.services_dir / name
+        if service_dir.exists():
+            doomed = self.trash_dir / f"{name}-{secrets.token_hex(4)}"
+            os.rename(service_dir, doomed)
+            remove_tree(doomed)
+        for version in record.versions:
+            if not self._archive_in_use(version.archive_hash):
+                remove_tree(self.archive_path(version.archive_hash))
+        return record
+
+    def set_desired_state(self, name: str, state: str) -> None:
+        """Record whether ``name`` should be running after a node restart."""
+        if state not in ("running", "stopped"):
+            raise ValueError(f"desired state must be 'running' or 'stopped', not {state!r}")
+        record = self.get(name)
+        if record.desired_state == state:
+            return
+        with self._db.transaction() as cur:
+            _db.set_desired_state(cur, name, state)
+        self._records[name] = ServiceRecord(name, record.current, record.versions, state)
+
+    # -- recovery ---------------------------------------------------------------
+
+    def _recover(self) -> None:
+        """Remove what an interrupted operation left behind and repair derived state.
+
+        The database is the truth: version directories and archives it does not
+        reference are debris of an install that never committed (or of an
+        uninstall or prune that committed but did not finish deleting).
+        """
+        removed = 0
+        for debris in [*self.staging_root.iterdir(), *self.trash_dir.iterdir()]:
+            remove_tree(debris)
+            removed += 1
+        referenced = {v.directory for r in self._records.values() for v in r.versions}
+        for service_dir in self.services_dir.iterdir():
+            name = service_dir.name
+            if name not in self._records:
+                remove_tree(service_dir)
+                removed += 1
+                continue
+            versions_dir = service_dir / "versions"
+            if versions_dir.is_dir():
+                for version_dir in versions_dir.iterdir():
+                    if f"{name}/versions/{version_dir.name}" not in referenced:
+                        remove_tree(version_dir)
+                        removed += 1
+            current = self._records[name].current
+            point_symlink(service_dir / "current", f"versions/{Path(current.directory).name}")
+        hashes = {v.archive_hash for r in self._records.values() for v in r.versions}
+        for archive in self.archives_dir.iterdir():
+            if archive.name.removesuffix(".tar.gz") not in hashes:
+                remove_tree(archive)
+                removed += 1
+        orphans = self._db.orphan_version_ids()
+        if orphans:
+            with self._db.transaction() as cur:
+                _db.delete_versions(cur, orphans)
+        if removed:
+            log.info(
+                "Recovered store at %s: removed %d leftover item(s) of interrupted operations",
+                self.home,
+                removed,
+            )
+        for record in self._records.values():
+            if not self.version_dir(record.current).is_dir():
+                log.error(
+                    "Service %s: files of the current version %s are missing from %s",
+                    record.name,
+                    record.current.version,
+                    self.version_dir(record.current),
+                )
