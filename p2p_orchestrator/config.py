@@ -8,6 +8,7 @@ file must not silently fall back to a default.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -19,8 +20,11 @@ from p2p_orchestrator.errors import OrchestratorError
 from p2p_orchestrator.runtime.policy import RestartPolicy
 
 __all__ = [
+    "ACCESS_ROLES",
     "CONFIG_FILE_NAME",
+    "AccessSettings",
     "ConfigError",
+    "NodeSettings",
     "OrchestratorConfig",
     "RuntimeSettings",
     "ServiceSettings",
@@ -80,6 +84,61 @@ class ServiceSettings:
     """Overrides ``[runtime] memory_limit_mb`` for this service."""
 
 
+# -- [node] and [access]: the network layer (p2p_orchestrator.node) -------------------------
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """How the node sits on the network (``[node]``); read by :mod:`p2p_orchestrator.node`.
+
+    Timeouts are seconds.  The stream limits bound what one peer, and all peers
+    together, can make this node hold open; see ``docs/protocol.md``.
+    """
+
+    listen: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/0",)
+    """Multiaddrs to listen on (TCP); port 0 picks a free port."""
+    bootstrap: tuple[str, ...] = ()
+    """Multiaddrs with ``/p2p/<peer id>`` dialled at start and kept connected."""
+    mdns: bool = False
+    """Announce and discover peers on the local network with mDNS."""
+    call_timeout: float = 30.0
+    """Default deadline of one remote call (``node.proxy(peer).call_method``)."""
+    dial_timeout: float = 10.0
+    """Deadline of one attempt to connect to a peer."""
+    read_timeout: float = 10.0
+    """A stream's first frame, and the rest of any frame once begun, must arrive within this."""
+    idle_timeout: float = 60.0
+    """A stream with no request in flight is closed after this long without a frame."""
+    write_timeout: float = 10.0
+    """A peer that does not take a frame we write within this has its stream reset."""
+    max_streams_per_peer: int = 16
+    """RPC streams one peer may hold open at once; more are answered ``busy`` and closed."""
+    max_streams_total: int = 256
+    """RPC streams all peers together may hold open at once."""
+    max_in_flight_per_stream: int = 64
+    """Requests one stream may have outstanding; more are answered ``busy``."""
+    reconnect_attempts: int = 6
+    """Dials after a connection to a bootstrap or pinned peer drops (then it is left alone)."""
+    reconnect_delay: float = 0.5
+    """First delay between reconnect attempts; doubled after each failure."""
+    reconnect_max_delay: float = 30.0
+    """Cap on the delay between reconnect attempts."""
+
+
+ACCESS_ROLES = ("admin", "deployer", "reader")
+"""The roles ``[access.roles]`` may give a peer (see :mod:`p2p_orchestrator.node.access`)."""
+
+
+@dataclass(frozen=True)
+class AccessSettings:
+    """Who may call what on this node from the network (``[access]``)."""
+
+    roles: Mapping[str, str] = field(default_factory=dict)
+    """``{peer id: "admin" | "deployer" | "reader"}``."""
+    unknown_peers: str = "public"
+    """``"public"``: peers without a role may call public service methods; ``"none"``: nothing."""
+
+
 @dataclass(frozen=True)
 class OrchestratorConfig:
     """Everything a node reads from its configuration file."""
@@ -88,6 +147,8 @@ class OrchestratorConfig:
     store: StoreSettings = field(default_factory=StoreSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
+    node: NodeSettings = field(default_factory=NodeSettings)
+    access: AccessSettings = field(default_factory=AccessSettings)
 
     def service(self, name: str) -> ServiceSettings:
         """The operator's settings for ``name`` (defaults when none are given)."""
@@ -118,9 +179,13 @@ def load_config(home: Path) -> OrchestratorConfig:
 
 def config_from_dict(data: Mapping[str, Any], *, source: str = "configuration") -> OrchestratorConfig:
     """Build an :class:`OrchestratorConfig` from parsed TOML, checking every key."""
-    known = {"archive", "store", "runtime", "services"}
+    known = {"archive", "store", "runtime", "services", "node", "access"}
     _refuse_unknown(data, known, source)
     config = OrchestratorConfig()
+    if "node" in data:
+        config = replace(config, node=_node_section(data["node"], f"{source} [node]"))
+    if "access" in data:
+        config = replace(config, access=_access_section(data["access"], f"{source} [access]"))
     if "archive" in data:
         config = replace(config, archive=_section(ArchiveLimits, data["archive"], f"{source} [archive]"))
     if "store" in data:
@@ -184,3 +249,55 @@ def _section(cls: type[_T], raw: Any, where: str) -> _T:
             raise ConfigError(f"{where}: {key} must be positive, got {value}")
         values[key] = value
     return replace(defaults, **values)  # type: ignore[type-var]
+
+
+# -- [node] and [access] parsing ------------------------------------------------------------
+
+_PEER_ID_RE = re.compile(r"[1-9A-HJ-NP-Za-km-z]{32,128}")  # base58btc, as libp2p prints peer IDs
+
+
+def _multiaddr_list(value: Any, where: str, *, need_peer: bool) -> tuple[str, ...]:
+    """A list of multiaddr strings (checked lightly here; the node parses them fully)."""
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(f"{where} must be a list of multiaddr strings")
+    for item in value:
+        if not item.startswith("/") or (need_peer and "/p2p/" not in item):
+            wanted = (
+                "a multiaddr ending in /p2p/<peer id>"
+                if need_peer
+                else "a multiaddr such as /ip4/127.0.0.1/tcp/0"
+            )
+            raise ConfigError(f"{where}: {item!r} is not {wanted}")
+    return tuple(value)
+
+
+def _node_section(raw: Any, where: str) -> NodeSettings:
+    table = dict(_table(raw, where))
+    settings = NodeSettings()
+    if "listen" in table:
+        listen = _multiaddr_list(table.pop("listen"), f"{where} listen", need_peer=False)
+        if not listen:
+            raise ConfigError(f"{where} listen must name at least one multiaddr")
+        settings = replace(settings, listen=listen)
+    if "bootstrap" in table:
+        bootstrap = _multiaddr_list(table.pop("bootstrap"), f"{where} bootstrap", need_peer=True)
+        settings = replace(settings, bootstrap=bootstrap)
+    scalars = _section(NodeSettings, table, where)
+    return replace(scalars, listen=settings.listen, bootstrap=settings.bootstrap)
+
+
+def _access_section(raw: Any, where: str) -> AccessSettings:
+    table = _table(raw, where)
+    _refuse_unknown(table, {"roles", "unknown_peers"}, where)
+    unknown_peers = table.get("unknown_peers", "public")
+    if unknown_peers not in ("public", "none"):
+        raise ConfigError(f'{where}: unknown_peers must be "public" or "none", got {unknown_peers!r}')
+    roles = _table(table.get("roles", {}), f"{where}.roles")
+    for peer, role in roles.items():
+        if not _PEER_ID_RE.fullmatch(peer):
+            raise ConfigError(f"{where}.roles: {peer!r} is not a peer ID")
+        if role not in ACCESS_ROLES:
+            raise ConfigError(
+                f"{where}.roles: role of {peer} must be one of {', '.join(ACCESS_ROLES)}, got {role!r}"
+            )
+    return AccessSettings(roles=dict(roles), unknown_peers=unknown_peers)

@@ -7,11 +7,18 @@ archive rules, the versioned store, the event bus) and runs blocking work
 responsive.  It knows nothing of the network: the node layer serves the same
 methods to peers through :attr:`Orchestrator.rpc`.
 
-Use it as a trio async context manager::
+Services run in child processes supervised by :mod:`p2p_orchestrator.runtime`;
+the orchestrator owns the nursery their supervising tasks live in, so it must
+be used as a trio async context manager::
 
     async with Orchestrator(home="/var/lib/p2p-orchestrator") as orch:
         result = await orch.install_service(archive_bytes)
-        services = await orch.rpc.call("orchestrator/list_services", {})
+        await orch.start_service("hello")
+        answer = await orch.rpc.call("hello/greet", {"name": "Ada"})
+
+Opening it kills processes a killed predecessor left behind and starts the
+services whose desired state is ``running``; closing it stops every service
+(politely, then by force) without changing their desired state.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from contextlib import AbstractContextManager, asynccontextmanager
+from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
@@ -31,11 +38,14 @@ from typing import Any, BinaryIO
 import trio
 
 from p2p_orchestrator._clock import utc_now_iso
+from p2p_orchestrator._running import RunningApi
 from p2p_orchestrator.config import OrchestratorConfig, default_home, load_config
 from p2p_orchestrator.errors import OrchestratorError, ServiceInstallationError, ServiceManagementError
 from p2p_orchestrator.events import EventBus
 from p2p_orchestrator.framework import merge_configuration
 from p2p_orchestrator.rpc import Rpc
+from p2p_orchestrator.runtime.policy import RestartPolicy
+from p2p_orchestrator.runtime.supervisor import Supervisor, open_supervisor
 from p2p_orchestrator.store import ServiceRecord, ServiceStore
 
 __all__ = ["ArchiveSource", "Orchestrator"]
@@ -46,7 +56,7 @@ ArchiveSource = bytes | bytearray | memoryview | str | os.PathLike[str]
 """Archive bytes, or the path of an archive file (read in a stream, never whole)."""
 
 
-class Orchestrator:
+class Orchestrator(RunningApi):
     """The local life-cycle manager; see the module docstring."""
 
     def __init__(
@@ -61,6 +71,8 @@ class Orchestrator:
         self._started_at = 0.0
         self._started_at_iso = ""
         self._stats = {"installs": 0, "failed_installs": 0, "uninstalls": 0, "rollbacks": 0}
+        self._stack: AsyncExitStack | None = None
+        self._supervisor: Supervisor | None = None
 
     # -- life of the orchestrator itself ------------------------------------------
 
@@ -77,16 +89,37 @@ class Orchestrator:
             raise RuntimeError("the orchestrator is not open: use 'async with Orchestrator(...)'")
         return self._store
 
+    @property
+    def supervisor(self) -> Supervisor:
+        """The runtime that runs the services (see :mod:`p2p_orchestrator.runtime`)."""
+        if self._supervisor is None:
+            raise RuntimeError("the orchestrator is not open: use 'async with Orchestrator(...)'")
+        return self._supervisor
+
     async def __aenter__(self) -> Orchestrator:
         config = self.config
         self._store = await trio.to_thread.run_sync(
             lambda: ServiceStore(self.home, limits=config.archive, settings=config.store)
         )
-        self._started_at = time.monotonic()
-        self._started_at_iso = utc_now_iso()
-        log.info(
-            "Orchestrator started with %d installed service(s) in %s", len(self.store.records), self.home
-        )
+        async with AsyncExitStack() as stack:
+            stack.callback(self._close_store)
+            self._supervisor = await stack.enter_async_context(
+                open_supervisor(
+                    self.home,
+                    config.runtime,
+                    plan=self._launch_plan,
+                    local_call=self._local_call,
+                    events=self.events,
+                )
+            )
+            self.rpc.service_call_handler = self._supervisor.call
+            self._started_at = time.monotonic()
+            self._started_at_iso = utc_now_iso()
+            log.info(
+                "Orchestrator started with %d installed service(s) in %s", len(self.store.records), self.home
+            )
+            await self._restore_desired_state()
+            self._stack = stack.pop_all()
         return self
 
     async def __aexit__(
@@ -95,6 +128,12 @@ class Orchestrator:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.__aexit__(exc_type, exc, tb)
+
+    def _close_store(self) -> None:
+        self.rpc.service_call_handler = None
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -118,6 +157,11 @@ class Orchestrator:
         :meth:`rollback_service`.  Raises
         :class:`~p2p_orchestrator.ServiceInstallationError` and leaves the node
         exactly as it was when the archive or the install is refused.
+
+        A running service is restarted on the new version; a stopped one is
+        started when its manifest's ``auto_start`` (or the operator's, which wins)
+        says so.  ``auto_started`` says whether it runs the new version now; if
+        that start failed, ``auto_start_error`` says why (the install stands).
         """
         log.info("Installing service from %s", _describe_source(archive_data))
         try:
@@ -126,46 +170,86 @@ class Orchestrator:
             name = staged.service_name
             log.info("Installing service: %s", name)
             async with self._service_lock(name):
+                try:
+                    RestartPolicy.from_layers(
+                        staged.unpacked.manifest.restart, where="manifest.json: restart"
+                    )
+                except ValueError as exc:
+                    self.store.discard(staged)
+                    raise ServiceInstallationError(str(exc), code="bad_restart_policy") from exc
+                was_running = self._is_up(name)
                 record = self.store.install(staged, force=force_reinstall)
+                self._stats["installs"] += 1
+                log.info("Service %s installed successfully", name)
+                self.events.publish(
+                    "service_installed",
+                    name,
+                    record.current.version,
+                    archive_hash=record.current.archive_hash,
+                )
+                auto_started, auto_start_error = await self._auto_start(record, was_running)
         except OrchestratorError as exc:
             self._stats["failed_installs"] += 1
             log.warning("Install refused: %s", exc)
             self.events.publish("service_install_failed", None, None, code=exc.code, message=exc.message)
             raise
-        self._stats["installs"] += 1
-        log.info("Service %s installed successfully", name)
-        self.events.publish(
-            "service_installed", name, record.current.version, archive_hash=record.current.archive_hash
-        )
         return {
             "success": True,
             "service_name": name,
             "installed_at": record.current.installed_at,
             "archive_hash": record.current.archive_hash,
-            "auto_started": False,
+            "auto_started": auto_started,
+            **({"auto_start_error": auto_start_error} if auto_start_error else {}),
         }
 
+    async def _auto_start(self, record: ServiceRecord, was_running: bool) -> tuple[bool, str | None]:
+        """Restart an upgraded running service, or auto-start a new one: (started, error)."""
+        name = record.name
+        operator = self.config.service(name).auto_start
+        wanted = operator if operator is not None else bool(record.current.manifest.get("auto_start", False))
+        if not (was_running or wanted):
+            return False, None
+        try:
+            if was_running:
+                await self._restart_locked(name)
+            else:
+                await self._start_locked(name)
+        except OrchestratorError as exc:
+            log.warning("Service %s was installed but did not start: %s", name, exc)
+            return False, exc.message
+        return True, None
+
     async def uninstall_service(self, service_name: str, force: bool = False) -> dict[str, Any]:
-        """Remove a service, all its kept versions and its cached archives."""
+        """Stop a service if it runs, then remove it, all its kept versions and its cached archives."""
         log.info("Uninstalling service: %s", service_name)
         async with self._service_lock(service_name):
             record = self.store.get(service_name)
+            await self.supervisor.stop(service_name)
             await trio.to_thread.run_sync(self.store.uninstall, service_name)
+            self.supervisor.forget(service_name)
         self._stats["uninstalls"] += 1
         log.info("Service %s uninstalled", service_name)
         self.events.publish("service_uninstalled", service_name, record.current.version)
         return {"success": True, "service_name": service_name, "uninstalled_at": utc_now_iso()}
 
     async def rollback_service(self, service_name: str) -> dict[str, Any]:
-        """Switch a service back to the version installed before the current one."""
+        """Switch a service back to the version installed before the current one.
+
+        A running service is restarted on that version.
+        """
         async with self._service_lock(service_name):
             before = self.store.get(service_name).current
+            was_running = self._is_up(service_name)
             record = self.store.rollback(service_name)
-        self._stats["rollbacks"] += 1
-        log.info("Service %s rolled back from %s to %s", service_name, before.version, record.current.version)
-        self.events.publish(
-            "service_rolled_back", service_name, record.current.version, from_version=before.version
-        )
+            self._stats["rollbacks"] += 1
+            log.info(
+                "Service %s rolled back from %s to %s", service_name, before.version, record.current.version
+            )
+            self.events.publish(
+                "service_rolled_back", service_name, record.current.version, from_version=before.version
+            )
+            if was_running:
+                await self._restart_locked(service_name)
         return {
             "success": True,
             "service_name": service_name,
@@ -174,27 +258,6 @@ class Orchestrator:
             "to_version": record.current.version,
             "archive_hash": record.current.archive_hash,
         }
-
-    # -- running (filled in by the runtime) ------------------------------------------
-
-    async def start_service(self, service_name: str) -> dict[str, Any]:
-        """Start a service's process (see the runtime)."""
-        self.store.get(service_name)
-        raise ServiceManagementError("this node has no service runtime", code="runtime_unavailable")
-
-    async def stop_service(self, service_name: str, force: bool = False) -> dict[str, Any]:
-        """Stop a service's process (see the runtime)."""
-        self.store.get(service_name)
-        raise ServiceManagementError("this node has no service runtime", code="runtime_unavailable")
-
-    async def restart_service(self, service_name: str) -> dict[str, Any]:
-        """Restart a service's process (see the runtime)."""
-        self.store.get(service_name)
-        raise ServiceManagementError("this node has no service runtime", code="runtime_unavailable")
-
-    def is_running(self, service_name: str) -> bool:
-        """Whether the service's process is up and serving."""
-        return False
 
     # -- reads ----------------------------------------------------------------------
 
@@ -211,6 +274,7 @@ class Orchestrator:
             "directory_exists": directory.is_dir(),
             "version": current.version,
             "desired_state": record.desired_state,
+            **self.supervisor.unit(record.name).describe(),
         }
 
     async def list_services(self) -> dict[str, Any]:
@@ -233,6 +297,10 @@ class Orchestrator:
         ]
         info["configuration"] = self.service_configuration(record)
         info["exposed_methods"] = list(record.current.manifest.get("exposed_methods", []))
+        unit = self.supervisor.unit(service_name)
+        info["restart_policy"] = unit.tracker.policy.to_dict()
+        info["methods"] = dict(unit.process.methods) if unit.process is not None else {}
+        info["log_file"] = str(self.supervisor.logs.log(service_name).path)
         return info
 
     def service_configuration(self, record: ServiceRecord) -> dict[str, Any]:

@@ -123,6 +123,8 @@ def check_params(path: str, spec: Mapping[str, Param], params: Mapping[str, Any]
 
 
 ServiceCallHandler = Callable[[str, str, dict[str, Any], Caller], Awaitable[Any]]
+RemoteCallHandler = Callable[[str, str, dict[str, Any]], Awaitable[Any]]
+"""``(peer_id, method, params) -> result``: how a call addressed to another node leaves this one."""
 
 
 class Rpc:
@@ -137,11 +139,25 @@ class Rpc:
         self._orchestrator = orchestrator
         self.service_call_handler: ServiceCallHandler | None = None
         """Set by the runtime: how ``"<service>/<method>"`` calls reach a service."""
+        self.remote_call_handler: RemoteCallHandler | None = None
+        """Set by the node (:mod:`p2p_orchestrator.node`): how calls with ``peer=`` reach another node."""
 
     async def call(
-        self, method: str, params: Mapping[str, Any] | None = None, *, caller: Caller = LOCAL_CALLER
+        self,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        caller: Caller = LOCAL_CALLER,
+        peer: str | None = None,
     ) -> Any:
-        """Call ``method`` with ``params`` as ``caller``; returns the method's result."""
+        """Call ``method`` with ``params`` as ``caller``; returns the method's result.
+
+        With ``peer`` (a peer ID) the call goes to that node instead, through the
+        network layer; only callers on this node may send calls on (a remote
+        peer cannot use this node as a relay).
+        """
+        if peer is not None:
+            return await self._call_peer(peer, method, params, caller)
         if not isinstance(method, str) or not (match := _PATH_RE.match(method)):
             raise ServiceCallError(
                 f"bad method path {method!r}: expected '<service>/<method>' or 'orchestrator/<method>'",
@@ -170,3 +186,14 @@ class Rpc:
                 f"cannot call {method}: service {target!r} is not running", code="service_not_running"
             )
         return await self.service_call_handler(target, name, dict(params), caller)
+
+    async def _call_peer(
+        self, peer: str, method: str, params: Mapping[str, Any] | None, caller: Caller
+    ) -> Any:
+        if not caller.is_local:
+            raise PermissionDenied(f"peer {caller.peer_id} may not relay calls through this node")
+        if self.remote_call_handler is None:
+            raise ServiceCallError(
+                f"cannot call {method} on peer {peer}: this node runs no network layer", code="no_network"
+            )
+        return await self.remote_call_handler(peer, method, dict(params or {}))

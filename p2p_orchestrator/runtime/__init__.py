@@ -1,0 +1,24 @@
+"""The service runtime: each running service in its own supervised child process.
+
+Parent side (the node):
+
+* :mod:`~p2p_orchestrator.runtime.supervisor`: one supervising loop per started
+  service, restarts under a :class:`~p2p_orchestrator.runtime.policy.RestartPolicy`,
+  and the calls into services; what it knows of each service is a
+  :class:`~p2p_orchestrator.runtime.unit.ServiceUnit` with its state machine
+  (:mod:`~p2p_orchestrator.runtime.states`);
+* :mod:`~p2p_orchestrator.runtime.plan`: what to start (version, configuration,
+  timeouts, memory limit) from the store and the operator's settings;
+* :mod:`~p2p_orchestrator.runtime.process`: one child process and the channel to it,
+  start timeout and stop escalation (polite stop, SIGTERM, SIGKILL);
+* :mod:`~p2p_orchestrator.runtime.logs` and :mod:`~p2p_orchestrator.runtime.pidfiles`.
+
+Child side: :mod:`~p2p_orchestrator.runtime.runner` (started as a script with
+``python -I``), which loads the service and serves it with
+:mod:`~p2p_orchestrator.runtime._host`.  Both sides speak
+:mod:`~p2p_orchestrator.runtime.protocol` through a
+:class:`~p2p_orchestrator.runtime._channel.FramedChannel`.
+
+This ``__init__`` imports nothing on purpose: the child imports modules of this
+package and must stay small.
+"""

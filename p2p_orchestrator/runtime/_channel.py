@@ -1,0 +1,318 @@
+"""``FramedChannel``: the trio adapter that drives a sans-IO :class:`RpcConnection` over a stream.
+
+The wire package knows messages and bytes; this module adds the I/O: one reader
+task, request/response matching, concurrent handling of incoming requests,
+deadlines and cancellation.  It works over any :class:`trio.abc.Stream` (the
+socketpair to a service's child process here; a libp2p stream or a Unix socket
+could use the same pattern)::
+
+    channel = FramedChannel(stream, RpcConnection("peer", exchange_hello=True), handler=serve)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(channel.run)
+        await channel.send(Hello("orchestrator"))
+        hello = await channel.wait_hello()
+        result = await channel.call("service/greet", {"name": "Ada"}, time_limit=5)
+
+Rules:
+
+* :meth:`run` is the only reader.  It serves each incoming :class:`Request` in
+  its own task (``handler(request) -> result``; an :class:`OrchestratorError` it
+  raises becomes the :class:`ErrorReply`), and ends when the peer closes the
+  stream; then every pending :meth:`call` fails with ``channel_closed`` and every
+  handler is cancelled.
+* :meth:`call` raises the peer's error rebuilt as its own class
+  (:func:`~p2p_orchestrator.errors.error_from_wire`).  When it times out or is
+  cancelled it sends a :class:`Cancel`, so the peer can stop working.
+* Sends are serialised and shielded: a frame is never cut in half by a
+  cancellation (which would corrupt the stream); a peer that stops reading for
+  ``send_timeout`` seconds breaks the channel instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from p2p_orchestrator.errors import OrchestratorError, ProtocolError, ServiceCallError
+from p2p_orchestrator.wire import (
+    CLOSED,
+    NEED_DATA,
+    Cancel,
+    ConnectionState,
+    ErrorReply,
+    Hello,
+    Message,
+    Request,
+    Response,
+    RpcConnection,
+)
+
+__all__ = ["FramedChannel", "RequestHandler"]
+
+log = logging.getLogger("p2p_orchestrator.runtime")
+
+RequestHandler = Callable[[Request], Awaitable[Any]]
+"""Serves one incoming request: returns the result or raises an :class:`OrchestratorError`."""
+
+_RECEIVE_SIZE = 65536
+
+
+async def _serves_nothing(request: Request) -> Any:
+    raise ServiceCallError(f"{request.method}: this side serves no requests", code="unknown_method")
+
+
+class _Pending:
+    __slots__ = ("done", "error", "result")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.result: Any = None
+        self.error: OrchestratorError | None = None
+
+
+class FramedChannel:
+    """Requests and answers both ways over one byte stream; see the module docstring."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        conn: RpcConnection,
+        *,
+        handler: RequestHandler | None = None,
+        on_notice: Callable[[OrchestratorError], None] | None = None,
+        name: str = "peer",
+        send_timeout: float = 10.0,
+    ) -> None:
+        self.stream = stream
+        self.conn = conn
+        self.name = name
+        self.handler = handler
+        """Serves incoming requests (settable until :meth:`run` starts)."""
+        self.on_notice = on_notice
+        """Called with the error of a connection-level ``ErrorReply(None, ...)`` from the peer."""
+        self._send_timeout = send_timeout
+        self._send_lock = trio.Lock()
+        self._pending: dict[int, _Pending] = {}
+        self._serving: dict[int, trio.CancelScope] = {}
+        self._hello_received = trio.Event()
+        self._closed = trio.Event()
+        self.close_reason: OrchestratorError | None = None
+        """Why the channel ended, when known; pending and later calls fail with it."""
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Read and dispatch until the peer closes the stream; serve requests meanwhile.
+
+        Raises :class:`ProtocolError` if the peer breaks the protocol (after telling
+        it why).  Whatever the outcome, pending calls fail and handlers are cancelled.
+        """
+        try:
+            async with trio.open_nursery() as handlers:
+                try:
+                    await self._read_loop(handlers)
+                finally:
+                    handlers.cancel_scope.cancel()
+        finally:
+            self._finish()
+
+    async def _read_loop(self, handlers: trio.Nursery) -> None:
+        while True:
+            try:
+                event = self.conn.next_event()
+            except ProtocolError as exc:
+                log.warning("%s broke the protocol: %s", self.name, exc)
+                self.close_reason = exc
+                await self._flush_outbox()
+                raise
+            await self._flush_outbox()
+            if event is NEED_DATA:
+                try:
+                    data = await self.stream.receive_some(_RECEIVE_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    data = b""
+                try:
+                    self.conn.receive_data(data)
+                except ProtocolError as exc:
+                    self.close_reason = exc
+                    await self._flush_outbox()
+                    raise
+            elif event is CLOSED:
+                return
+            else:
+                self._dispatch(event, handlers)
+
+    def _dispatch(self, msg: Message, handlers: trio.Nursery) -> None:
+        if isinstance(msg, Hello):
+            self._hello_received.set()
+        elif isinstance(msg, Request):
+            scope = trio.CancelScope()
+            self._serving[msg.id] = scope
+            handlers.start_soon(self._serve, msg, scope)
+        elif isinstance(msg, Cancel):
+            if (serving := self._serving.get(msg.id)) is not None:
+                serving.cancel()
+        elif isinstance(msg, ErrorReply) and msg.id is None:
+            log.info("%s reported: %s", self.name, msg.error)
+            if self.on_notice is not None:
+                self.on_notice(msg.error)
+        elif isinstance(msg, Response | ErrorReply) and msg.id is not None and msg.id in self._pending:
+            pending = self._pending[msg.id]
+            if isinstance(msg, ErrorReply):
+                pending.error = msg.error
+            else:
+                pending.result = msg.result
+            pending.done.set()
+        else:
+            log.warning("%s sent an unexpected %s; ignored", self.name, type(msg).__name__)
+
+    def _finish(self) -> None:
+        reason = self.close_reason or ServiceCallError(
+            f"the channel to {self.name} closed", code="channel_closed"
+        )
+        self.close_reason = reason
+        for pending in self._pending.values():
+            if not pending.done.is_set():
+                pending.error = reason
+                pending.done.set()
+        self._closed.set()
+        self._hello_received.set()  # wake wait_hello(), which then sees the channel closed
+
+    # -- serving -------------------------------------------------------------------------
+
+    async def _serve(self, request: Request, scope: trio.CancelScope) -> None:
+        reply: Response | ErrorReply
+        handler = self.handler or _serves_nothing
+        with scope:
+            try:
+                reply = Response(request.id, await handler(request))
+            except OrchestratorError as exc:
+                reply = ErrorReply(request.id, exc)
+            except Exception as exc:
+                log.exception("Handler of %s failed", request.method)
+                reply = ErrorReply(
+                    request.id, ServiceCallError(f"{type(exc).__name__}: {exc}", code="internal_error")
+                )
+        self._serving.pop(request.id, None)
+        if scope.cancelled_caught:
+            reply = ErrorReply(
+                request.id, ServiceCallError(f"{request.method} was cancelled", code="cancelled")
+            )
+        try:
+            await self.send(reply)
+        except ProtocolError as exc:
+            if self.conn.state is not ConnectionState.OPEN:
+                return  # the peer is gone: nobody is waiting for this answer
+            await self.send(
+                ErrorReply(
+                    request.id,
+                    ServiceCallError(
+                        f"{request.method} returned a result that cannot be sent: {exc.message}",
+                        code="unencodable_result",
+                    ),
+                )
+            )
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the peer is gone: nobody is waiting for this answer
+
+    # -- sending -------------------------------------------------------------------------
+
+    async def send(self, msg: Message) -> None:
+        """Send one message; :class:`ProtocolError` (nothing sent) if it is not allowed now."""
+        async with self._send_lock:
+            data = self.conn.send(msg)
+            await self._write(data)
+
+    async def _flush_outbox(self) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            # if the peer is gone, the reader sees the EOF next
+            async with self._send_lock:
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await self._write(data)
+
+    async def _write(self, data: bytes) -> None:
+        if not data:
+            return
+        with trio.CancelScope(shield=True), trio.move_on_after(self._send_timeout) as timer:
+            await self.stream.send_all(data)
+        if timer.cancelled_caught:
+            await self.stream.aclose()
+            raise trio.BrokenResourceError(f"{self.name} did not read for {self._send_timeout} s")
+
+    async def wait_hello(self) -> Hello:
+        """Wait for the peer's :class:`Hello`; the channel's close reason if it closes first."""
+        await self._hello_received.wait()
+        hello = self.conn.peer_hello
+        if hello is None:
+            assert self.close_reason is not None
+            raise self.close_reason
+        return hello
+
+    async def call(
+        self, method: str, params: dict[str, Any] | None = None, *, time_limit: float | None = None
+    ) -> Any:
+        """Send a request and wait for its answer, at most ``time_limit`` seconds.
+
+        Raises the peer's error, ``ServiceCallError`` with code ``call_timeout``,
+        ``unencodable_params`` or ``channel_closed``.
+        """
+        if self._closed.is_set():
+            assert self.close_reason is not None
+            raise type(self.close_reason)(self.close_reason.message, code=self.close_reason.code)
+        rid = self.conn.next_request_id()
+        pending = self._pending[rid] = _Pending()
+        try:
+            try:
+                await self.send(Request(rid, method, params or {}))
+            except ProtocolError as exc:
+                if self.close_reason is not None:
+                    raise self.close_reason from exc
+                raise ServiceCallError(f"{method}: {exc.message}", code="unencodable_params") from exc
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise ServiceCallError(
+                    f"{method}: the channel to {self.name} is broken", code="channel_closed"
+                ) from exc
+            with trio.move_on_after(math.inf if time_limit is None else time_limit):
+                await pending.done.wait()
+            if not pending.done.is_set():
+                await self._cancel_remote(rid)
+                raise ServiceCallError(
+                    f"{method} did not answer within {time_limit:g} s", code="call_timeout"
+                )
+        except trio.Cancelled:
+            if not pending.done.is_set():
+                await self._cancel_remote(rid)
+            raise
+        finally:
+            self._pending.pop(rid, None)
+        if pending.error is not None:
+            error = pending.error  # may be shared by several calls: raise a copy of it
+            raise type(error)(error.message, code=error.code)
+        return pending.result
+
+    async def _cancel_remote(self, rid: int) -> None:
+        # the peer may be gone or have answered already: then there is nothing left to cancel
+        with (
+            trio.CancelScope(shield=True),
+            contextlib.suppress(ProtocolError, trio.BrokenResourceError, trio.ClosedResourceError),
+        ):
+            await self.send(Cancel(rid))
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`run` has ended."""
+        return self._closed.is_set()
+
+    async def wait_closed(self) -> None:
+        """Wait until :meth:`run` has ended."""
+        await self._closed.wait()
+
+    async def aclose(self) -> None:
+        """Close the stream; :meth:`run` then ends."""
+        await self.stream.aclose()

@@ -1,0 +1,236 @@
+"""The child side: host one service instance and serve the node's requests.
+
+:func:`serve` is what the runner runs under ``trio.run``.  In order it:
+
+1. greets the node over the inherited socket and receives the service's
+   name, configuration and timeouts in the node's :class:`Hello`;
+2. gives the service a clean ``sys.path``, imports ``main.py``, instantiates
+   ``Run``, binds it and awaits ``initialize()``; any failure is sent to the node
+   as ``ErrorReply(None, error)`` and the process exits with
+   :data:`~p2p_orchestrator.runtime.protocol.EXIT_START_FAILED`;
+3. says ``runner/ready`` with the exposed methods, then serves
+   ``service/<method>`` calls concurrently until the node asks ``runner/stop``;
+4. awaits ``cleanup()`` (bounded by the grace period the node gave), answers,
+   and exits 0 once the node has closed the channel.
+
+A method that raises is an error for its caller, never for the process; the
+exceptions are ``sys.exit()`` (the process exits with that code, as the service
+asked) and :class:`MemoryError` (the process exits with
+:data:`~p2p_orchestrator.runtime.protocol.EXIT_OUT_OF_MEMORY`: after hitting its
+memory limit its state cannot be trusted, and the supervisor restarts it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import os
+import socket
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from p2p_orchestrator.errors import OrchestratorError, ProtocolError, ServiceCallError, ServiceManagementError
+from p2p_orchestrator.framework import BaseService
+from p2p_orchestrator.runtime._channel import FramedChannel
+from p2p_orchestrator.runtime._loader import isolate_path, load_service
+from p2p_orchestrator.runtime.protocol import (
+    EXIT_CHANNEL_LOST,
+    EXIT_OUT_OF_MEMORY,
+    EXIT_START_FAILED,
+    RUNNER_CALL,
+    RUNNER_READY,
+    RUNNER_STOP,
+    SERVICE_PREFIX,
+)
+from p2p_orchestrator.wire import ErrorReply, Hello, Request, RpcConnection
+
+__all__ = ["serve"]
+
+log = logging.getLogger("p2p_orchestrator.runner")
+
+_CLOSE_WAIT = 5.0  # seconds to wait for the node to close the channel after the stop answer
+
+
+class NodeProxy:
+    """The :class:`~p2p_orchestrator.framework.ServiceProxy` a service gets: calls go to the node."""
+
+    def __init__(self, channel: FramedChannel, timeout: float) -> None:
+        self._channel = channel
+        self._timeout = timeout
+
+    async def call(
+        self, method: str, params: Mapping[str, Any] | None = None, *, peer: str | None = None
+    ) -> Any:
+        """Call ``method`` on this node (or on ``peer``) through the orchestrator."""
+        return await self._channel.call(
+            RUNNER_CALL,
+            {"method": method, "params": dict(params or {}), "peer": peer},
+            time_limit=self._timeout,
+        )
+
+
+class _Host:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.instance: BaseService | None = None
+        self.ready = False
+        self.exit_code: int | None = None
+        self.stopped_politely = False
+        self.finished = trio.Event()
+
+    def finish(self, code: int) -> None:
+        if self.exit_code is None:
+            self.exit_code = code
+        self.finished.set()
+
+    async def handle(self, request: Request) -> Any:
+        if request.method.startswith(SERVICE_PREFIX):
+            return await self._call(request.method.removeprefix(SERVICE_PREFIX), request.params)
+        if request.method == RUNNER_STOP:
+            return await self._stop(request.params)
+        raise ServiceCallError(f"the runner does not know {request.method!r}", code="unknown_method")
+
+    async def _call(self, method: str, params: dict[str, Any]) -> Any:
+        path = f"{self.name}/{method}"
+        if self.instance is None or not self.ready:
+            raise ServiceCallError(f"{path}: the service is not running", code="service_not_running")
+        info = self.instance.exposed_methods().get(method)
+        if info is None:
+            raise ServiceCallError(
+                f"service {self.name!r} has no exposed method {method!r}", code="unknown_method"
+            )
+        bound = getattr(self.instance, method)
+        try:
+            inspect.signature(bound).bind(**params)
+        except TypeError as exc:
+            raise ServiceCallError(f"bad parameters for {path}: {exc}", code="bad_params") from None
+        try:
+            return await bound(**params)
+        except OrchestratorError:
+            raise
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            self.finish(code)
+            raise ServiceCallError(
+                f"{path} called sys.exit({exc.code!r}); the service exits", code="service_exited"
+            ) from None
+        except MemoryError:
+            self.finish(EXIT_OUT_OF_MEMORY)
+            raise ServiceCallError(
+                f"{path} ran out of memory (memory limit reached); the service restarts", code="out_of_memory"
+            ) from None
+        except Exception as exc:
+            traceback.print_exc()
+            raise ServiceCallError(
+                f"{path} raised {type(exc).__name__}: {exc}", code="method_failed"
+            ) from None
+
+    async def _stop(self, params: dict[str, Any]) -> dict[str, Any]:
+        grace = params.get("grace", 5.0)
+        grace = float(grace) if isinstance(grace, int | float) else 5.0
+        result: dict[str, Any] = {"cleaned_up": True}
+        if self.instance is not None and self.ready:
+            self.ready = False
+            self.instance.state = "stopping"
+            with trio.move_on_after(grace) as timer:
+                try:
+                    await self.instance.cleanup()
+                except Exception as exc:
+                    traceback.print_exc()
+                    result = {"cleaned_up": False, "error": f"cleanup() raised {type(exc).__name__}: {exc}"}
+            if timer.cancelled_caught:
+                result = {"cleaned_up": False, "error": f"cleanup() did not finish within {grace:g} s"}
+            self.instance.state = "stopped"
+        self.stopped_politely = True
+        self.finish(0)
+        return result
+
+
+async def _start(host: _Host, channel: FramedChannel, hello: Hello, service_dir: Path, root: Path) -> None:
+    """Load, bind and initialize the service; raises :class:`ServiceManagementError`."""
+    info = hello.info
+    config = info.get("config", {})
+    call_timeout = info.get("call_timeout", 30.0)
+    isolate_path(service_dir, root)
+    instance = load_service(host.name, service_dir)
+    instance.bind(
+        name=host.name,
+        config=config if isinstance(config, dict) else {},
+        proxy=NodeProxy(channel, float(call_timeout)),
+    )
+    host.instance = instance
+    instance.state = "initializing"
+    try:
+        await instance.initialize()
+    except MemoryError:
+        raise ServiceManagementError(
+            f"{host.name}: ran out of memory in initialize() (see the memory limit)", code="out_of_memory"
+        ) from None
+    except SystemExit as exc:
+        raise ServiceManagementError(
+            f"{host.name}: initialize() called sys.exit({exc.code!r})", code="initialize_exited"
+        ) from None
+    except Exception as exc:
+        traceback.print_exc()
+        raise ServiceManagementError(
+            f"{host.name}: initialize() raised {type(exc).__name__}: {exc}; the traceback is in the service's log",
+            code="initialize_failed",
+        ) from None
+    instance.state = "running"
+
+
+async def serve(name: str, fd: int, service_dir: Path, root: Path) -> int:
+    """Run the service over the channel on ``fd``; return the process exit code."""
+    sock = socket.socket(fileno=fd)
+    stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+    host = _Host(name)
+    channel = FramedChannel(
+        stream, RpcConnection("peer", exchange_hello=True), handler=host.handle, name="node"
+    )
+    async with trio.open_nursery() as nursery:
+
+        async def run_channel() -> None:
+            try:
+                await channel.run()
+            except ProtocolError as exc:
+                log.warning("the node broke the channel protocol: %s", exc)
+            finally:
+                host.finish(EXIT_CHANNEL_LOST)
+
+        nursery.start_soon(run_channel)
+        await channel.send(Hello("service", info={"service": name, "pid": os.getpid()}))
+        try:
+            hello = await channel.wait_hello()
+            await _start(host, channel, hello, service_dir, root)
+        except ServiceManagementError as exc:
+            await _report_fatal(channel, exc)
+            nursery.cancel_scope.cancel()
+            return EXIT_START_FAILED
+        except OrchestratorError:  # the channel closed before the node's Hello
+            nursery.cancel_scope.cancel()
+            return EXIT_CHANNEL_LOST
+        assert host.instance is not None
+        host.ready = True
+        methods = {m: info.to_dict() for m, info in host.instance.exposed_methods().items()}
+        try:
+            await channel.call(RUNNER_READY, {"methods": methods})
+        except OrchestratorError:
+            host.finish(EXIT_CHANNEL_LOST)
+        await host.finished.wait()
+        if host.stopped_politely:  # let the answer reach the node, which then closes the channel
+            with trio.move_on_after(_CLOSE_WAIT):
+                await channel.wait_closed()
+        nursery.cancel_scope.cancel()
+    return host.exit_code if host.exit_code is not None else 0
+
+
+async def _report_fatal(channel: FramedChannel, error: ServiceManagementError) -> None:
+    print(f"[runner] start failed: {error.message}", flush=True)  # goes to the service log
+    # if the node is gone, the exit code still says what happened
+    with contextlib.suppress(OrchestratorError, trio.BrokenResourceError, trio.ClosedResourceError):
+        await channel.send(ErrorReply(None, error))

@@ -1,0 +1,52 @@
+"""What to start for a service: its :class:`LaunchSpec` and :class:`RestartPolicy`, from its layers.
+
+Settings are read at every start (first start and each restart), so an
+upgrade, a rollback or a changed configuration takes effect at the next start.
+Precedence, lowest first: the runtime defaults (``[runtime]``), the manifest
+(``restart``), the operator's ``[services.<name>]`` table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from p2p_orchestrator.config import OrchestratorConfig
+from p2p_orchestrator.errors import ServiceManagementError
+from p2p_orchestrator.runtime.policy import RestartPolicy
+from p2p_orchestrator.runtime.process import LaunchSpec
+
+__all__ = ["launch_plan"]
+
+
+def launch_plan(
+    name: str,
+    *,
+    version: str,
+    directory: Path,
+    manifest: Mapping[str, Any],
+    configuration: dict[str, Any],
+    config: OrchestratorConfig,
+) -> tuple[LaunchSpec, RestartPolicy]:
+    """The launch spec and restart policy of ``name``; ``bad_restart_policy`` if they do not parse."""
+    settings = config.service(name)
+    runtime = config.runtime
+    try:
+        policy = RestartPolicy.from_layers(
+            manifest.get("restart"), settings.restart, where=f"{name}: restart policy"
+        )
+    except ValueError as exc:
+        raise ServiceManagementError(str(exc), code="bad_restart_policy") from exc
+    memory = settings.memory_limit_mb if settings.memory_limit_mb is not None else runtime.memory_limit_mb
+    spec = LaunchSpec(
+        name=name,
+        version=version,
+        directory=directory,
+        config=configuration,
+        start_timeout=runtime.start_timeout,
+        stop_timeout=runtime.stop_timeout,
+        call_timeout=runtime.call_timeout,
+        memory_limit_mb=memory,
+    )
+    return spec, policy

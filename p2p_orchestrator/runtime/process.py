@@ -1,0 +1,398 @@
+"""``ServiceProcess``: one child process running one service, and the channel to it.
+
+:meth:`ServiceProcess.launch` is an async context manager: it starts the child,
+and the tasks that read its channel, pump its output into the service's log and
+watch for its exit, and on leaving (normally, on error or on cancellation)
+makes sure the child and its whole process group are dead and reaped::
+
+    async with ServiceProcess.launch(spec, log=..., pidfiles=..., on_call=...) as proc:
+        await proc.wait_ready()          # ServiceManagementError if the start fails
+        await proc.call("greet", {"name": "Ada"})
+        await proc.stop(grace=5)         # polite, then SIGTERM, then SIGKILL
+
+Children are started with :class:`subprocess.Popen` from the event loop's own
+thread, on purpose: ``PR_SET_PDEATHSIG`` (set by the runner) fires when the
+*thread* that forked the child exits, and trio's ``open_process`` forks from a
+worker thread that exits after 10 idle seconds, which would kill the child.
+The fork itself takes about a millisecond.  Exits are awaited through a pidfd.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+import p2p_orchestrator
+from p2p_orchestrator._clock import utc_now_iso
+from p2p_orchestrator.errors import OrchestratorError, ServiceCallError, ServiceManagementError
+from p2p_orchestrator.runtime._channel import FramedChannel
+from p2p_orchestrator.runtime.logs import RotatingLog
+from p2p_orchestrator.runtime.pidfiles import PidFiles
+from p2p_orchestrator.runtime.protocol import (
+    RUNNER_CALL,
+    RUNNER_READY,
+    RUNNER_STOP,
+    SERVICE_PREFIX,
+    describe_exit,
+)
+from p2p_orchestrator.wire import Hello, Request, RpcConnection
+
+__all__ = ["PACKAGE_ROOT", "RUNNER", "LaunchSpec", "ProxyCall", "ServiceProcess"]
+
+log = logging.getLogger("p2p_orchestrator.runtime")
+
+RUNNER = Path(__file__).with_name("runner.py")
+PACKAGE_ROOT = Path(p2p_orchestrator.__file__).resolve().parent.parent
+"""The directory holding ``p2p_orchestrator`` and ``service_framework.py``."""
+
+_TERM_WAIT = 2.0  # seconds between SIGTERM and SIGKILL
+_EXIT_WAIT = 2.0  # seconds for the runner to exit once it answered the stop request
+_REAP_WAIT = 5.0  # seconds to wait for a SIGKILLed child to be reaped
+_DRAIN_WAIT = 0.5  # seconds to read the output left in the pipe after the child exited
+
+ProxyCall = Callable[[str, dict[str, Any], str | None], Awaitable[Any]]
+"""How a service's proxy call is carried out: ``(method, params, peer) -> result``."""
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """Everything needed to start one service process."""
+
+    name: str
+    version: str
+    directory: Path
+    config: dict[str, Any] = field(default_factory=dict)
+    start_timeout: float = 10.0
+    stop_timeout: float = 5.0
+    call_timeout: float = 30.0
+    memory_limit_mb: int = 0
+    python: str = sys.executable
+    """The interpreter (a per-service virtualenv's, once services can have one)."""
+
+
+class ServiceProcess:
+    """One incarnation of a service; see the module docstring."""
+
+    def __init__(
+        self, spec: LaunchSpec, popen: subprocess.Popen[bytes], channel: FramedChannel, pidfiles: PidFiles
+    ) -> None:
+        self.spec = spec
+        self.pid = popen.pid
+        self.started_at = utc_now_iso()
+        self.started_monotonic = time.monotonic()
+        self.returncode: int | None = None
+        self.methods: dict[str, dict[str, Any]] = {}
+        """The exposed methods the service reported when ready: ``{name: {"public": ...}}``."""
+        self.start_error: OrchestratorError | None = None
+        self._popen = popen
+        self._pidfd = os.pidfd_open(popen.pid)
+        self._watching = False
+        self._pidfiles = pidfiles
+        self._channel = channel
+        self._ready = False
+        self._settled = trio.Event()
+        self._exited = trio.Event()
+
+    # -- life ------------------------------------------------------------------------------
+
+    @classmethod
+    @asynccontextmanager
+    async def launch(
+        cls, spec: LaunchSpec, *, log: RotatingLog, pidfiles: PidFiles, on_call: ProxyCall
+    ) -> AsyncIterator[ServiceProcess]:
+        """Start the child; kill and reap it (and its process group) on the way out."""
+        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        out_read, out_write = os.pipe()
+        try:
+            popen = _spawn(spec, child_sock.fileno(), out_write)
+        except OSError as exc:
+            parent_sock.close()
+            os.close(out_read)
+            raise ServiceManagementError(
+                f"cannot start a process for {spec.name}: {exc}", code="spawn_failed"
+            ) from exc
+        finally:
+            child_sock.close()
+            os.close(out_write)
+        pidfiles.write(spec.name, popen.pid, popen.pid)
+        log.write(f"--- {utc_now_iso()} starting {spec.name} {spec.version} (pid {popen.pid}) ---\n".encode())
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(parent_sock))
+        conn = RpcConnection("peer", exchange_hello=True)
+        channel = FramedChannel(stream, conn, name=f"service {spec.name}")
+        try:
+            proc = cls(spec, popen, channel, pidfiles)
+        except BaseException:  # e.g. no pidfd support (Linux < 5.3): never leave the child behind
+            popen.kill()
+            popen.wait()
+            parent_sock.close()
+            os.close(out_read)
+            raise
+        channel.handler = lambda request: proc._handle(request, on_call)
+        channel.on_notice = proc._on_notice
+        pumped = trio.Event()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(proc._watch_exit)
+                nursery.start_soon(proc._run_channel)
+                nursery.start_soon(_pump, trio.lowlevel.FdStream(out_read), log, pumped)
+                hello = Hello(
+                    "orchestrator",
+                    info={
+                        "service": spec.name,
+                        "version": spec.version,
+                        "config": spec.config,
+                        "call_timeout": spec.call_timeout,
+                    },
+                )
+                try:
+                    await channel.send(hello)
+                except OrchestratorError as exc:
+                    proc.start_error = ServiceManagementError(
+                        f"{spec.name}: its configuration cannot be sent to the process: {exc.message}",
+                        code="bad_service_config",
+                    )
+                    proc._settled.set()
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass  # the child died at once; the exit watcher reports it
+                try:
+                    yield proc
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await proc._kill_and_reap()
+                        await channel.aclose()
+                        with trio.move_on_after(_DRAIN_WAIT):  # output still in the pipe
+                            await pumped.wait()
+                    nursery.cancel_scope.cancel()
+        finally:
+            os.close(proc._pidfd)
+            log.write(
+                f"--- {utc_now_iso()} {spec.name} (pid {proc.pid}) ended: "
+                f"{describe_exit(proc.returncode) if proc.returncode is not None else 'unknown'} ---\n".encode()
+            )
+
+    async def _watch_exit(self) -> None:
+        self._watching = True
+        try:
+            await trio.lowlevel.wait_readable(self._pidfd)
+        finally:
+            self._watching = False
+        self._reap()
+
+    def _reap(self) -> None:
+        """Collect the exited child (its pidfd is readable)."""
+        if self._exited.is_set():
+            return
+        # the child is a zombie now, so its process group id cannot be reused yet:
+        # kill whatever it left running in its group, then reap it
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+        self.returncode = self._popen.wait()
+        self._pidfiles.remove(self.spec.name)
+        self._exited.set()
+        self._settled.set()
+
+    async def _run_channel(self) -> None:
+        try:
+            await self._channel.run()
+        except OrchestratorError as exc:
+            log.warning("Channel to %s (pid %d) broke: %s; killing it", self.spec.name, self.pid, exc)
+            self.kill()
+        self._settled.set()
+
+    # -- start ---------------------------------------------------------------------------------
+
+    async def _handle(self, request: Request, on_call: ProxyCall) -> Any:
+        if request.method == RUNNER_READY:
+            methods = request.params.get("methods")
+            self.methods = methods if isinstance(methods, dict) else {}
+            self._ready = True
+            self._settled.set()
+            return {}
+        if request.method == RUNNER_CALL:
+            method, params, peer = (request.params.get(k) for k in ("method", "params", "peer"))
+            if (
+                not isinstance(method, str)
+                or not isinstance(params, dict)
+                or not isinstance(peer, str | None)
+            ):
+                raise ServiceCallError(
+                    "runner/call needs 'method' (text), 'params' (map), 'peer'", code="bad_params"
+                )
+            return await on_call(method, params, peer)
+        raise ServiceCallError(
+            f"the node does not serve {request.method!r} to services", code="unknown_method"
+        )
+
+    def _on_notice(self, error: OrchestratorError) -> None:
+        self.start_error = error
+        self._settled.set()
+
+    async def wait_ready(self) -> None:
+        """Wait until the service is initialized; raise :class:`ServiceManagementError` if it fails.
+
+        The process is killed when the start fails or takes longer than the
+        spec's ``start_timeout``.
+        """
+        with trio.move_on_after(self.spec.start_timeout):
+            await self._settled.wait()
+        if self._ready:
+            return
+        name = self.spec.name
+        if self.start_error is not None:
+            error = ServiceManagementError(self.start_error.message, code=self.start_error.code)
+        elif not self._settled.is_set():
+            error = ServiceManagementError(
+                f"{name} did not finish starting within {self.spec.start_timeout:g} s "
+                "(importing main.py or initialize() never returned); its process was killed",
+                code="start_timeout",
+            )
+        else:
+            with trio.move_on_after(1.0):
+                await self._exited.wait()
+            status = describe_exit(self.returncode) if self.returncode is not None else "its channel closed"
+            error = ServiceManagementError(f"{name} exited while starting ({status})", code="start_failed")
+        self.kill()
+        with trio.CancelScope(shield=True), trio.move_on_after(_REAP_WAIT):
+            await self._exited.wait()
+        raise error
+
+    # -- running -------------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self._ready and self.returncode is None
+
+    async def call(self, method: str, params: dict[str, Any], *, time_limit: float | None = None) -> Any:
+        """Call an exposed method; the service's error, or ``service_exited`` if it dies meanwhile."""
+        try:
+            return await self._channel.call(
+                SERVICE_PREFIX + method,
+                params,
+                time_limit=self.spec.call_timeout if time_limit is None else time_limit,
+            )
+        except ServiceCallError as exc:
+            if exc.code != "channel_closed":
+                raise
+            with trio.move_on_after(1.0):
+                await self._exited.wait()
+            status = describe_exit(self.returncode) if self.returncode is not None else "channel closed"
+            raise ServiceCallError(
+                f"service {self.spec.name} exited during the call to {method} ({status})",
+                code="service_exited",
+            ) from None
+
+    async def wait(self) -> int:
+        """Wait for the process to exit; its return code (negative: killed by that signal)."""
+        await self._exited.wait()
+        assert self.returncode is not None
+        return self.returncode
+
+    async def stop(self, grace: float, *, polite: bool = True) -> int:
+        """Stop the process and return its exit status.
+
+        Polite first: the runner awaits ``cleanup()`` for at most ``0.8 * grace``
+        seconds, answers, and exits when the channel closes.  A runner that has not
+        answered within ``grace`` seconds (its event loop is blocked), or not exited
+        within 2 s of answering, gets SIGTERM, then SIGKILL 2 s later.
+        """
+        if polite and self._ready and not self._exited.is_set():
+            answered = False
+            with trio.move_on_after(grace):
+                try:
+                    answer = await self._channel.call(RUNNER_STOP, {"grace": grace * 0.8})
+                    answered = True
+                    if isinstance(answer, dict) and answer.get("error"):
+                        log.warning("Service %s: %s", self.spec.name, answer["error"])
+                except OrchestratorError as exc:
+                    log.info("Service %s did not answer the stop request: %s", self.spec.name, exc)
+            await self._channel.aclose()  # the runner exits when the channel closes
+            if answered:
+                with trio.move_on_after(_EXIT_WAIT):
+                    await self._exited.wait()
+        if not self._exited.is_set():
+            log.warning("Service %s (pid %d) did not stop in %g s: SIGTERM", self.spec.name, self.pid, grace)
+            self._signal(signal.SIGTERM)
+            with trio.move_on_after(_TERM_WAIT):
+                await self._exited.wait()
+        if not self._exited.is_set():
+            log.warning("Service %s (pid %d) ignored SIGTERM: SIGKILL", self.spec.name, self.pid)
+        await self._kill_and_reap()
+        assert self.returncode is not None
+        return self.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the child and its process group (no wait)."""
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, sig)
+
+    async def _kill_and_reap(self) -> None:
+        """SIGKILL the child unless it exited, and wait until it is reaped."""
+        if self._exited.is_set():
+            return
+        self.kill()
+        with trio.move_on_after(_REAP_WAIT):
+            if self._watching:
+                await self._exited.wait()
+            else:  # the watcher was cancelled with everything else: wait here
+                await trio.lowlevel.wait_readable(self._pidfd)
+                self._reap()
+        if not self._exited.is_set():  # cannot happen short of a kernel problem; never leave a zombie
+            self.returncode = await trio.to_thread.run_sync(self._popen.wait)
+            self._exited.set()
+
+
+def _spawn(spec: LaunchSpec, fd: int, output: int) -> subprocess.Popen[bytes]:
+    argv = [
+        spec.python,
+        "-I",
+        "-u",
+        str(RUNNER),
+        spec.name,
+        "--fd",
+        str(fd),
+        "--parent",
+        str(os.getpid()),
+        "--root",
+        str(PACKAGE_ROOT),
+        "--memory-limit-mb",
+        str(spec.memory_limit_mb),
+    ]
+    env = {**os.environ, "P2P_ORCHESTRATOR_SERVICE": spec.name}
+    return subprocess.Popen(
+        argv,
+        cwd=spec.directory,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=output,
+        stderr=output,
+        pass_fds=(fd,),
+        close_fds=True,
+        process_group=0,
+    )
+
+
+async def _pump(stream: trio.lowlevel.FdStream, log: RotatingLog, done: trio.Event) -> None:
+    """Copy the child's output into its log until EOF (every writer of the pipe is gone)."""
+    try:
+        async with stream:
+            while chunk := await stream.receive_some(65536):
+                log.write(chunk)
+    finally:
+        done.set()

@@ -1,0 +1,94 @@
+"""The entry point of a service's child process.
+
+The supervisor starts it as a script, in the service's version directory::
+
+    python -I -u .../p2p_orchestrator/runtime/runner.py NAME --fd 3 --parent PID --root DIR
+
+``-I`` (isolated mode) keeps the environment's ``PYTHONPATH``, the user's site
+directory and the current directory off ``sys.path``; ``-u`` makes the service's
+prints reach its log at once.  It is run by path rather than with ``-m`` so that
+the child neither needs the package installed nor runs ``p2p_orchestrator/__init__``
+(which imports the store, sqlite and the archive code the child has no use
+for): :func:`_bootstrap` registers the package as a lazy module whose
+``__init__`` runs only if a service does ``from p2p_orchestrator import X``.
+
+Its first act is ``prctl(PR_SET_PDEATHSIG, SIGKILL)``: the kernel kills the
+child when the node's thread that started it dies, however the node dies.  If
+the node is already gone (the parent pid changed) the runner exits at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _die_with_parent(parent: int) -> None:
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0:
+        print(f"[runner] prctl(PR_SET_PDEATHSIG) failed: errno {ctypes.get_errno()}", file=sys.stderr)
+    if os.getppid() != parent:  # the node died before the prctl took effect
+        os._exit(5)  # protocol.EXIT_PARENT_GONE (not importable yet)
+
+
+def _bootstrap(root: str) -> None:
+    """Make ``p2p_orchestrator`` importable from ``root`` without running its ``__init__``."""
+    import importlib.util
+    from typing import Any
+
+    package_dir = os.path.join(root, "p2p_orchestrator")
+    spec = importlib.util.spec_from_file_location(
+        "p2p_orchestrator", os.path.join(package_dir, "__init__.py"), submodule_search_locations=[package_dir]
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    loader = spec.loader
+
+    def load_on_first_use(name: str) -> Any:
+        del module.__dict__["__getattr__"]
+        loader.exec_module(module)
+        return getattr(module, name)
+
+    module.__getattr__ = load_on_first_use  # type: ignore[method-assign]
+    sys.modules["p2p_orchestrator"] = module
+    sys.path.append(root)  # for service_framework.py; _loader.isolate_path puts it last
+
+
+def main(argv: list[str]) -> int:
+    """Parse the arguments the supervisor passes, then serve the service until stopped."""
+    import argparse
+    import logging
+    import resource
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="p2p-orchestrator-runner")
+    parser.add_argument("service")
+    parser.add_argument("--fd", type=int, required=True, help="the inherited socket to the node")
+    parser.add_argument("--parent", type=int, required=True, help="the node's pid")
+    parser.add_argument("--root", required=True, help="the directory holding p2p_orchestrator")
+    parser.add_argument("--memory-limit-mb", type=int, default=0, help="RLIMIT_AS in MiB; 0 for none")
+    args = parser.parse_args(argv)
+
+    import trio
+
+    from p2p_orchestrator.runtime._host import serve
+
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.memory_limit_mb > 0:
+        limit = args.memory_limit_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    return trio.run(serve, args.service, args.fd, Path.cwd(), Path(args.root))
+
+
+if __name__ == "__main__":
+    _parent = int(sys.argv[sys.argv.index("--parent") + 1])
+    _die_with_parent(_parent)
+    _bootstrap(sys.argv[sys.argv.index("--root") + 1])
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,369 @@
+"""``Supervisor``: starts, watches, restarts and stops the service processes of one node.
+
+Each started service gets a supervising loop, a task in the orchestrator's
+nursery, that owns its processes one after the other::
+
+    starting ──> running ──(exit)──> backoff ──(delay)──> starting ──> ...
+       │                               │
+       └─(start fails)─> failed        └─(restart limit)─> failed
+
+:meth:`Supervisor.start` returns once the first process is ``running`` (or
+raises the start error, leaving the service ``failed``: a first start that
+fails is reported to whoever asked, not retried).  After that the loop applies
+the service's :class:`~p2p_orchestrator.runtime.policy.RestartPolicy` to every
+exit it did not ask for.  :meth:`Supervisor.stop` asks the loop to stop the
+process (politely, then SIGTERM, then SIGKILL) and waits until it has.
+
+The supervisor publishes ``service_started``, ``service_restarted``,
+``service_failed`` and ``service_stopped`` events; it never touches the
+store (desired state is the orchestrator's business).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from p2p_orchestrator.config import RuntimeSettings
+from p2p_orchestrator.errors import PermissionDenied, ServiceCallError, ServiceManagementError
+from p2p_orchestrator.events import EventBus
+from p2p_orchestrator.rpc import Caller
+from p2p_orchestrator.runtime.logs import LogBook
+from p2p_orchestrator.runtime.pidfiles import PidFiles
+from p2p_orchestrator.runtime.policy import RestartPolicy
+from p2p_orchestrator.runtime.process import LaunchSpec, ServiceProcess
+from p2p_orchestrator.runtime.protocol import describe_exit
+from p2p_orchestrator.runtime.states import ServiceState
+from p2p_orchestrator.runtime.unit import ServiceUnit
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+__all__ = ["LaunchPlan", "LocalCall", "Supervisor", "open_supervisor"]
+
+log = logging.getLogger("p2p_orchestrator.runtime")
+
+S = ServiceState
+LaunchPlan = Callable[[str], tuple[LaunchSpec, RestartPolicy]]
+"""What to start for a service now: its launch spec and restart policy (read at every start)."""
+LocalCall = Callable[[str, dict[str, Any]], Awaitable[Any]]
+"""How a service's proxy call reaches this node's RPC table (as a local caller)."""
+
+
+class Supervisor:
+    """Every service's :class:`ServiceUnit` and supervising loop; see the module docstring."""
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        *,
+        plan: LaunchPlan,
+        local_call: LocalCall,
+        logs: LogBook,
+        pidfiles: PidFiles,
+        events: EventBus,
+    ) -> None:
+        self._nursery = nursery
+        self._plan = plan
+        self._local_call = local_call
+        self.logs = logs
+        self._pidfiles = pidfiles
+        self._events = events
+        self._units: dict[str, ServiceUnit] = {}
+
+    # -- units -----------------------------------------------------------------------------
+
+    def unit(self, name: str) -> ServiceUnit:
+        """The unit of ``name``, created (``installed``) on first use."""
+        unit = self._units.get(name)
+        if unit is None:
+            unit = self._units[name] = ServiceUnit(name)
+        return unit
+
+    def find(self, name: str) -> ServiceUnit | None:
+        """The unit of ``name`` if it has one."""
+        return self._units.get(name)
+
+    def forget(self, name: str) -> None:
+        """Drop the unit of an uninstalled service (stop it first)."""
+        unit = self._units.pop(name, None)
+        if unit is not None and unit.looping:
+            raise RuntimeError(f"forgetting {name} while its supervising loop runs")
+
+    def is_running(self, name: str) -> bool:
+        unit = self._units.get(name)
+        return unit is not None and unit.running
+
+    # -- start and stop -----------------------------------------------------------------------
+
+    async def start(self, name: str) -> ServiceUnit:
+        """Start ``name`` unless it runs; return once it is ``running``.
+
+        Raises :class:`ServiceManagementError` (the service is then ``failed``)
+        when its process cannot be started, fails to load or initialize, or
+        exceeds its start timeout.
+        """
+        unit = self.unit(name)
+        await unit.machine.wait_until(lambda s: s not in (S.STARTING, S.STOPPING))
+        if unit.state is S.RUNNING:
+            return unit
+        if unit.looping:  # in backoff: start afresh, now
+            await self.stop(name)
+        unit.stop_requested = False
+        unit.stop_event = trio.Event()
+        unit.tracker.reset()
+        unit.loop_done = trio.Event()
+        await self._nursery.start(self._supervise, unit)
+        return unit
+
+    async def stop(self, name: str) -> bool:
+        """Stop ``name`` and wait until it is ``stopped``; whether it had a process or pending restart."""
+        unit = self._units.get(name)
+        if unit is None:
+            return False
+        if not unit.looping:
+            if unit.state is S.FAILED:
+                unit.machine.move(S.STOPPED, "stop requested")
+            return False
+        assert unit.loop_done is not None
+        unit.stop_requested = True
+        unit.stop_event.set()
+        if unit.state in (S.STARTING, S.RUNNING):
+            unit.machine.move(S.STOPPING, "stop requested")
+        elif unit.state is S.BACKOFF and unit.backoff_scope is not None:
+            unit.backoff_scope.cancel()
+        await unit.loop_done.wait()
+        return True
+
+    async def stop_all(self) -> None:
+        """Stop every service concurrently (their desired state is left alone)."""
+        async with trio.open_nursery() as nursery:
+            for name, unit in list(self._units.items()):
+                if unit.looping:
+                    nursery.start_soon(self.stop, name)
+
+    # -- the supervising loop -----------------------------------------------------------------
+
+    async def _supervise(self, unit: ServiceUnit, *, task_status: TaskStatus[None]) -> None:
+        assert unit.loop_done is not None
+        done = unit.loop_done
+        first = True  # until the first process is running and start() has returned
+        try:
+            while True:
+                try:
+                    spec, policy = self._plan(unit.name)
+                except ServiceManagementError as exc:
+                    if first:
+                        raise  # to start()'s caller; the state did not change
+                    self._fail(unit, exc.message)
+                    return
+                unit.tracker.policy = policy
+                unit.version = spec.version
+                unit.machine.move(S.STARTING, "first start" if first else "restart")
+                try:
+                    code, error, ran = await self._incarnation(
+                        unit, spec, first=first, task_status=task_status
+                    )
+                except ServiceManagementError as exc:  # no process could be spawned at all
+                    code, error, ran = None, exc, False
+                first = first and not ran  # once it ran, start() has returned
+                if unit.stop_requested:
+                    unit.machine.move(S.STOPPED, "stopped on request")
+                    self._events.publish("service_stopped", unit.name, unit.version, exit_status=code)
+                    if first:
+                        raise ServiceManagementError(
+                            f"{unit.name} was stopped while starting", code="start_cancelled"
+                        )
+                    return
+                if error is not None:
+                    unit.last_error = error.message
+                    if first:
+                        self._fail(unit, error.message)
+                        raise error
+                    failed = True
+                else:
+                    assert code is not None
+                    failed = code != 0
+                    if failed:
+                        unit.last_error = f"exited on its own: {describe_exit(code)}"
+                first = False
+                if not await self._after_exit(unit, failed=failed):
+                    return
+        finally:
+            done.set()
+
+    def _fail(self, unit: ServiceUnit, error: str) -> None:
+        unit.last_error = error
+        unit.machine.move(S.FAILED, error)
+        log.error("Service %s failed: %s", unit.name, error)
+        self._events.publish("service_failed", unit.name, unit.version, state="failed", error=error)
+
+    async def _incarnation(
+        self, unit: ServiceUnit, spec: LaunchSpec, *, first: bool, task_status: TaskStatus[None]
+    ) -> tuple[int | None, ServiceManagementError | None, bool]:
+        """Run one process of ``unit`` until it exits: its return code, the start error, whether it ran."""
+        error: ServiceManagementError | None = None
+        ran = False
+        async with ServiceProcess.launch(
+            spec, log=self.logs.log(unit.name), pidfiles=self._pidfiles, on_call=self._proxy_call
+        ) as proc:
+            unit.process = proc
+            async with trio.open_nursery() as nursery:
+
+                async def stop_on_request() -> None:
+                    await unit.stop_event.wait()
+                    await proc.stop(spec.stop_timeout, polite=proc.ready)
+
+                nursery.start_soon(stop_on_request)
+                try:
+                    await proc.wait_ready()
+                except ServiceManagementError as exc:
+                    error = exc
+                else:
+                    if not unit.stop_requested:
+                        self._now_running(unit, proc, first=first, task_status=task_status)
+                        ran = True
+                    await proc.wait()
+                nursery.cancel_scope.cancel()
+        unit.process = None
+        unit.last_exit_status = proc.returncode
+        if error is None and not unit.stop_requested:
+            unit.tracker.ran_for(time.monotonic() - proc.started_monotonic)
+        return proc.returncode, error, ran
+
+    def _now_running(
+        self, unit: ServiceUnit, proc: ServiceProcess, *, first: bool, task_status: TaskStatus[None]
+    ) -> None:
+        unit.machine.move(S.RUNNING, f"pid {proc.pid} ready")
+        unit.next_start_at = None
+        if first:
+            unit.last_error = None
+            self._events.publish("service_started", unit.name, unit.version, pid=proc.pid)
+            task_status.started()
+        else:
+            log.info("Service %s restarted (restart %d, pid %d)", unit.name, unit.tracker.total, proc.pid)
+            self._events.publish(
+                "service_restarted", unit.name, unit.version, pid=proc.pid, restart_count=unit.tracker.total
+            )
+
+    async def _after_exit(self, unit: ServiceUnit, *, failed: bool) -> bool:
+        """Apply the restart policy after an exit nobody asked for; whether to start again."""
+        policy = unit.tracker.policy
+        status = (
+            describe_exit(unit.last_exit_status) if unit.last_exit_status is not None else "no exit status"
+        )
+        if not policy.should_restart(failed=failed):
+            target = S.FAILED if failed else S.STOPPED
+            unit.machine.move(target, f"exited ({status}); restart policy {policy.policy}")
+            kind = "service_failed" if failed else "service_stopped"
+            self._events.publish(
+                kind, unit.name, unit.version, state=target.value, exit_status=unit.last_exit_status
+            )
+            return False
+        delay = unit.tracker.next_delay(time.monotonic())
+        if delay is None:
+            unit.last_error = (
+                f"{unit.last_error or status}; gave up after {policy.max_restarts} restarts "
+                f"within {policy.window:g} s"
+            )
+            unit.machine.move(S.FAILED, unit.last_error)
+            log.error("Service %s failed: %s", unit.name, unit.last_error)
+            self._events.publish(
+                "service_failed", unit.name, unit.version, state="failed", error=unit.last_error
+            )
+            return False
+        log.warning("Service %s exited (%s); restarting in %.2f s", unit.name, status, delay)
+        unit.machine.move(S.BACKOFF, f"exited ({status}); restart in {delay:.3f} s")
+        unit.next_start_at = time.monotonic() + delay
+        self._events.publish(
+            "service_failed",
+            unit.name,
+            unit.version,
+            state="backoff",
+            exit_status=unit.last_exit_status,
+            error=unit.last_error,
+            restart_in=round(delay, 3),
+        )
+        with trio.CancelScope() as unit.backoff_scope:
+            await trio.sleep(delay)
+        unit.backoff_scope = None
+        unit.next_start_at = None
+        if unit.stop_requested:
+            unit.machine.move(S.STOPPED, "stopped during backoff")
+            self._events.publish("service_stopped", unit.name, unit.version)
+            return False
+        return True
+
+    # -- calls ---------------------------------------------------------------------------------
+
+    async def call(self, target: str, method: str, params: dict[str, Any], caller: Caller) -> Any:
+        """Call ``target``'s exposed ``method`` for ``caller`` (the :class:`~p2p_orchestrator.rpc.Rpc` seam)."""
+        unit = self._units.get(target)
+        if unit is None:
+            raise ServiceCallError(
+                f"cannot call {target}/{method}: service {target!r} is not running",
+                code="service_not_running",
+            )
+        proc = unit.process
+        if proc is None or not unit.running:
+            raise ServiceCallError(
+                f"cannot call {target}/{method}: service {target!r} is not running (state: {unit.state.value})",
+                code="service_not_running",
+            )
+        info = proc.methods.get(method)
+        if info is None:
+            exposed = ", ".join(sorted(proc.methods)) or "none"
+            raise ServiceCallError(
+                f"service {target!r} has no exposed method {method!r}; exposed: {exposed}",
+                code="unknown_method",
+            )
+        if caller.public_only and not info.get("public", False):
+            raise PermissionDenied(
+                f"{target}/{method} is not public: only callers on this node may call it",
+                code="method_not_public",
+            )
+        return await proc.call(method, params)
+
+    async def _proxy_call(self, method: str, params: dict[str, Any], peer: str | None) -> Any:
+        if peer is not None:
+            raise ServiceCallError(
+                f"cannot call {method} on peer {peer}: this node runs no network layer", code="no_network"
+            )
+        return await self._local_call(method, params)
+
+
+@asynccontextmanager
+async def open_supervisor(
+    home: Path, settings: RuntimeSettings, *, plan: LaunchPlan, local_call: LocalCall, events: EventBus
+) -> AsyncIterator[Supervisor]:
+    """The supervisor of the node at ``home``, with the nursery its loops run in.
+
+    On entry it kills processes a killed predecessor left behind (see
+    :mod:`~p2p_orchestrator.runtime.pidfiles`).  On exit, even when cancelled, it
+    stops every service within the grace period, then cancels whatever is left
+    (which kills the remaining children), so no child outlives it.
+    """
+    pidfiles = PidFiles(home / "run")
+    orphans = await trio.to_thread.run_sync(pidfiles.reap_orphans)
+    if orphans:
+        log.warning("Killed %d orphaned service process(es) of a previous node", len(orphans))
+    logs = LogBook(home / "logs", max_bytes=settings.log_max_bytes, backups=settings.log_backups)
+    try:
+        async with trio.open_nursery() as nursery:
+            supervisor = Supervisor(
+                nursery, plan=plan, local_call=local_call, logs=logs, pidfiles=pidfiles, events=events
+            )
+            try:
+                yield supervisor
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(settings.stop_timeout + 5.0):
+                    await supervisor.stop_all()
+                nursery.cancel_scope.cancel()
+    finally:
+        logs.close()

@@ -1,0 +1,99 @@
+"""Helpers of the runtime tests: fast configurations, test services, waiting for states."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from p2p_orchestrator import Orchestrator, OrchestratorConfig, ServiceSettings, StoreSettings
+from p2p_orchestrator.config import RuntimeSettings
+from p2p_orchestrator.runtime._procfs import process_exists
+from p2p_orchestrator.runtime.states import ServiceState, Transition
+from tests.helpers import make_archive
+
+HEADER = "import os, sys, time\nimport trio\nfrom service_framework import BaseService, service_method\n"
+
+
+def fast_config(services: Mapping[str, ServiceSettings] | None = None, **runtime: Any) -> OrchestratorConfig:
+    """A configuration for tests: no fsync, short timeouts (overridable)."""
+    settings = {"start_timeout": 10.0, "stop_timeout": 3.0, "call_timeout": 10.0, **runtime}
+    return OrchestratorConfig(
+        store=StoreSettings(fsync=False), runtime=RuntimeSettings(**settings), services=dict(services or {})
+    )
+
+
+def service_archive(
+    root: Path,
+    name: str,
+    body: str | None = None,
+    *,
+    version: str = "1.0.0",
+    manifest: dict[str, Any] | None = None,
+    files: dict[str, str] | None = None,
+) -> bytes:
+    """The example service renamed ``name``, or a service whose ``main.py`` is ``HEADER + body``."""
+    all_files = dict(files or {})
+    if body is not None:
+        all_files["main.py"] = HEADER + textwrap.dedent(body)
+    return make_archive(root / name / version, name, version, files=all_files, manifest=manifest)
+
+
+def transitions(orch: Orchestrator, name: str) -> list[Transition]:
+    return list(orch.supervisor.unit(name).machine.history)
+
+
+def moves(orch: Orchestrator, name: str) -> list[tuple[str, str]]:
+    """The (source, target) state pairs ``name`` went through, oldest first."""
+    return [(t.source.value, t.target.value) for t in transitions(orch, name)]
+
+
+async def wait_for_state(orch: Orchestrator, name: str, state: str, limit: float = 15.0) -> None:
+    """Wait (bounded) until ``name`` is in ``state``."""
+    target = ServiceState(state)
+    with trio.fail_after(limit):
+        await orch.supervisor.unit(name).machine.wait_until(lambda s: s is target)
+
+
+async def wait_for_moves(orch: Orchestrator, name: str, target: str, count: int, limit: float = 20.0) -> None:
+    """Wait (bounded) until ``name`` has entered ``target`` at least ``count`` times."""
+    machine = orch.supervisor.unit(name).machine
+    wanted = ServiceState(target)
+    with trio.fail_after(limit):
+        await machine.wait_until(lambda _: sum(t.target is wanted for t in machine.history) >= count)
+
+
+async def wait_until_gone(pid: int, limit: float = 5.0) -> None:
+    """Wait (bounded) until no live process has ``pid``; polling /proc is the only way for a non-child."""
+    with trio.fail_after(limit):
+        while process_exists(pid):  # noqa: ASYNC110 - a non-child's exit has no event to await
+            await trio.sleep(0.02)
+
+
+def pid_of(orch: Orchestrator, name: str) -> int:
+    proc = orch.supervisor.unit(name).process
+    assert proc is not None, f"{name} has no process"
+    return proc.pid
+
+
+def alive(pid: int) -> bool:
+    return process_exists(pid)
+
+
+def children_of(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_bytes()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(b")") + 2 :].split()
+            if int(fields[1]) == pid and fields[0] not in (b"Z", b"X"):
+                found.append(int(entry))
+    return found

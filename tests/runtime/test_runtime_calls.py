@@ -1,0 +1,160 @@
+"""Calls into services, between services, and the errors callers get."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from p2p_orchestrator import Caller, Orchestrator, PermissionDenied, ServiceCallError
+from tests.runtime.support import service_archive
+
+REMOTE = Caller(peer_id="x", permissions=frozenset(), public_only=True)
+
+AWKWARD = """
+class Run(BaseService):
+    @service_method(public=True)
+    async def fails(self):
+        raise ValueError("no such widget")
+
+    @service_method(public=True)
+    async def unencodable(self):
+        return {"when": object()}
+
+    @service_method(public=True)
+    async def add(self, a: int, b: int = 0):
+        return a + b
+
+    @service_method(public=True)
+    async def call(self, method: str, params: dict, peer: str | None = None):
+        return await self.proxy.call(method, params, peer=peer)
+
+    async def not_exposed(self):
+        return "secret"
+"""
+
+
+@pytest.fixture
+async def running(rt: Orchestrator, tmp_path: Path) -> Orchestrator:
+    await rt.install_service(service_archive(tmp_path, "example_service"))
+    await rt.install_service(service_archive(tmp_path, "awkward", AWKWARD))
+    await rt.start_service("example_service")
+    await rt.start_service("awkward")
+    return rt
+
+
+async def test_a_local_call_reaches_the_service(running: Orchestrator) -> None:
+    answer = await running.rpc.call("example_service/greet", {"name": "Ada"})
+    assert answer == {"message": "Hi, Ada!", "motd": "Served by p2p-orchestrator."}
+    assert (await running.rpc.call("awkward/add", {"a": 2, "b": 3})) == 5
+    stats = await running.rpc.call("example_service/stats", {})  # not public, but we are local
+    assert stats["calls"] == 1 and stats["config"]["greeting"] == "Hi"
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "caller", "error", "code"),
+    [
+        ("example_service/nope", {}, None, ServiceCallError, "unknown_method"),
+        ("awkward/not_exposed", {}, None, ServiceCallError, "unknown_method"),
+        ("example_service/stats", {}, REMOTE, PermissionDenied, "method_not_public"),
+        ("example_service/greet", {"nom": "Ada"}, None, ServiceCallError, "bad_params"),
+        ("awkward/add", {}, None, ServiceCallError, "bad_params"),
+        ("awkward/fails", {}, None, ServiceCallError, "method_failed"),
+        ("awkward/unencodable", {}, None, ServiceCallError, "unencodable_result"),
+        ("example_service/greet", {"name": object()}, None, ServiceCallError, "unencodable_params"),
+        ("stopped_service/greet", {}, None, ServiceCallError, "service_not_running"),
+    ],
+)
+async def test_bad_calls_get_clear_errors_and_the_service_keeps_running(  # noqa: PLR0917
+    running: Orchestrator, method: str, params: dict, caller: Caller | None, error: type, code: str
+) -> None:
+    kwargs = {"caller": caller} if caller else {}
+    with pytest.raises(error) as raised:
+        await running.rpc.call(method, params, **kwargs)
+    assert raised.value.code == code, raised.value
+    assert (await running.rpc.call("example_service/greet", {"name": "still"}))["message"] == "Hi, still!"
+    assert (await running.rpc.call("awkward/add", {"a": 1})) == 1
+
+
+async def test_error_messages_name_what_went_wrong(running: Orchestrator) -> None:
+    with pytest.raises(ServiceCallError, match=r"awkward/fails raised ValueError: no such widget"):
+        await running.rpc.call("awkward/fails", {})
+    with pytest.raises(ServiceCallError, match=r"exposed: add, call, fails, unencodable"):
+        await running.rpc.call("awkward/nope", {})
+    with pytest.raises(ServiceCallError, match=r"cannot be sent.*object"):
+        await running.rpc.call("awkward/unencodable", {})
+    logs = "\n".join(await running.service_logs("awkward"))
+    assert "ValueError: no such widget" in logs  # the traceback went to the service's log
+
+
+async def test_a_service_calls_another_service_and_its_node_through_the_proxy(running: Orchestrator) -> None:
+    greeting = await running.rpc.call(
+        "awkward/call", {"method": "example_service/greet", "params": {"name": "proxy"}}
+    )
+    assert greeting["message"] == "Hi, proxy!"
+    listing = await running.rpc.call("awkward/call", {"method": "orchestrator/list_services", "params": {}})
+    assert listing["total_running"] == 2
+    # a proxy call is local: the private method is allowed
+    assert (await running.rpc.call("awkward/call", {"method": "example_service/stats", "params": {}}))[
+        "calls"
+    ] == 1
+    with pytest.raises(ServiceCallError, match="no network layer") as raised:
+        await running.rpc.call(
+            "awkward/call", {"method": "example_service/greet", "params": {}, "peer": "12D3K"}
+        )
+    assert raised.value.code == "no_network"
+    with pytest.raises(ServiceCallError) as raised:
+        await running.rpc.call("awkward/call", {"method": "example_service/nope", "params": {}})
+    assert raised.value.code == "unknown_method"
+
+
+UTILS_USER = """
+import utils
+
+class Run(BaseService):
+    @service_method(public=True)
+    async def which(self):
+        import sys
+        return {"utils": utils.WHO, "path0": sys.path[0], "others": [p for p in sys.path if "services" in p]}
+"""
+
+
+async def test_two_services_each_import_their_own_module_of_the_same_name(
+    rt: Orchestrator, tmp_path: Path
+) -> None:
+    for name in ("left", "right"):
+        files = {"utils.py": f"WHO = {name!r}\n"}
+        await rt.install_service(service_archive(tmp_path, name, UTILS_USER, files=files))
+        await rt.start_service(name)
+    left = await rt.rpc.call("left/which", {})
+    right = await rt.rpc.call("right/which", {})
+    assert (left["utils"], right["utils"]) == ("left", "right")
+    assert left["others"] == [left["path0"]] and "/left/" in left["path0"]
+    assert right["others"] == [right["path0"]] and "/right/" in right["path0"]
+
+
+INTROSPECT = """
+class Run(BaseService):
+    @service_method()
+    async def modules(self):
+        return sorted(sys.modules)
+
+    @service_method()
+    async def whoami(self):
+        import p2p_orchestrator
+        return {"version": p2p_orchestrator.__version__, "ppid": os.getppid()}
+"""
+
+
+async def test_the_child_stays_small_and_never_imports_the_network_stack(
+    rt: Orchestrator, tmp_path: Path
+) -> None:
+    await rt.install_service(service_archive(tmp_path, "intro", INTROSPECT))
+    await rt.start_service("intro")
+    modules = set(await rt.rpc.call("intro/modules", {}))
+    assert not {m for m in modules if m.split(".")[0] in ("libp2p", "multiaddr", "sqlite3", "tarfile")}
+    assert not {m for m in modules if m.startswith(("p2p_orchestrator.store", "p2p_orchestrator.archive"))}
+    # 'from p2p_orchestrator import X' still works in a service: the package loads on first use
+    import os
+
+    assert (await rt.rpc.call("intro/whoami", {}))["ppid"] == os.getpid()
