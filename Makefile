@@ -31,8 +31,16 @@ test: lint typecheck unit
 demo: $(STAMP)
 	$(PY) scripts/demo.py
 
-bench: $(STAMP)
-	$(PY) scripts/bench.py
+# The bench extra (supervisord, psutil, py-spy) is installed only for the benchmarks.
+# make bench BENCH_ARGS="--write-docs" records the full run in docs/benchmarks.md.
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[test,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(PY) scripts/bench.py $(BENCH_ARGS)
 
 soak: $(STAMP)
 	$(PY) -m pytest -m slow -q

@@ -1,0 +1,77 @@
+"""Process baselines: the floor of a call into another process, and the memory of a bare trio process."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import trio
+
+from benchlib.framing import FrameReader, encode
+from benchlib.model import Context, Measurement
+from benchlib.procs import PYTHON, LineReader, child, copy_example, program_argv, program_env, rss_mib
+
+__all__ = ["BARE_TRIO", "bare_trio_rss", "socketpair_call"]
+
+BARE_TRIO = (
+    "import trio\n"
+    "async def main():\n"
+    "    print('ready', flush=True)\n"
+    "    await trio.sleep_forever()\n"
+    "trio.run(main)\n"
+)
+"""``python -c "import trio; trio.run(trio.sleep_forever)"``, saying when its loop runs."""
+
+SETTLE = 0.5
+"""Seconds a started process is left alone before its idle RSS is read."""
+
+
+async def socketpair_call(ctx: Context) -> Measurement:
+    """A CBOR request/response over a socketpair to the example service in a child process, in ms."""
+    service_dir = copy_example(ctx.workdir / "socketpair" / "example_service")
+    ours, theirs = socket.socketpair()
+    stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+    with theirs:
+        argv = program_argv("cbor_echo", str(theirs.fileno()), str(service_dir))
+        async with child(argv, env=program_env(), pass_fds=[theirs.fileno()]):
+            theirs.close()
+            try:
+                samples = await _calls(ctx, stream)
+            finally:
+                await stream.aclose()  # the child exits at end of stream
+    return Measurement(samples)
+
+
+async def _calls(ctx: Context, stream: trio.SocketStream) -> list[float]:
+    reader = FrameReader(stream)
+    with trio.fail_after(60):
+        hello = await reader.next()
+    if not isinstance(hello, dict) or "ready" not in hello:
+        raise RuntimeError(f"unexpected greeting from the child: {hello!r}")
+    samples = []
+    warmup = ctx.pick(200, 1000)
+    for number in range(warmup + ctx.pick(3000, 20000)):
+        request = {"id": number, "method": "example_service/example_method", "params": {}}
+        started = time.perf_counter()
+        await stream.send_all(encode(request))
+        answer = await reader.next()
+        elapsed = time.perf_counter() - started
+        if not isinstance(answer, dict) or answer.get("id") != number:
+            raise RuntimeError(f"unexpected answer {answer!r} to request {number}")
+        if number >= warmup:
+            samples.append(elapsed * 1000)
+    return samples
+
+
+async def bare_trio_rss(ctx: Context) -> Measurement:
+    """RSS of a bare ``trio.run(trio.sleep_forever)`` process once it idles, in MiB."""
+    samples = []
+    for _ in range(ctx.pick(3, 7)):
+        async with child([PYTHON, "-c", BARE_TRIO], polite="sigterm") as process:
+            if process.stdout is None:
+                raise RuntimeError("child started without a stdout pipe")
+            with trio.fail_after(30):
+                await LineReader(process.stdout).line()
+            await trio.sleep(SETTLE)
+            samples.append(rss_mib(process.pid))
+    return Measurement(samples)

@@ -1,0 +1,201 @@
+"""Every scenario of the benchmark issue, by the name the JSON uses, in report order.
+
+To add the project side of a scenario when its feature lands, write an async runner that
+returns a :class:`~benchlib.model.Measurement` in the scenario's unit and put it in the
+scenario's ``project=`` below (see docs/benchmarks.md, "Adding a scenario").
+"""
+
+from __future__ import annotations
+
+from benchlib import baselines_libp2p, baselines_process, baselines_supervisord, capabilities, project
+from benchlib.model import Baseline, Outcome, Scenario, Target
+
+__all__ = ["SCENARIOS", "by_name"]
+
+
+def _reported(note: str) -> Target:
+    """A figure that is reported without a pass/fail bar of its own."""
+    return Target(f"reported only: {note}", lambda outcome: True)
+
+
+def _ratio_at_most(limit: float, text: str) -> Target:
+    return Target(text, lambda o: o.ratio is not None and o.ratio <= limit)
+
+
+def _resume_ok(outcome: Outcome) -> bool:
+    archive, chunk = outcome.extra.get("archive_bytes"), outcome.extra.get("chunk_bytes")
+    return isinstance(archive, int) and isinstance(chunk, int) and outcome.value <= archive / 2 + chunk
+
+
+_SUPERVISORD = "supervisord: the example service as a plain supervised program"
+
+
+def _swarm(hosts: int) -> Scenario:
+    if hosts == 16:
+        target = Target(
+            "T(16)/T(1) <= 2.0, <= 1.0x BitTorrent, origin upload <= 2x the archive (issue 6)",
+            lambda o: (
+                o.ratio is not None
+                and o.ratio <= 1.0
+                and o.extra.get("t16_over_t1", 99.0) <= 2.0
+                and o.extra.get("origin_upload_over_archive", 99.0) <= 2.0
+            ),
+        )
+    else:
+        target = _reported("the targets are set at N = 16")
+    return Scenario(
+        name=f"swarm_n{hosts}",
+        unit="s",
+        description=f"deliver and install a 16 MiB archive on {hosts} testbed host(s) with 20 Mbit/s links",
+        target=target,
+        requires=capabilities.swarm,
+        project=None,
+        baseline=None,
+        no_baseline=(
+            "libtorrent (one seeder, N leechers, a local tracker) on the same testbed: "
+            "written with the testbed of issue 6"
+        ),
+        needs=capabilities.testbed,
+    )
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        name="install_to_running",
+        unit="ms",
+        description="install the example service's archive until it runs",
+        target=Target("p50 < 400 ms (issue 3)", lambda o: o.value < 400),
+        requires=capabilities.runtime,
+        project=project.install_to_running,
+        baseline=Baseline(
+            _SUPERVISORD + ", startProcess to ready",
+            baselines_supervisord.install_to_running,
+            tools=baselines_supervisord.supervisord_missing,
+        ),
+    ),
+    Scenario(
+        name="restart_latency",
+        unit="ms",
+        description="restart the running example service until it runs again",
+        target=_ratio_at_most(1.5, "p50 <= 1.5x supervisord (no issue names a bar; this script's)"),
+        requires=capabilities.runtime,
+        project=project.restart_latency,
+        baseline=Baseline(
+            _SUPERVISORD + ", stopProcess + startProcess to ready",
+            baselines_supervisord.restart_latency,
+            tools=baselines_supervisord.supervisord_missing,
+        ),
+    ),
+    Scenario(
+        name="local_call",
+        unit="ms",
+        description='orch.rpc.call("example_service/example_method", {}) on the same node',
+        target=Target("p50 < 1 ms (issue 3)", lambda o: o.value < 1),
+        requires=capabilities.runtime,
+        project=project.local_call,
+        baseline=Baseline(
+            "CBOR request/response over a socketpair to the example service in a child process",
+            baselines_process.socketpair_call,
+        ),
+    ),
+    Scenario(
+        name="service_idle_rss",
+        unit="MiB",
+        description="resident memory of a running example service's process, idle",
+        target=Target("< 40 MiB (issue 3)", lambda o: o.value < 40),
+        requires=capabilities.runtime,
+        project=project.service_idle_rss,
+        baseline=Baseline(
+            'bare python -c "import trio; trio.run(trio.sleep_forever)"', baselines_process.bare_trio_rss
+        ),
+    ),
+    Scenario(
+        name="hundred_services",
+        unit="ms",
+        description="100 services running on one node: list_services latency",
+        target=Target("all 100 reach running; list_services p50 < 50 ms (issue 3)", lambda o: o.value < 50),
+        requires=capabilities.runtime,
+        project=project.hundred_services,
+        baseline=None,
+        no_baseline="the figure is absolute (issue 3)",
+        timeout=(300.0, 900.0),
+    ),
+    Scenario(
+        name="remote_call",
+        unit="ms",
+        description="a trivial public service method called on another node",
+        target=_ratio_at_most(1.2, "p50 <= 1.2x the raw py-libp2p stream (issue 4)"),
+        requires=capabilities.node,
+        project=None,
+        baseline=Baseline(
+            "raw py-libp2p (Noise+Yamux, 2 processes): new stream + 32 B request/response + close",
+            baselines_libp2p.remote_call,
+        ),
+    ),
+    Scenario(
+        name="transfer_throughput",
+        unit="MiB/s",
+        description="one archive transfer between two nodes, incompressible, verification included",
+        target=Target(
+            ">= 0.8x the raw py-libp2p stream (issue 5)", lambda o: o.ratio is not None and o.ratio >= 0.8
+        ),
+        requires=capabilities.transfer,
+        project=None,
+        baseline=Baseline(
+            "raw py-libp2p (Noise+Yamux, 2 processes): one stream, 1 MiB writes, same bytes",
+            baselines_libp2p.transfer_throughput,
+        ),
+    ),
+    Scenario(
+        name="receiver_rss_256mib",
+        unit="MiB",
+        description="growth of the receiver's peak RSS while it receives a 256 MiB archive",
+        target=Target("peak RSS growth <= 16 MiB, a few chunk sizes (issue 5)", lambda o: o.value <= 16),
+        requires=capabilities.transfer,
+        project=None,
+        baseline=Baseline(
+            "raw py-libp2p receiver (2 processes) reading 256 MiB from one stream and discarding it",
+            baselines_libp2p.receiver_peak_rss,
+        ),
+    ),
+    Scenario(
+        name="distribute_parallel_8",
+        unit="s",
+        description="distribute_service of a 16 MiB archive to 8 nodes",
+        target=_ratio_at_most(0.6, "<= 0.6x 8 sequential single-node distributions (issue 5)"),
+        requires=capabilities.transfer,
+        project=None,
+        baseline=None,
+        no_baseline="the baseline is the project's own 8 sequential distributions (needs distribute_service)",
+    ),
+    Scenario(
+        name="resume_bytes",
+        unit="bytes",
+        description="bytes sent to finish a transfer that was cut at 50%",
+        target=Target(
+            "only the missing half is sent (<= half the archive + one chunk) (issue 5)", _resume_ok
+        ),
+        requires=capabilities.transfer,
+        project=None,
+        baseline=None,
+        no_baseline="the ideal is half the archive, a number rather than a program",
+    ),
+    Scenario(
+        name="load_200_callers",
+        unit="calls/s",
+        description="200 concurrent remote callers of a service method: throughput (p99 in extra)",
+        target=_reported("every call answered or refused with busy; throughput and p99 (issue 9)"),
+        requires=capabilities.all_of(capabilities.runtime, capabilities.node),
+        project=None,
+        baseline=Baseline(
+            "raw py-libp2p echo (2 processes), 200 concurrent callers, a new stream per call",
+            baselines_libp2p.load_callers,
+        ),
+    ),
+    *(_swarm(hosts) for hosts in (1, 4, 8, 16)),
+)
+
+
+def by_name() -> dict[str, Scenario]:
+    """The scenarios keyed by name."""
+    return {scenario.name: scenario for scenario in SCENARIOS}
