@@ -40,6 +40,7 @@ $(BENCH_STAMP): $(STAMP)
 	@touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
+	@bash scripts/ensure-bench-deps.sh
 	$(PY) scripts/bench.py $(BENCH_ARGS)
 
 soak: $(STAMP)

@@ -7,7 +7,14 @@ scenario's ``project=`` below (see docs/benchmarks.md, "Adding a scenario").
 
 from __future__ import annotations
 
-from benchlib import baselines_libp2p, baselines_process, baselines_supervisord, capabilities, project
+from benchlib import (
+    baselines_libp2p,
+    baselines_process,
+    baselines_supervisord,
+    bittorrent,
+    capabilities,
+    project,
+)
 from benchlib.model import Baseline, Outcome, Scenario, Target
 
 __all__ = ["SCENARIOS", "by_name"]
@@ -50,11 +57,7 @@ def _swarm(hosts: int) -> Scenario:
         target=target,
         requires=capabilities.swarm,
         project=None,
-        baseline=None,
-        no_baseline=(
-            "libtorrent (one seeder, N leechers, a local tracker) on the same testbed: "
-            "written with the testbed of issue 6"
-        ),
+        baseline=bittorrent.baseline(hosts),
         needs=capabilities.testbed,
     )
 
