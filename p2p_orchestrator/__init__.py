@@ -2,38 +2,87 @@
 
 The public API lives here; everything else in the package is private.  Importing
 this package never imports libp2p: the network layer is loaded only by the node.
+
+The names below load lazily, on first use (PEP 562): importing a subpackage
+(``p2p_orchestrator.wire``, ``p2p_orchestrator.control.client``, the command
+line) runs this module, and must not pay for trio and the runtime (~0.3 s) when
+it does not use them.  To export a name, add it to the ``TYPE_CHECKING`` imports,
+to ``_LAZY`` and to ``__all__`` (``tests/test_package_exports.py`` checks that
+the three agree).
 """
 
-from p2p_orchestrator.archive import (
-    ArchiveLimits,
-    Manifest,
-    Version,
-    pack_service,
-    pack_service_bytes,
-    unpack_archive,
-)
-from p2p_orchestrator.config import (
-    ConfigError,
-    OrchestratorConfig,
-    ServiceSettings,
-    StoreSettings,
-    load_config,
-)
-from p2p_orchestrator.errors import (
-    Busy,
-    OrchestratorError,
-    PermissionDenied,
-    ProtocolError,
-    RemoteError,
-    ServiceCallError,
-    ServiceDistributionError,
-    ServiceInstallationError,
-    ServiceManagementError,
-)
-from p2p_orchestrator.events import Event, EventBus
-from p2p_orchestrator.framework import BaseService, MethodInfo, ServiceProxy, service_method
-from p2p_orchestrator.orchestrator import Orchestrator
-from p2p_orchestrator.rpc import Caller, Permission
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from p2p_orchestrator.archive import (
+        ArchiveLimits,
+        Manifest,
+        Version,
+        pack_service,
+        pack_service_bytes,
+        unpack_archive,
+    )
+    from p2p_orchestrator.config import (
+        ConfigError,
+        OrchestratorConfig,
+        RuntimeSettings,
+        ServiceSettings,
+        StoreSettings,
+        load_config,
+    )
+    from p2p_orchestrator.errors import (
+        Busy,
+        OrchestratorError,
+        PermissionDenied,
+        ProtocolError,
+        RemoteError,
+        ServiceCallError,
+        ServiceDistributionError,
+        ServiceInstallationError,
+        ServiceManagementError,
+    )
+    from p2p_orchestrator.events import Event, EventBus
+    from p2p_orchestrator.framework import BaseService, MethodInfo, ServiceProxy, service_method
+    from p2p_orchestrator.orchestrator import Orchestrator
+    from p2p_orchestrator.rpc import Caller, Permission
+    from p2p_orchestrator.runtime.states import ServiceState
+
+_LAZY: dict[str, str] = {
+    "ArchiveLimits": "p2p_orchestrator.archive",
+    "Manifest": "p2p_orchestrator.archive",
+    "Version": "p2p_orchestrator.archive",
+    "pack_service": "p2p_orchestrator.archive",
+    "pack_service_bytes": "p2p_orchestrator.archive",
+    "unpack_archive": "p2p_orchestrator.archive",
+    "ConfigError": "p2p_orchestrator.config",
+    "OrchestratorConfig": "p2p_orchestrator.config",
+    "RuntimeSettings": "p2p_orchestrator.config",
+    "ServiceSettings": "p2p_orchestrator.config",
+    "StoreSettings": "p2p_orchestrator.config",
+    "load_config": "p2p_orchestrator.config",
+    "Busy": "p2p_orchestrator.errors",
+    "OrchestratorError": "p2p_orchestrator.errors",
+    "PermissionDenied": "p2p_orchestrator.errors",
+    "ProtocolError": "p2p_orchestrator.errors",
+    "RemoteError": "p2p_orchestrator.errors",
+    "ServiceCallError": "p2p_orchestrator.errors",
+    "ServiceDistributionError": "p2p_orchestrator.errors",
+    "ServiceInstallationError": "p2p_orchestrator.errors",
+    "ServiceManagementError": "p2p_orchestrator.errors",
+    "Event": "p2p_orchestrator.events",
+    "EventBus": "p2p_orchestrator.events",
+    "BaseService": "p2p_orchestrator.framework",
+    "MethodInfo": "p2p_orchestrator.framework",
+    "ServiceProxy": "p2p_orchestrator.framework",
+    "service_method": "p2p_orchestrator.framework",
+    "Orchestrator": "p2p_orchestrator.orchestrator",
+    "Caller": "p2p_orchestrator.rpc",
+    "Permission": "p2p_orchestrator.rpc",
+    "ServiceState": "p2p_orchestrator.runtime.states",
+}
 
 __version__ = "0.1.0"
 
@@ -54,12 +103,14 @@ __all__ = [
     "PermissionDenied",
     "ProtocolError",
     "RemoteError",
+    "RuntimeSettings",
     "ServiceCallError",
     "ServiceDistributionError",
     "ServiceInstallationError",
     "ServiceManagementError",
     "ServiceProxy",
     "ServiceSettings",
+    "ServiceState",
     "StoreSettings",
     "Version",
     "__version__",
@@ -69,3 +120,16 @@ __all__ = [
     "service_method",
     "unpack_archive",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

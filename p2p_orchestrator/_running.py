@@ -2,8 +2,16 @@
 
 Kept apart from ``orchestrator.py`` so each module stays about one thing: this
 one translates the spec's running methods (their result shapes, desired state,
-log messages) into :class:`~p2p_orchestrator.runtime.supervisor.Supervisor`
-calls.  :class:`RunningApi` is a mixin of ``Orchestrator`` only.
+dependencies, log messages) into
+:class:`~p2p_orchestrator.runtime.supervisor.Supervisor` calls.
+:class:`RunningApi` is a mixin of ``Orchestrator`` only.
+
+Locks: every life-cycle operation on a service holds that service's lock.
+Starting a service also takes, one after the other, the locks of the
+dependencies it starts, so locks are only ever nested along dependency edges
+(dependent, then dependency); as the graph a start accepts has no cycle, two
+starts cannot deadlock.  A forced stop takes each dependent's lock on its own,
+never while holding the lock of what they need.
 """
 
 from __future__ import annotations
@@ -16,14 +24,21 @@ import trio
 
 from p2p_orchestrator._clock import utc_now_iso
 from p2p_orchestrator.config import OrchestratorConfig
-from p2p_orchestrator.errors import OrchestratorError
+from p2p_orchestrator.errors import OrchestratorError, ServiceInstallationError, ServiceManagementError
 from p2p_orchestrator.events import EventBus
 from p2p_orchestrator.rpc import LOCAL_CALLER, Rpc
+from p2p_orchestrator.runtime.dependencies import (
+    Installed,
+    dependents_in_stop_order,
+    direct_dependents,
+    graph_of,
+    start_order,
+    stop_layers,
+)
 from p2p_orchestrator.runtime.logs import LogFollower
-from p2p_orchestrator.runtime.plan import launch_plan
-from p2p_orchestrator.runtime.policy import RestartPolicy
-from p2p_orchestrator.runtime.process import LaunchSpec
+from p2p_orchestrator.runtime.plan import ServicePlan, launch_plan
 from p2p_orchestrator.runtime.supervisor import Supervisor
+from p2p_orchestrator.runtime.venvs import VenvCache, read_requirements
 from p2p_orchestrator.store import ServiceRecord, ServiceStore
 
 __all__ = ["RunningApi"]
@@ -37,6 +52,7 @@ class RunningApi:
     events: EventBus
     rpc: Rpc
     _supervisor: Supervisor | None
+    _venvs: VenvCache
 
     # provided by Orchestrator
     @property
@@ -58,7 +74,11 @@ class RunningApi:
         raise NotImplementedError
 
     async def _restore_desired_state(self) -> None:
-        """Start, concurrently, every service that was running when the node last stopped."""
+        """Start every service that was running when the node last stopped.
+
+        They start concurrently, but each start first starts (and waits for)
+        what the service needs, so they come up in dependency order.
+        """
 
         async def restore(name: str) -> None:
             try:
@@ -74,40 +94,69 @@ class RunningApi:
                 if record.desired_state == "running":
                     nursery.start_soon(restore, name)
 
-    def _launch_plan(self, name: str) -> tuple[LaunchSpec, RestartPolicy]:
+    def _launch_plan(self, name: str) -> ServicePlan:
         """What the supervisor starts for ``name`` now: the current version and its settings."""
         record = self.store.get(name)
+        directory = self.store.version_dir(record.current)
         return launch_plan(
             name,
             version=record.current.version,
-            directory=self.store.version_dir(record.current),
+            directory=directory,
             manifest=record.current.manifest,
             configuration=self.service_configuration(record),
             config=self.config,
+            python=self._venvs.python_for(name, directory),
         )
 
-    async def _local_call(self, method: str, params: dict[str, Any]) -> Any:
-        """A service's proxy call to this node: the RPC table, as a caller on this node."""
-        return await self.rpc.call(method, params, caller=LOCAL_CALLER)
+    async def _local_call(self, method: str, params: dict[str, Any], peer: str | None) -> Any:
+        """A service's proxy call: the RPC table, as a caller on this node (which may relay to ``peer``)."""
+        return await self.rpc.call(method, params, caller=LOCAL_CALLER, peer=peer)
+
+    def _shutdown_layers(self, running: list[str]) -> list[list[str]]:
+        """The order the node stops its services in when it closes: dependents first."""
+        try:
+            graph = self._graph()
+        except OrchestratorError as exc:
+            log.warning("Stopping every service at once (the dependency graph is unreadable: %s)", exc)
+            return [running]
+        return stop_layers(running, graph)
+
+    def _graph(self) -> dict[str, Installed]:
+        """The dependency graph of the installed services (current versions)."""
+        return graph_of(
+            (name, r.current.version, r.current.manifest) for name, r in self.store.records.items()
+        )
 
     # -- running ------------------------------------------------------------------------
 
     async def start_service(self, service_name: str) -> dict[str, Any]:
         """Start the service's process and wait until it is running.
 
-        Raises :class:`~p2p_orchestrator.ServiceManagementError` when it cannot
-        be loaded or initialized, or exceeds the start timeout; the service is then
-        ``failed`` and ``last_error`` says why.  Starting a running service is a
-        no-op that succeeds.  The node starts it again after a restart.
+        What the service needs (its manifest's ``dependencies``) is started
+        first, dependencies before dependents, and each must be running and
+        healthy within ``[runtime] dependency_timeout``.  Raises
+        :class:`~p2p_orchestrator.ServiceManagementError` when it cannot be
+        loaded or initialized, exceeds the start timeout (the service is then
+        ``failed`` and ``last_error`` says why), or a dependency is missing, of
+        the wrong version, part of a cycle or fails.  Starting a running service
+        is a no-op that succeeds.  The node starts it again after a restart.
         """
         async with self._service_lock(service_name):
             self.store.get(service_name)
             return await self._start_locked(service_name)
 
     async def _start_locked(self, name: str) -> dict[str, Any]:
+        """Start ``name`` and, first, what it needs (its lock is held; theirs are taken in turn)."""
+        order = start_order(name, self._graph())
+        for dependency in order[:-1]:
+            await self._start_dependency(dependency, needed_by=name)
+        return await self._start_one(name)
+
+    async def _start_one(self, name: str) -> dict[str, Any]:
         already = self.supervisor.is_running(name)
         if not already:
             log.info("Starting service: %s", name)
+            await self._ensure_environment(name)
         unit = await self.supervisor.start(name)
         self.store.set_desired_state(name, "running")
         message = f"Service {name} is already running" if already else f"Service {name} loaded and started"
@@ -115,15 +164,53 @@ class RunningApi:
         started_at = unit.process.started_at if unit.process is not None else utc_now_iso()
         return {"success": True, "service_name": name, "started_at": started_at, "message": message}
 
+    async def _ensure_environment(self, name: str) -> None:
+        """Build the service's virtual environment if it needs one and it is missing."""
+        directory = self.store.version_dir(self.store.get(name).current)
+        try:
+            await self._venvs.ensure(name, read_requirements(directory))
+        except ServiceInstallationError as exc:
+            raise ServiceManagementError(exc.message, code=exc.code) from exc
+
+    async def _start_dependency(self, name: str, *, needed_by: str) -> None:
+        """Start ``name`` for ``needed_by`` unless it runs, then wait until it is healthy (bounded)."""
+        async with self._service_lock(name):
+            if not self.supervisor.is_running(name):
+                log.info("Starting service %s, which %s needs", name, needed_by)
+                try:
+                    await self._start_one(name)
+                except OrchestratorError as exc:
+                    raise ServiceManagementError(
+                        f"{needed_by} needs {name}, which did not start: {exc.message}",
+                        code="dependency_failed",
+                    ) from exc
+        unit = self.supervisor.unit(name)
+        limit = self.config.runtime.dependency_timeout
+        with trio.move_on_after(limit):
+            await unit.health.wait_until(lambda health: health.status == "healthy" or not unit.running)
+        if unit.running and unit.health.status == "healthy":
+            return
+        why = unit.health.last_error or unit.last_error
+        raise ServiceManagementError(
+            f"{needed_by} needs {name}, which is {unit.state.value} and {unit.health.status} "
+            f"(waited up to {limit:g} s for it to be running and healthy)" + (f": {why}" if why else ""),
+            code="dependency_failed",
+        )
+
     async def stop_service(self, service_name: str, force: bool = False) -> dict[str, Any]:
         """Stop the service: ``cleanup()`` within the grace period, then SIGTERM, then SIGKILL.
 
         It stays stopped after a node restart.  Stopping a stopped service succeeds.
-        ``force`` is reserved for stopping a service that others depend on (service
-        dependencies are not enforced yet, so it changes nothing today).
+        A service that running services need is not stopped (``has_dependents``)
+        unless ``force``: then those services are stopped first, each before
+        what it needs, and stay stopped after a node restart too.
         """
+        self.store.get(service_name)
+        if force:
+            await self._stop_dependents(service_name)
         async with self._service_lock(service_name):
             self.store.get(service_name)
+            self._refuse_if_needed(service_name, "stop")
             log.info("Stopping service: %s", service_name)
             stopped = await self.supervisor.stop(service_name)
             self.store.set_desired_state(service_name, "stopped")
@@ -136,8 +223,35 @@ class RunningApi:
             "message": message,
         }
 
+    def _refuse_if_needed(self, name: str, action: str) -> None:
+        """``has_dependents`` if running services need ``name`` (``"stop"``) or installed ones do."""
+        graph = self._graph()
+        if action == "stop":
+            needing = [d for d in dependents_in_stop_order(name, graph) if self._is_up(d)]
+            who = "running"
+        else:
+            needing, who = direct_dependents(name, graph), "installed"
+        if needing:
+            raise ServiceManagementError(
+                f"cannot {action} {name}: {who} service(s) need it: {', '.join(needing)}; {action} them "
+                f"first, or pass force=True to stop them first",
+                code="has_dependents",
+            )
+
+    async def _stop_dependents(self, name: str) -> None:
+        """Stop every running service that needs ``name``, each before what it needs (a forced stop)."""
+        for dependent in dependents_in_stop_order(name, self._graph()):
+            async with self._service_lock(dependent):
+                if self._is_up(dependent):
+                    log.info("Stopping service %s, which needs %s (forced)", dependent, name)
+                    await self.supervisor.stop(dependent)
+                    self.store.set_desired_state(dependent, "stopped")
+
     async def restart_service(self, service_name: str) -> dict[str, Any]:
-        """Stop the service if it runs, then start it (on its current version)."""
+        """Stop the service if it runs, then start it (on its current version).
+
+        Services that need it keep running; their calls to it fail while it restarts.
+        """
         async with self._service_lock(service_name):
             self.store.get(service_name)
             await self._restart_locked(service_name)

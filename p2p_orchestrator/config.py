@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from p2p_orchestrator.archive import ArchiveLimits
 from p2p_orchestrator.errors import OrchestratorError
+from p2p_orchestrator.runtime.health import HealthPolicy
 from p2p_orchestrator.runtime.policy import RestartPolicy
 
 __all__ = [
@@ -70,6 +71,18 @@ class RuntimeSettings:
     """Size at which a service's log file is rotated."""
     log_backups: int = 3
     """Rotated log files kept per service (``<name>.log.1`` ... ``.log.N``)."""
+    max_concurrent_calls: int = 64
+    """Method calls one service process runs at once; more wait their turn (health probes never wait)."""
+    dependency_timeout: float = 30.0
+    """Seconds a start waits for each dependency to be running and healthy."""
+    auto_revert: bool = True
+    """Revert an upgrade that fails to start or fails within ``revert_window``."""
+    revert_window: float = 30.0
+    """Seconds an upgraded service must stay up and healthy before the upgrade counts as good."""
+    wheel_dir: str = ""
+    """Wheels that services' virtual environments are built from (offline); empty: the package index."""
+    requirements_timeout: float = 600.0
+    """Seconds installing a service's ``requirements.txt`` may take."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,12 @@ class ServiceSettings:
     """Overrides of the manifest's ``restart`` object (see :class:`~p2p_orchestrator.runtime.policy.RestartPolicy`)."""
     memory_limit_mb: int | None = None
     """Overrides ``[runtime] memory_limit_mb`` for this service."""
+    health: Mapping[str, Any] = field(default_factory=dict)
+    """Overrides of the manifest's ``health`` object (see :class:`~p2p_orchestrator.runtime.health.HealthPolicy`)."""
+    auto_revert: bool | None = None
+    """Overrides ``[runtime] auto_revert`` for this service."""
+    revert_window: float | None = None
+    """Overrides ``[runtime] revert_window`` for this service."""
 
 
 # -- [node] and [access]: the network layer (p2p_orchestrator.node) -------------------------
@@ -111,9 +130,9 @@ class NodeSettings:
     """A stream with no request in flight is closed after this long without a frame."""
     write_timeout: float = 10.0
     """A peer that does not take a frame we write within this has its stream reset."""
-    max_streams_per_peer: int = 16
+    max_streams_per_peer: int = 8
     """RPC streams one peer may hold open at once; more are answered ``busy`` and closed."""
-    max_streams_total: int = 256
+    max_streams_total: int = 128
     """RPC streams all peers together may hold open at once."""
     max_in_flight_per_stream: int = 64
     """Requests one stream may have outstanding; more are answered ``busy``."""
@@ -198,7 +217,19 @@ def config_from_dict(data: Mapping[str, Any], *, source: str = "configuration") 
         for name, raw in services_data.items():
             where = f"{source} [services.{name}]"
             table = _table(raw, where)
-            _refuse_unknown(table, {"config", "auto_start", "restart", "memory_limit_mb"}, where)
+            _refuse_unknown(
+                table,
+                {
+                    "config",
+                    "auto_start",
+                    "restart",
+                    "memory_limit_mb",
+                    "health",
+                    "auto_revert",
+                    "revert_window",
+                },
+                where,
+            )
             auto_start = table.get("auto_start")
             if auto_start is not None and not isinstance(auto_start, bool):
                 raise ConfigError(f"{where}: auto_start must be true or false")
@@ -206,15 +237,28 @@ def config_from_dict(data: Mapping[str, Any], *, source: str = "configuration") 
             if memory is not None and (type(memory) is not int or memory < 0):
                 raise ConfigError(f"{where}: memory_limit_mb must be a whole number >= 0 (0: no limit)")
             restart = _table(table.get("restart", {}), f"{where}.restart")
+            health = _table(table.get("health", {}), f"{where}.health")
             try:
                 RestartPolicy.from_layers(restart, where=f"{where}.restart")
+                HealthPolicy.from_layers(health, where=f"{where}.health")
             except ValueError as exc:
                 raise ConfigError(str(exc)) from exc
+            auto_revert = table.get("auto_revert")
+            if auto_revert is not None and not isinstance(auto_revert, bool):
+                raise ConfigError(f"{where}: auto_revert must be true or false")
+            window = table.get("revert_window")
+            if window is not None and (
+                isinstance(window, bool) or not isinstance(window, int | float) or window < 0
+            ):
+                raise ConfigError(f"{where}: revert_window must be a number of seconds >= 0")
             services[name] = ServiceSettings(
                 config=_table(table.get("config", {}), f"{where}.config"),
                 auto_start=auto_start,
                 restart=restart,
                 memory_limit_mb=memory,
+                health=health,
+                auto_revert=auto_revert,
+                revert_window=float(window) if window is not None else None,
             )
         config = replace(config, services=services)
     return config

@@ -38,14 +38,15 @@ from typing import Any, BinaryIO
 import trio
 
 from p2p_orchestrator._clock import utc_now_iso
-from p2p_orchestrator._running import RunningApi
+from p2p_orchestrator._upgrades import UpgradeApi
 from p2p_orchestrator.config import OrchestratorConfig, default_home, load_config
 from p2p_orchestrator.errors import OrchestratorError, ServiceInstallationError, ServiceManagementError
 from p2p_orchestrator.events import EventBus
 from p2p_orchestrator.framework import merge_configuration
 from p2p_orchestrator.rpc import Rpc
-from p2p_orchestrator.runtime.policy import RestartPolicy
+from p2p_orchestrator.runtime.revert import UpgradeTrials
 from p2p_orchestrator.runtime.supervisor import Supervisor, open_supervisor
+from p2p_orchestrator.runtime.venvs import VenvCache
 from p2p_orchestrator.store import ServiceRecord, ServiceStore
 
 __all__ = ["ArchiveSource", "Orchestrator"]
@@ -56,7 +57,7 @@ ArchiveSource = bytes | bytearray | memoryview | str | os.PathLike[str]
 """Archive bytes, or the path of an archive file (read in a stream, never whole)."""
 
 
-class Orchestrator(RunningApi):
+class Orchestrator(UpgradeApi):
     """The local life-cycle manager; see the module docstring."""
 
     def __init__(
@@ -70,9 +71,11 @@ class Orchestrator(RunningApi):
         self._locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
         self._started_at = 0.0
         self._started_at_iso = ""
-        self._stats = {"installs": 0, "failed_installs": 0, "uninstalls": 0, "rollbacks": 0}
+        self._stats = {"installs": 0, "failed_installs": 0, "uninstalls": 0, "rollbacks": 0, "reverts": 0}
         self._stack: AsyncExitStack | None = None
         self._supervisor: Supervisor | None = None
+        self._trials = UpgradeTrials()
+        self._venvs = VenvCache(self.home / "venvs")
 
     # -- life of the orchestrator itself ------------------------------------------
 
@@ -98,6 +101,11 @@ class Orchestrator(RunningApi):
 
     async def __aenter__(self) -> Orchestrator:
         config = self.config
+        self._venvs = VenvCache(
+            self.home / "venvs",
+            wheel_dir=config.runtime.wheel_dir,
+            timeout=config.runtime.requirements_timeout,
+        )
         self._store = await trio.to_thread.run_sync(
             lambda: ServiceStore(self.home, limits=config.archive, settings=config.store)
         )
@@ -110,6 +118,8 @@ class Orchestrator(RunningApi):
                     plan=self._launch_plan,
                     local_call=self._local_call,
                     events=self.events,
+                    on_failure=self._on_service_failure,
+                    stop_layers=self._shutdown_layers,
                 )
             )
             self.rpc.service_call_handler = self._supervisor.call
@@ -118,6 +128,7 @@ class Orchestrator(RunningApi):
             log.info(
                 "Orchestrator started with %d installed service(s) in %s", len(self.store.records), self.home
             )
+            await self._prune_environments()
             await self._restore_desired_state()
             self._stack = stack.pop_all()
         return self
@@ -161,7 +172,15 @@ class Orchestrator(RunningApi):
         A running service is restarted on the new version; a stopped one is
         started when its manifest's ``auto_start`` (or the operator's, which wins)
         says so.  ``auto_started`` says whether it runs the new version now; if
-        that start failed, ``auto_start_error`` says why (the install stands).
+        that start failed, ``auto_start_error`` says why.  When the new version
+        replaced another and does not start, the service is reverted to that
+        version (``reverted: true``, ``revert_reason``); when it fails within
+        ``revert_window`` after this returns, the revert happens in the background
+        (``service_reverted``, ``last_revert`` in :meth:`get_service_info`).
+
+        A ``requirements.txt`` that lists packages gets the service a virtual
+        environment first; if it cannot be built (``requirements_failed``),
+        nothing is installed.
         """
         log.info("Installing service from %s", _describe_source(archive_data))
         try:
@@ -170,14 +189,9 @@ class Orchestrator(RunningApi):
             name = staged.service_name
             log.info("Installing service: %s", name)
             async with self._service_lock(name):
-                try:
-                    RestartPolicy.from_layers(
-                        staged.unpacked.manifest.restart, where="manifest.json: restart"
-                    )
-                except ValueError as exc:
-                    self.store.discard(staged)
-                    raise ServiceInstallationError(str(exc), code="bad_restart_policy") from exc
+                await self._prepare_install(staged, force=force_reinstall)
                 was_running = self._is_up(name)
+                before = self.store.records.get(name)
                 record = self.store.install(staged, force=force_reinstall)
                 self._stats["installs"] += 1
                 log.info("Service %s installed successfully", name)
@@ -187,7 +201,8 @@ class Orchestrator(RunningApi):
                     record.current.version,
                     archive_hash=record.current.archive_hash,
                 )
-                auto_started, auto_start_error = await self._auto_start(record, was_running)
+                started = await self._auto_start(record, before.current if before else None, was_running)
+            await self._prune_environments()
         except OrchestratorError as exc:
             self._stats["failed_installs"] += 1
             log.warning("Install refused: %s", exc)
@@ -198,35 +213,29 @@ class Orchestrator(RunningApi):
             "service_name": name,
             "installed_at": record.current.installed_at,
             "archive_hash": record.current.archive_hash,
-            "auto_started": auto_started,
-            **({"auto_start_error": auto_start_error} if auto_start_error else {}),
+            **started.to_result(),
         }
 
-    async def _auto_start(self, record: ServiceRecord, was_running: bool) -> tuple[bool, str | None]:
-        """Restart an upgraded running service, or auto-start a new one: (started, error)."""
-        name = record.name
-        operator = self.config.service(name).auto_start
-        wanted = operator if operator is not None else bool(record.current.manifest.get("auto_start", False))
-        if not (was_running or wanted):
-            return False, None
-        try:
-            if was_running:
-                await self._restart_locked(name)
-            else:
-                await self._start_locked(name)
-        except OrchestratorError as exc:
-            log.warning("Service %s was installed but did not start: %s", name, exc)
-            return False, exc.message
-        return True, None
-
     async def uninstall_service(self, service_name: str, force: bool = False) -> dict[str, Any]:
-        """Stop a service if it runs, then remove it, all its kept versions and its cached archives."""
+        """Stop a service if it runs, then remove it, all its kept versions and its cached archives.
+
+        A service that installed services need is not uninstalled
+        (``has_dependents``) unless ``force``: then the running ones are stopped
+        first (see :meth:`stop_service`); they stay installed, and will not start
+        until what they need is installed again.
+        """
         log.info("Uninstalling service: %s", service_name)
+        self.store.get(service_name)
+        if force:
+            await self._stop_dependents(service_name)
         async with self._service_lock(service_name):
             record = self.store.get(service_name)
+            self._refuse_if_needed(service_name, "stop" if force else "uninstall")
             await self.supervisor.stop(service_name)
             await trio.to_thread.run_sync(self.store.uninstall, service_name)
             self.supervisor.forget(service_name)
+            self._trials.end(service_name)
+        await self._prune_environments()
         self._stats["uninstalls"] += 1
         log.info("Service %s uninstalled", service_name)
         self.events.publish("service_uninstalled", service_name, record.current.version)
@@ -241,6 +250,7 @@ class Orchestrator(RunningApi):
             before = self.store.get(service_name).current
             was_running = self._is_up(service_name)
             record = self.store.rollback(service_name)
+            self._trials.end(service_name)
             self._stats["rollbacks"] += 1
             log.info(
                 "Service %s rolled back from %s to %s", service_name, before.version, record.current.version
@@ -299,6 +309,12 @@ class Orchestrator(RunningApi):
         info["exposed_methods"] = list(record.current.manifest.get("exposed_methods", []))
         unit = self.supervisor.unit(service_name)
         info["restart_policy"] = unit.tracker.policy.to_dict()
+        info["health_policy"] = unit.health_policy.to_dict()
+        info["health"] = {**info["health"], "detail": unit.health.detail}  # what health_check() returned
+        revert = self._trials.reverts.get(service_name)
+        info["last_revert"] = revert.to_dict() if revert is not None else None
+        key = VenvCache.key_of(directory)
+        info["venv"] = str(self._venvs.root / key) if key is not None else None
         info["methods"] = dict(unit.process.methods) if unit.process is not None else {}
         info["log_file"] = str(self.supervisor.logs.log(service_name).path)
         return info

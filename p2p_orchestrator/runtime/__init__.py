@@ -3,14 +3,21 @@
 Parent side (the node):
 
 * :mod:`~p2p_orchestrator.runtime.supervisor`: one supervising loop per started
-  service, restarts under a :class:`~p2p_orchestrator.runtime.policy.RestartPolicy`,
-  and the calls into services; what it knows of each service is a
+  service, restarts under a :class:`~p2p_orchestrator.runtime.policy.RestartPolicy`
+  (:mod:`~p2p_orchestrator.runtime.backoff`), health probes and hang detection
+  (:mod:`~p2p_orchestrator.runtime.health`); what it knows of each service is a
   :class:`~p2p_orchestrator.runtime.unit.ServiceUnit` with its state machine
-  (:mod:`~p2p_orchestrator.runtime.states`);
-* :mod:`~p2p_orchestrator.runtime.plan`: what to start (version, configuration,
-  timeouts, memory limit) from the store and the operator's settings;
+  (:mod:`~p2p_orchestrator.runtime.states`); calls into and out of services are
+  in :mod:`~p2p_orchestrator.runtime.calls`;
+* :mod:`~p2p_orchestrator.runtime.plan`: what to start (version, interpreter,
+  configuration, timeouts, memory limit, policies) from the store and the
+  operator's settings;
 * :mod:`~p2p_orchestrator.runtime.process`: one child process and the channel to it,
-  start timeout and stop escalation (polite stop, SIGTERM, SIGKILL);
+  start timeout, stop escalation (polite stop, SIGTERM, SIGKILL), admission of calls;
+* :mod:`~p2p_orchestrator.runtime.dependencies` (start and stop order between
+  services), :mod:`~p2p_orchestrator.runtime.revert` (upgrades on trial),
+  :mod:`~p2p_orchestrator.runtime.venvs` (virtual environments for
+  ``requirements.txt``);
 * :mod:`~p2p_orchestrator.runtime.logs` and :mod:`~p2p_orchestrator.runtime.pidfiles`.
 
 Child side: :mod:`~p2p_orchestrator.runtime.runner` (started as a script with

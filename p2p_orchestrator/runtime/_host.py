@@ -9,7 +9,8 @@
    as ``ErrorReply(None, error)`` and the process exits with
    :data:`~p2p_orchestrator.runtime.protocol.EXIT_START_FAILED`;
 3. says ``runner/ready`` with the exposed methods, then serves
-   ``service/<method>`` calls concurrently until the node asks ``runner/stop``;
+   ``service/<method>`` calls concurrently, and ``runner/health`` probes, until
+   the node asks ``runner/stop``;
 4. awaits ``cleanup()`` (bounded by the grace period the node gave), answers,
    and exits 0 once the node has closed the channel.
 
@@ -18,6 +19,11 @@ exceptions are ``sys.exit()`` (the process exits with that code, as the service
 asked) and :class:`MemoryError` (the process exits with
 :data:`~p2p_orchestrator.runtime.protocol.EXIT_OUT_OF_MEMORY`: after hitting its
 memory limit its state cannot be trusted, and the supervisor restarts it).
+
+The node sends at most ``max_concurrent_calls`` service calls at once, and the
+channel accepts that many plus :data:`~p2p_orchestrator.runtime.protocol.RESERVED_REQUESTS`,
+so a health probe or a stop request always finds a free slot (see
+:mod:`~p2p_orchestrator.runtime.health` for why probes are not starved).
 """
 
 from __future__ import annotations
@@ -42,7 +48,9 @@ from p2p_orchestrator.runtime.protocol import (
     EXIT_CHANNEL_LOST,
     EXIT_OUT_OF_MEMORY,
     EXIT_START_FAILED,
+    RESERVED_REQUESTS,
     RUNNER_CALL,
+    RUNNER_HEALTH,
     RUNNER_READY,
     RUNNER_STOP,
     SERVICE_PREFIX,
@@ -91,6 +99,8 @@ class _Host:
     async def handle(self, request: Request) -> Any:
         if request.method.startswith(SERVICE_PREFIX):
             return await self._call(request.method.removeprefix(SERVICE_PREFIX), request.params)
+        if request.method == RUNNER_HEALTH:
+            return await self._health()
         if request.method == RUNNER_STOP:
             return await self._stop(request.params)
         raise ServiceCallError(f"the runner does not know {request.method!r}", code="unknown_method")
@@ -129,6 +139,45 @@ class _Host:
             raise ServiceCallError(
                 f"{path} raised {type(exc).__name__}: {exc}", code="method_failed"
             ) from None
+
+    async def _health(self) -> dict[str, Any]:
+        """Answer a probe: ``{"healthy": bool, "error": str | None, "detail": ...}``.
+
+        A service without ``health_check`` is healthy whenever its event loop
+        answers.  ``health_check()`` that raises is unhealthy; one that returns a
+        map says so with its ``"healthy"`` key (default true; the whole map is the
+        detail); ``None`` is healthy; any other value counts by its truth.
+        """
+        if self.instance is None or not self.ready:
+            return {"healthy": False, "error": "the service is not running", "detail": None}
+        check = getattr(self.instance, "health_check", None)
+        if check is None:
+            return {"healthy": True, "error": None, "detail": None}
+        try:
+            result = await check()
+        except SystemExit as exc:
+            self.finish(exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1))
+            return {
+                "healthy": False,
+                "error": f"health_check() called sys.exit({exc.code!r})",
+                "detail": None,
+            }
+        except MemoryError:
+            self.finish(EXIT_OUT_OF_MEMORY)
+            return {"healthy": False, "error": "health_check() ran out of memory", "detail": None}
+        except Exception as exc:
+            return {
+                "healthy": False,
+                "error": f"health_check() raised {type(exc).__name__}: {exc}",
+                "detail": None,
+            }
+        if isinstance(result, Mapping):
+            healthy = bool(result.get("healthy", True))
+            error = None if healthy else str(result.get("error") or "health_check() reported unhealthy")
+            return {"healthy": healthy, "error": error, "detail": dict(result)}
+        healthy = result is None or bool(result)
+        error = None if healthy else f"health_check() returned {result!r}"
+        return {"healthy": healthy, "error": error, "detail": None}
 
     async def _stop(self, params: dict[str, Any]) -> dict[str, Any]:
         grace = params.get("grace", 5.0)
@@ -184,14 +233,16 @@ async def _start(host: _Host, channel: FramedChannel, hello: Hello, service_dir:
     instance.state = "running"
 
 
-async def serve(name: str, fd: int, service_dir: Path, root: Path) -> int:
-    """Run the service over the channel on ``fd``; return the process exit code."""
+async def serve(name: str, fd: int, service_dir: Path, root: Path, *, max_calls: int = 64) -> int:
+    """Run the service over the channel on ``fd``; return the process exit code.
+
+    ``max_calls`` is the node's ``max_concurrent_calls`` for this service.
+    """
     sock = socket.socket(fileno=fd)
     stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
     host = _Host(name)
-    channel = FramedChannel(
-        stream, RpcConnection("peer", exchange_hello=True), handler=host.handle, name="node"
-    )
+    conn = RpcConnection("peer", exchange_hello=True, max_in_flight=max_calls + RESERVED_REQUESTS)
+    channel = FramedChannel(stream, conn, handler=host.handle, name="node")
     async with trio.open_nursery() as nursery:
 
         async def run_channel() -> None:

@@ -35,14 +35,15 @@ from typing import Any
 
 import trio
 
-import p2p_orchestrator
 from p2p_orchestrator._clock import utc_now_iso
 from p2p_orchestrator.errors import OrchestratorError, ServiceCallError, ServiceManagementError
 from p2p_orchestrator.runtime._channel import FramedChannel
+from p2p_orchestrator.runtime._spawn import pump_output, spawn_runner
 from p2p_orchestrator.runtime.logs import RotatingLog
 from p2p_orchestrator.runtime.pidfiles import PidFiles
 from p2p_orchestrator.runtime.protocol import (
     RUNNER_CALL,
+    RUNNER_HEALTH,
     RUNNER_READY,
     RUNNER_STOP,
     SERVICE_PREFIX,
@@ -50,13 +51,9 @@ from p2p_orchestrator.runtime.protocol import (
 )
 from p2p_orchestrator.wire import Hello, Request, RpcConnection
 
-__all__ = ["PACKAGE_ROOT", "RUNNER", "LaunchSpec", "ProxyCall", "ServiceProcess"]
+__all__ = ["LaunchSpec", "ProxyCall", "ServiceProcess"]
 
 log = logging.getLogger("p2p_orchestrator.runtime")
-
-RUNNER = Path(__file__).with_name("runner.py")
-PACKAGE_ROOT = Path(p2p_orchestrator.__file__).resolve().parent.parent
-"""The directory holding ``p2p_orchestrator`` and ``service_framework.py``."""
 
 _TERM_WAIT = 2.0  # seconds between SIGTERM and SIGKILL
 _EXIT_WAIT = 2.0  # seconds for the runner to exit once it answered the stop request
@@ -79,8 +76,9 @@ class LaunchSpec:
     stop_timeout: float = 5.0
     call_timeout: float = 30.0
     memory_limit_mb: int = 0
+    max_concurrent_calls: int = 64
     python: str = sys.executable
-    """The interpreter (a per-service virtualenv's, once services can have one)."""
+    """The interpreter: the node's, or the service's virtual environment's."""
 
 
 class ServiceProcess:
@@ -102,6 +100,7 @@ class ServiceProcess:
         self._watching = False
         self._pidfiles = pidfiles
         self._channel = channel
+        self._call_slots = trio.Semaphore(max(1, spec.max_concurrent_calls))
         self._ready = False
         self._settled = trio.Event()
         self._exited = trio.Event()
@@ -117,7 +116,7 @@ class ServiceProcess:
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         out_read, out_write = os.pipe()
         try:
-            popen = _spawn(spec, child_sock.fileno(), out_write)
+            popen = spawn_runner(spec, child_sock.fileno(), out_write)
         except OSError as exc:
             parent_sock.close()
             os.close(out_read)
@@ -147,7 +146,7 @@ class ServiceProcess:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(proc._watch_exit)
                 nursery.start_soon(proc._run_channel)
-                nursery.start_soon(_pump, trio.lowlevel.FdStream(out_read), log, pumped)
+                nursery.start_soon(pump_output, trio.lowlevel.FdStream(out_read), log, pumped)
                 hello = Hello(
                     "orchestrator",
                     info={
@@ -276,12 +275,26 @@ class ServiceProcess:
         return self._ready and self.returncode is None
 
     async def call(self, method: str, params: dict[str, Any], *, time_limit: float | None = None) -> Any:
-        """Call an exposed method; the service's error, or ``service_exited`` if it dies meanwhile."""
+        """Call an exposed method; the service's error, or ``service_exited`` if it dies meanwhile.
+
+        At most ``max_concurrent_calls`` calls are sent to the process at once;
+        the others wait here for a turn, within the same ``time_limit``.
+        """
+        limit = self.spec.call_timeout if time_limit is None else time_limit
+        deadline = trio.current_time() + limit
+        acquired = False
+        with trio.move_on_at(deadline):
+            await self._call_slots.acquire()
+            acquired = True
+        if not acquired:
+            raise ServiceCallError(
+                f"{self.spec.name}/{method} did not get a turn within {limit:g} s: the service is running "
+                f"{self.spec.max_concurrent_calls} calls at once (max_concurrent_calls)",
+                code="call_timeout",
+            )
         try:
             return await self._channel.call(
-                SERVICE_PREFIX + method,
-                params,
-                time_limit=self.spec.call_timeout if time_limit is None else time_limit,
+                SERVICE_PREFIX + method, params, time_limit=max(0.0, deadline - trio.current_time())
             )
         except ServiceCallError as exc:
             if exc.code != "channel_closed":
@@ -293,6 +306,27 @@ class ServiceProcess:
                 f"service {self.spec.name} exited during the call to {method} ({status})",
                 code="service_exited",
             ) from None
+        finally:
+            self._call_slots.release()
+
+    async def probe_health(self, time_limit: float) -> Any:
+        """Ask the runner for the service's health (see ``runner/health``) within ``time_limit`` seconds.
+
+        Raises :class:`ServiceCallError`: ``call_timeout`` when the runner does not
+        answer in time (its event loop is blocked or starved), ``channel_closed``
+        when the process is going away.
+        """
+        return await self._channel.call(RUNNER_HEALTH, {}, time_limit=time_limit)
+
+    def dump_stacks(self) -> None:
+        """Ask the runner to write every thread's stack to the service's log (SIGUSR1, no wait).
+
+        Works while the event loop is blocked: the runner registered
+        :mod:`faulthandler` for the signal.
+        """
+        if self.returncode is None and self._ready:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.pid, signal.SIGUSR1)
 
     async def wait(self) -> int:
         """Wait for the process to exit; its return code (negative: killed by that signal)."""
@@ -356,43 +390,3 @@ class ServiceProcess:
         if not self._exited.is_set():  # cannot happen short of a kernel problem; never leave a zombie
             self.returncode = await trio.to_thread.run_sync(self._popen.wait)
             self._exited.set()
-
-
-def _spawn(spec: LaunchSpec, fd: int, output: int) -> subprocess.Popen[bytes]:
-    argv = [
-        spec.python,
-        "-I",
-        "-u",
-        str(RUNNER),
-        spec.name,
-        "--fd",
-        str(fd),
-        "--parent",
-        str(os.getpid()),
-        "--root",
-        str(PACKAGE_ROOT),
-        "--memory-limit-mb",
-        str(spec.memory_limit_mb),
-    ]
-    env = {**os.environ, "P2P_ORCHESTRATOR_SERVICE": spec.name}
-    return subprocess.Popen(
-        argv,
-        cwd=spec.directory,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=output,
-        stderr=output,
-        pass_fds=(fd,),
-        close_fds=True,
-        process_group=0,
-    )
-
-
-async def _pump(stream: trio.lowlevel.FdStream, log: RotatingLog, done: trio.Event) -> None:
-    """Copy the child's output into its log until EOF (every writer of the pipe is gone)."""
-    try:
-        async with stream:
-            while chunk := await stream.receive_some(65536):
-                log.write(chunk)
-    finally:
-        done.set()

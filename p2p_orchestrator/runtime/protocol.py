@@ -12,6 +12,9 @@ path                        direction  meaning
 ``runner/ready``            child→node ``initialize()`` returned; params: ``methods``
 ``service/<method>``        node→child call an exposed method with keyword ``params``
 ``runner/stop``             node→child run ``cleanup()`` (``grace`` seconds), answer, exit 0
+``runner/health``           node→child run ``health_check()`` if the service has one; answer
+                                       ``{"healthy", "error", "detail"}`` (never waits for
+                                       a call slot: see ``max_concurrent_calls``)
 ``runner/call``             child→node a proxy call: ``method``, ``params``, ``peer``
 ``ErrorReply(None, ...)``   child→node the start failed (import, ``Run``, ``initialize()``)
 ==========================  =========  ==================================================
@@ -28,7 +31,9 @@ __all__ = [
     "EXIT_OUT_OF_MEMORY",
     "EXIT_PARENT_GONE",
     "EXIT_START_FAILED",
+    "RESERVED_REQUESTS",
     "RUNNER_CALL",
+    "RUNNER_HEALTH",
     "RUNNER_READY",
     "RUNNER_STOP",
     "SERVICE_PREFIX",
@@ -38,6 +43,10 @@ __all__ = [
 RUNNER_READY: Final = "runner/ready"
 RUNNER_STOP: Final = "runner/stop"
 RUNNER_CALL: Final = "runner/call"
+RUNNER_HEALTH: Final = "runner/health"
+RESERVED_REQUESTS: Final = 4
+"""In-flight requests the child accepts beyond the node's ``max_concurrent_calls``: room
+for ``runner/health`` and ``runner/stop``, which never wait behind service calls."""
 SERVICE_PREFIX: Final = "service/"
 
 EXIT_START_FAILED: Final = 3

@@ -15,6 +15,11 @@ for): :func:`_bootstrap` registers the package as a lazy module whose
 Its first act is ``prctl(PR_SET_PDEATHSIG, SIGKILL)``: the kernel kills the
 child when the node's thread that started it dies, however the node dies.  If
 the node is already gone (the parent pid changed) the runner exits at once.
+
+It runs under the node's interpreter, or under the interpreter of the service's
+own virtual environment (see :mod:`~p2p_orchestrator.runtime.venvs`), which finds
+trio and cbor2 through a ``.pth`` file placed after the environment's own
+packages.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ def main(argv: list[str]) -> int:
     import argparse
     import logging
     import resource
+    from functools import partial
     from pathlib import Path
 
     parser = argparse.ArgumentParser(prog="p2p-orchestrator-runner")
@@ -72,11 +78,19 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--parent", type=int, required=True, help="the node's pid")
     parser.add_argument("--root", required=True, help="the directory holding p2p_orchestrator")
     parser.add_argument("--memory-limit-mb", type=int, default=0, help="RLIMIT_AS in MiB; 0 for none")
+    parser.add_argument("--max-calls", type=int, default=64, help="service calls the node sends at once")
     args = parser.parse_args(argv)
+
+    import faulthandler
+    import signal
 
     import trio
 
     from p2p_orchestrator.runtime._host import serve
+
+    # SIGUSR1 writes every thread's stack to the log, even while the event loop is
+    # blocked: the supervisor sends it before killing a service that stopped answering.
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
 
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -84,7 +98,9 @@ def main(argv: list[str]) -> int:
     if args.memory_limit_mb > 0:
         limit = args.memory_limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    return trio.run(serve, args.service, args.fd, Path.cwd(), Path(args.root))
+    return trio.run(
+        partial(serve, max_calls=max(1, args.max_calls)), args.service, args.fd, Path.cwd(), Path(args.root)
+    )
 
 
 if __name__ == "__main__":

@@ -14,9 +14,16 @@ the service's :class:`~p2p_orchestrator.runtime.policy.RestartPolicy` to every
 exit it did not ask for.  :meth:`Supervisor.stop` asks the loop to stop the
 process (politely, then SIGTERM, then SIGKILL) and waits until it has.
 
+While a process runs, the loop also probes its health
+(:mod:`~p2p_orchestrator.runtime.health`); a process that fails too many probes
+in a row (or whose event loop is blocked) is killed, and the restart policy
+applies as after a crash.  Every exit the loop did not ask for, and every
+failed restart, is reported to ``on_failure`` (the orchestrator's upgrade
+guard, which may revert an upgrade).
+
 The supervisor publishes ``service_started``, ``service_restarted``,
-``service_failed`` and ``service_stopped`` events; it never touches the
-store (desired state is the orchestrator's business).
+``service_failed``, ``service_stopped`` and ``service_health`` events; it never
+touches the store (desired state is the orchestrator's business).
 """
 
 from __future__ import annotations
@@ -31,12 +38,15 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from p2p_orchestrator.config import RuntimeSettings
-from p2p_orchestrator.errors import PermissionDenied, ServiceCallError, ServiceManagementError
+from p2p_orchestrator.errors import ServiceManagementError
 from p2p_orchestrator.events import EventBus
 from p2p_orchestrator.rpc import Caller
+from p2p_orchestrator.runtime.backoff import after_exit
+from p2p_orchestrator.runtime.calls import LocalCall, ProxyCalls, call_service
+from p2p_orchestrator.runtime.health import HealthPolicy, Status, watch_health
 from p2p_orchestrator.runtime.logs import LogBook
 from p2p_orchestrator.runtime.pidfiles import PidFiles
-from p2p_orchestrator.runtime.policy import RestartPolicy
+from p2p_orchestrator.runtime.plan import ServicePlan
 from p2p_orchestrator.runtime.process import LaunchSpec, ServiceProcess
 from p2p_orchestrator.runtime.protocol import describe_exit
 from p2p_orchestrator.runtime.states import ServiceState
@@ -45,15 +55,16 @@ from p2p_orchestrator.runtime.unit import ServiceUnit
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
-__all__ = ["LaunchPlan", "LocalCall", "Supervisor", "open_supervisor"]
+__all__ = ["FailureHook", "LaunchPlan", "LocalCall", "Supervisor", "open_supervisor"]
 
 log = logging.getLogger("p2p_orchestrator.runtime")
 
 S = ServiceState
-LaunchPlan = Callable[[str], tuple[LaunchSpec, RestartPolicy]]
-"""What to start for a service now: its launch spec and restart policy (read at every start)."""
-LocalCall = Callable[[str, dict[str, Any]], Awaitable[Any]]
-"""How a service's proxy call reaches this node's RPC table (as a local caller)."""
+LaunchPlan = Callable[[str], ServicePlan]
+"""What to start for a service now: its launch spec, restart and health policies (read at every start)."""
+FailureHook = Callable[[str, str | None, str], None]
+"""Told ``(service, version, reason)`` of every unrequested exit or failed restart; must not block."""
+_STACK_DUMP_WAIT = 0.2  # seconds for a hung runner to write its stacks to the log before SIGKILL
 
 
 class Supervisor:
@@ -68,10 +79,12 @@ class Supervisor:
         logs: LogBook,
         pidfiles: PidFiles,
         events: EventBus,
+        on_failure: FailureHook | None = None,
     ) -> None:
         self._nursery = nursery
         self._plan = plan
-        self._local_call = local_call
+        self._proxy_calls = ProxyCalls(nursery, local_call)
+        self._on_failure = on_failure
         self.logs = logs
         self._pidfiles = pidfiles
         self._events = events
@@ -99,6 +112,10 @@ class Supervisor:
     def is_running(self, name: str) -> bool:
         unit = self._units.get(name)
         return unit is not None and unit.running
+
+    def spawn(self, async_fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Run ``async_fn(*args)`` as a task of the runtime (cancelled when the node closes)."""
+        self._nursery.start_soon(async_fn, *args)
 
     # -- start and stop -----------------------------------------------------------------------
 
@@ -141,11 +158,17 @@ class Supervisor:
         await unit.loop_done.wait()
         return True
 
-    async def stop_all(self) -> None:
-        """Stop every service concurrently (their desired state is left alone)."""
-        async with trio.open_nursery() as nursery:
-            for name, unit in list(self._units.items()):
-                if unit.looping:
+    async def stop_all(self, layers: Callable[[list[str]], list[list[str]]] | None = None) -> None:
+        """Stop every service (their desired state is left alone).
+
+        ``layers`` groups the running services into batches stopped one after
+        the other, each concurrently (dependents before what they need); without
+        it they all stop at once.
+        """
+        running = [name for name, unit in self._units.items() if unit.looping]
+        for batch in layers(running) if layers is not None else [running]:
+            async with trio.open_nursery() as nursery:
+                for name in batch:
                     nursery.start_soon(self.stop, name)
 
     # -- the supervising loop -----------------------------------------------------------------
@@ -157,18 +180,19 @@ class Supervisor:
         try:
             while True:
                 try:
-                    spec, policy = self._plan(unit.name)
+                    plan = self._plan(unit.name)
                 except ServiceManagementError as exc:
                     if first:
                         raise  # to start()'s caller; the state did not change
                     self._fail(unit, exc.message)
                     return
-                unit.tracker.policy = policy
-                unit.version = spec.version
+                unit.tracker.policy = plan.restart
+                unit.health_policy = plan.health
+                unit.version = plan.spec.version
                 unit.machine.move(S.STARTING, "first start" if first else "restart")
                 try:
                     code, error, ran = await self._incarnation(
-                        unit, spec, first=first, task_status=task_status
+                        unit, plan.spec, first=first, task_status=task_status
                     )
                 except ServiceManagementError as exc:  # no process could be spawned at all
                     code, error, ran = None, exc, False
@@ -187,13 +211,17 @@ class Supervisor:
                         self._fail(unit, error.message)
                         raise error
                     failed = True
+                elif unit.kill_reason is not None:
+                    unit.last_error, failed = unit.kill_reason, True
                 else:
                     assert code is not None
                     failed = code != 0
                     if failed:
                         unit.last_error = f"exited on its own: {describe_exit(code)}"
                 first = False
-                if not await self._after_exit(unit, failed=failed):
+                if failed and self._on_failure is not None:
+                    self._on_failure(unit.name, unit.version, unit.last_error or "failed")
+                if not await after_exit(unit, self._events, failed=failed):
                     return
         finally:
             done.set()
@@ -210,14 +238,18 @@ class Supervisor:
         """Run one process of ``unit`` until it exits: its return code, the start error, whether it ran."""
         error: ServiceManagementError | None = None
         ran = False
+        unit.kill_reason = None
+        unit.health.reset()
         async with ServiceProcess.launch(
-            spec, log=self.logs.log(unit.name), pidfiles=self._pidfiles, on_call=self._proxy_call
+            spec, log=self.logs.log(unit.name), pidfiles=self._pidfiles, on_call=self._proxy_calls
         ) as proc:
             unit.process = proc
             async with trio.open_nursery() as nursery:
+                health_scope = trio.CancelScope()
 
                 async def stop_on_request() -> None:
                     await unit.stop_event.wait()
+                    health_scope.cancel()  # a stopping service answers no probes: do not count them
                     await proc.stop(spec.stop_timeout, polite=proc.ready)
 
                 nursery.start_soon(stop_on_request)
@@ -229,9 +261,11 @@ class Supervisor:
                     if not unit.stop_requested:
                         self._now_running(unit, proc, first=first, task_status=task_status)
                         ran = True
+                        nursery.start_soon(self._guard_health, unit, proc, unit.health_policy, health_scope)
                     await proc.wait()
                 nursery.cancel_scope.cancel()
         unit.process = None
+        unit.health.reset()
         unit.last_exit_status = proc.returncode
         if error is None and not unit.stop_requested:
             unit.tracker.ran_for(time.monotonic() - proc.started_monotonic)
@@ -252,102 +286,67 @@ class Supervisor:
                 "service_restarted", unit.name, unit.version, pid=proc.pid, restart_count=unit.tracker.total
             )
 
-    async def _after_exit(self, unit: ServiceUnit, *, failed: bool) -> bool:
-        """Apply the restart policy after an exit nobody asked for; whether to start again."""
-        policy = unit.tracker.policy
-        status = (
-            describe_exit(unit.last_exit_status) if unit.last_exit_status is not None else "no exit status"
-        )
-        if not policy.should_restart(failed=failed):
-            target = S.FAILED if failed else S.STOPPED
-            unit.machine.move(target, f"exited ({status}); restart policy {policy.policy}")
-            kind = "service_failed" if failed else "service_stopped"
+    async def _guard_health(
+        self, unit: ServiceUnit, proc: ServiceProcess, policy: HealthPolicy, scope: trio.CancelScope
+    ) -> None:
+        """Probe ``proc`` while it runs; kill it (stacks to the log first) when it fails too often."""
+
+        def on_change(before: Status, after: Status) -> None:
+            if (before, after) == ("unknown", "healthy"):
+                return  # the normal start of a process: service_started says it
+            health = unit.health
+            log.log(
+                logging.WARNING if after == "unhealthy" else logging.INFO,
+                "Service %s is %s (was %s)",
+                unit.name,
+                after,
+                before,
+            )
             self._events.publish(
-                kind, unit.name, unit.version, state=target.value, exit_status=unit.last_exit_status
+                "service_health",
+                unit.name,
+                unit.version,
+                status=after,
+                previous=before,
+                consecutive_failures=health.consecutive_failures,
+                error=health.last_error if after == "unhealthy" else None,
             )
-            return False
-        delay = unit.tracker.next_delay(time.monotonic())
-        if delay is None:
-            unit.last_error = (
-                f"{unit.last_error or status}; gave up after {policy.max_restarts} restarts "
-                f"within {policy.window:g} s"
-            )
-            unit.machine.move(S.FAILED, unit.last_error)
-            log.error("Service %s failed: %s", unit.name, unit.last_error)
-            self._events.publish(
-                "service_failed", unit.name, unit.version, state="failed", error=unit.last_error
-            )
-            return False
-        log.warning("Service %s exited (%s); restarting in %.2f s", unit.name, status, delay)
-        unit.machine.move(S.BACKOFF, f"exited ({status}); restart in {delay:.3f} s")
-        unit.next_start_at = time.monotonic() + delay
-        self._events.publish(
-            "service_failed",
-            unit.name,
-            unit.version,
-            state="backoff",
-            exit_status=unit.last_exit_status,
-            error=unit.last_error,
-            restart_in=round(delay, 3),
-        )
-        with trio.CancelScope() as unit.backoff_scope:
-            await trio.sleep(delay)
-        unit.backoff_scope = None
-        unit.next_start_at = None
-        if unit.stop_requested:
-            unit.machine.move(S.STOPPED, "stopped during backoff")
-            self._events.publish("service_stopped", unit.name, unit.version)
-            return False
-        return True
+
+        with scope:
+            reason = await watch_health(proc.probe_health, policy, unit.health, on_change=on_change)
+            if reason is None or unit.stop_requested:
+                return
+            log.error("Service %s (pid %d): %s; killing it", unit.name, proc.pid, reason)
+            unit.kill_reason = reason
+            proc.dump_stacks()
+            await trio.sleep(_STACK_DUMP_WAIT)
+            proc.kill()
 
     # -- calls ---------------------------------------------------------------------------------
 
     async def call(self, target: str, method: str, params: dict[str, Any], caller: Caller) -> Any:
         """Call ``target``'s exposed ``method`` for ``caller`` (the :class:`~p2p_orchestrator.rpc.Rpc` seam)."""
-        unit = self._units.get(target)
-        if unit is None:
-            raise ServiceCallError(
-                f"cannot call {target}/{method}: service {target!r} is not running",
-                code="service_not_running",
-            )
-        proc = unit.process
-        if proc is None or not unit.running:
-            raise ServiceCallError(
-                f"cannot call {target}/{method}: service {target!r} is not running (state: {unit.state.value})",
-                code="service_not_running",
-            )
-        info = proc.methods.get(method)
-        if info is None:
-            exposed = ", ".join(sorted(proc.methods)) or "none"
-            raise ServiceCallError(
-                f"service {target!r} has no exposed method {method!r}; exposed: {exposed}",
-                code="unknown_method",
-            )
-        if caller.public_only and not info.get("public", False):
-            raise PermissionDenied(
-                f"{target}/{method} is not public: only callers on this node may call it",
-                code="method_not_public",
-            )
-        return await proc.call(method, params)
-
-    async def _proxy_call(self, method: str, params: dict[str, Any], peer: str | None) -> Any:
-        if peer is not None:
-            raise ServiceCallError(
-                f"cannot call {method} on peer {peer}: this node runs no network layer", code="no_network"
-            )
-        return await self._local_call(method, params)
+        return await call_service(self._units.get(target), target, method, params, caller)
 
 
 @asynccontextmanager
 async def open_supervisor(
-    home: Path, settings: RuntimeSettings, *, plan: LaunchPlan, local_call: LocalCall, events: EventBus
+    home: Path,
+    settings: RuntimeSettings,
+    *,
+    plan: LaunchPlan,
+    local_call: LocalCall,
+    events: EventBus,
+    on_failure: FailureHook | None = None,
+    stop_layers: Callable[[list[str]], list[list[str]]] | None = None,
 ) -> AsyncIterator[Supervisor]:
     """The supervisor of the node at ``home``, with the nursery its loops run in.
 
     On entry it kills processes a killed predecessor left behind (see
     :mod:`~p2p_orchestrator.runtime.pidfiles`).  On exit, even when cancelled, it
-    stops every service within the grace period, then cancels whatever is left
-    (which kills the remaining children), so no child outlives it.
+    stops every service (in the batches ``stop_layers`` gives, dependents first)
+    within the grace period, then cancels whatever is left (which kills the
+    remaining children), so no child outlives it.
     """
     pidfiles = PidFiles(home / "run")
     orphans = await trio.to_thread.run_sync(pidfiles.reap_orphans)
@@ -357,13 +356,19 @@ async def open_supervisor(
     try:
         async with trio.open_nursery() as nursery:
             supervisor = Supervisor(
-                nursery, plan=plan, local_call=local_call, logs=logs, pidfiles=pidfiles, events=events
+                nursery,
+                plan=plan,
+                local_call=local_call,
+                logs=logs,
+                pidfiles=pidfiles,
+                events=events,
+                on_failure=on_failure,
             )
             try:
                 yield supervisor
             finally:
                 with trio.CancelScope(shield=True), trio.move_on_after(settings.stop_timeout + 5.0):
-                    await supervisor.stop_all()
+                    await supervisor.stop_all(stop_layers)
                 nursery.cancel_scope.cancel()
     finally:
         logs.close()

@@ -13,6 +13,7 @@ from typing import Any
 
 import trio
 
+from p2p_orchestrator.runtime.health import HealthPolicy, HealthStatus
 from p2p_orchestrator.runtime.policy import RestartPolicy, RestartTracker
 from p2p_orchestrator.runtime.process import ServiceProcess
 from p2p_orchestrator.runtime.protocol import describe_exit
@@ -28,11 +29,15 @@ class ServiceUnit:
         self.name = name
         self.machine = StateMachine()
         self.tracker = RestartTracker(RestartPolicy())
+        self.health = HealthStatus()
+        self.health_policy = HealthPolicy()
         self.process: ServiceProcess | None = None
         self.version: str | None = None
         self.last_exit_status: int | None = None
         """Return code of the last process (negative: killed by that signal)."""
         self.last_error: str | None = None
+        self.kill_reason: str | None = None
+        """Why the supervisor killed the current process (failed health checks), if it did."""
         self.stop_requested = False
         self.stop_event = trio.Event()
         """Set by a stop request; the supervising loop then stops the process."""
@@ -75,4 +80,5 @@ class ServiceUnit:
             "last_exit_status": self.last_exit_status,
             "last_exit": describe_exit(self.last_exit_status) if self.last_exit_status is not None else None,
             "last_error": self.last_error,
+            "health": self.health.describe(),
         }

@@ -271,6 +271,21 @@ class ServiceStore:
                 f"service {name!r} has no earlier version to roll back to (only {record.current.version} is kept)",
                 code="no_previous_version",
             )
+        return self._make_current(record, previous)
+
+    def set_current(self, name: str, version_id: int) -> ServiceRecord:
+        """Make the kept version ``version_id`` current again (an automatic revert)."""
+        record = self.get(name)
+        target = next((v for v in record.versions if v.id == version_id), None)
+        if target is None:
+            raise ServiceManagementError(
+                f"the version of {name!r} to switch back to is no longer kept (see [store] keep_versions)",
+                code="version_missing",
+            )
+        return self._make_current(record, target)
+
+    def _make_current(self, record: ServiceRecord, previous: VersionRecord) -> ServiceRecord:
+        name = record.name
         if not self.version_dir(previous).is_dir():
             raise ServiceManagementError(
                 f"the files of {name!r} {previous.version} are missing from {self.version_dir(previous)}",

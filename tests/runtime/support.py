@@ -97,3 +97,16 @@ def children_of(pid: int) -> list[int]:
             if int(fields[1]) == pid and fields[0] not in (b"Z", b"X"):
                 found.append(int(entry))
     return found
+
+
+async def wait_for_health(orch: Orchestrator, name: str, status: str, limit: float = 15.0) -> None:
+    """Wait (bounded) until ``name``'s health status is ``status``."""
+    with trio.fail_after(limit):
+        await orch.supervisor.unit(name).health.wait_until(lambda h: h.status == status)
+
+
+def recent(orch: Orchestrator, kind: str, service: str | None = None) -> list[Any]:
+    """The recent events of type ``kind`` (of ``service``, if given), oldest first."""
+    return [
+        e for e in orch.events.recent(1000) if e.type == kind and (service is None or e.service == service)
+    ]

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import trio
 
 from p2p_orchestrator import Caller, Orchestrator, PermissionDenied, ServiceCallError
-from tests.runtime.support import service_archive
+from tests.runtime.support import pid_of, service_archive
 
 REMOTE = Caller(peer_id="x", permissions=frozenset(), public_only=True)
 
@@ -158,3 +159,41 @@ async def test_the_child_stays_small_and_never_imports_the_network_stack(
     import os
 
     assert (await rt.rpc.call("intro/whoami", {}))["ppid"] == os.getpid()
+
+
+SELF_CONTROL = """
+class Run(BaseService):
+    @service_method()
+    async def restart_me(self):
+        return await self.proxy.call("orchestrator/restart_service", {"service_name": self.name})
+
+    @service_method()
+    async def stop_me(self):
+        return await self.proxy.call("orchestrator/stop_service", {"service_name": self.name})
+"""
+
+
+async def test_a_service_can_restart_and_stop_itself_through_its_proxy(
+    rt: Orchestrator, tmp_path: Path
+) -> None:
+    # The call that asks ends with the process that made it, but what it asked for is carried out.
+    await rt.install_service(service_archive(tmp_path, "selfish", SELF_CONTROL))
+    await rt.start_service("selfish")
+    pid = pid_of(rt, "selfish")
+    async with rt.events.subscribe() as events:
+        with pytest.raises(ServiceCallError) as raised:
+            await rt.rpc.call("selfish/restart_me", {})
+        assert raised.value.code == "service_exited"
+        with trio.fail_after(10):
+            async for event in events:
+                if event.type == "service_restarted":
+                    break
+    assert event.data == {"manual": True}
+    assert rt.is_running("selfish") and pid_of(rt, "selfish") != pid
+
+    with pytest.raises(ServiceCallError):
+        await rt.rpc.call("selfish/stop_me", {})
+    # the self-stop holds the service's lock until it is done: a stop of our own waits for it
+    assert (await rt.stop_service("selfish"))["message"] == "Service selfish was not running"
+    info = await rt.get_service_info("selfish")
+    assert (info["state"], info["desired_state"]) == ("stopped", "stopped")

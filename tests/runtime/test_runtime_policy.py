@@ -84,6 +84,28 @@ def test_the_operator_configures_the_runtime_and_per_service_overrides(tmp_path:
     assert dict(config.service("web").restart) == {"policy": "always", "max_restarts": 9}
 
 
+def test_the_operator_configures_health_dependencies_reverts_and_wheels(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text(
+        "[runtime]\ndependency_timeout = 5\nrevert_window = 60\nwheel_dir = '/srv/wheels'\n"
+        "max_concurrent_calls = 8\n"
+        "[services.web]\nauto_revert = false\nrevert_window = 0\n[services.web.health]\ninterval = 2\n"
+    )
+    config = load_config(tmp_path)
+    runtime = config.runtime
+    assert (runtime.dependency_timeout, runtime.revert_window, runtime.auto_revert) == (5.0, 60.0, True)
+    assert (runtime.wheel_dir, runtime.max_concurrent_calls) == ("/srv/wheels", 8)
+    web = config.service("web")
+    assert (web.auto_revert, web.revert_window, dict(web.health)) == (False, 0.0, {"interval": 2})
+
+
+async def test_an_archive_with_a_bad_health_policy_is_refused(orch: Orchestrator, tmp_path: Path) -> None:
+    archive = make_archive(tmp_path, manifest={"health": {"timeout": -1}})
+    with pytest.raises(ServiceInstallationError, match="timeout must be positive") as raised:
+        await orch.install_service(archive)
+    assert raised.value.code == "bad_health_policy"
+    assert (await orch.list_services())["total_installed"] == 0
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -91,6 +113,10 @@ def test_the_operator_configures_the_runtime_and_per_service_overrides(tmp_path:
         ("[runtime]\nstart_timout = 1\n", "start_timout"),
         ("[services.web.restart]\npolicy = 'sometimes'\n", "policy must be one of"),
         ("[services.web]\nmemory_limit_mb = -1\n", "memory_limit_mb"),
+        ("[services.web.health]\nfailures = 0\n", "failures must be a whole number"),
+        ("[services.web]\nrevert_window = -1\n", "revert_window"),
+        ("[services.web]\nauto_revert = 1\n", "auto_revert must be true or false"),
+        ("[runtime]\nwheel_dir = 3\n", "wheel_dir must be of type str"),
     ],
 )
 def test_runtime_mistakes_are_refused(tmp_path: Path, text: str, message: str) -> None:

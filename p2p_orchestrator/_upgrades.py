@@ -1,0 +1,206 @@
+"""Installing over a running service: its environment, the restart, and the automatic revert.
+
+Kept apart from ``orchestrator.py`` (which validates and switches versions) so
+each module stays about one thing: this one decides what happens to the
+*running* service when its version changes.  :class:`UpgradeApi` is a mixin of
+``Orchestrator`` only; the rules of upgrade trials are in
+:mod:`p2p_orchestrator.runtime.revert`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from p2p_orchestrator._clock import utc_now_iso
+from p2p_orchestrator._running import RunningApi
+from p2p_orchestrator.errors import OrchestratorError, ServiceInstallationError
+from p2p_orchestrator.runtime.health import HealthPolicy
+from p2p_orchestrator.runtime.policy import RestartPolicy
+from p2p_orchestrator.runtime.revert import RevertRecord, Trial, UpgradeTrials
+from p2p_orchestrator.runtime.venvs import VenvCache, read_requirements
+from p2p_orchestrator.store import ServiceRecord, StagedArchive, VersionRecord
+
+__all__ = ["AutoStart", "UpgradeApi"]
+
+log = logging.getLogger("p2p_orchestrator")
+
+
+@dataclass(frozen=True)
+class AutoStart:
+    """What an install did to the running service: the result keys it adds."""
+
+    started: bool = False
+    error: str | None = None
+    revert: RevertRecord | None = None
+
+    def to_result(self) -> dict[str, Any]:
+        """``auto_started`` (always), ``auto_start_error``, ``reverted`` and ``revert_reason`` (when so)."""
+        result: dict[str, Any] = {"auto_started": self.started}
+        if self.error:
+            result["auto_start_error"] = self.error
+        if self.revert is not None:
+            result.update(reverted=True, revert_reason=self.revert.reason)
+        return result
+
+
+class UpgradeApi(RunningApi):
+    """Environment building, auto-start and auto-revert for installs; see the module docstring."""
+
+    _trials: UpgradeTrials
+    _stats: dict[str, int]
+
+    async def _prepare_install(self, staged: StagedArchive, *, force: bool) -> None:
+        """Refuse what would fail later, then build the service's environment (before anything switches).
+
+        The staged archive is discarded when this raises.
+        """
+        manifest = staged.unpacked.manifest
+        try:
+            try:
+                RestartPolicy.from_layers(manifest.restart, where="manifest.json: restart")
+            except ValueError as exc:
+                raise ServiceInstallationError(str(exc), code="bad_restart_policy") from exc
+            try:
+                HealthPolicy.from_layers(manifest.health, where="manifest.json: health")
+            except ValueError as exc:
+                raise ServiceInstallationError(str(exc), code="bad_health_policy") from exc
+            self.store.check_policy(staged, force=force)
+            requirements = read_requirements(staged.staging_dir / "tree")
+            await self._venvs.ensure(staged.service_name, requirements)
+        except BaseException:
+            self.store.discard(staged)
+            raise
+
+    async def _prune_environments(self) -> None:
+        """Remove the virtual environments no kept version of any service uses any more."""
+        keep = {
+            key
+            for record in self.store.records.values()
+            for version in record.versions
+            if (key := VenvCache.key_of(self.store.version_dir(version))) is not None
+        }
+        doomed = self._venvs.prune(keep)
+        if doomed:
+            await trio.to_thread.run_sync(VenvCache.remove, doomed)
+            log.info("Removed %d unused virtual environment(s)", len(doomed))
+
+    async def _auto_start(
+        self, record: ServiceRecord, before: VersionRecord | None, was_running: bool
+    ) -> AutoStart:
+        """Restart an upgraded running service, or auto-start a new one; revert a failed upgrade.
+
+        The lock of the service is held.  When the new version does not start
+        and it replaced another version, the service goes back to that version
+        (running again if it was running), and a successful start of an
+        upgrade begins its trial (see :mod:`~p2p_orchestrator.runtime.revert`).
+        """
+        name = record.name
+        operator = self.config.service(name).auto_start
+        wanted = operator if operator is not None else bool(record.current.manifest.get("auto_start", False))
+        if not (was_running or wanted):
+            return AutoStart()
+        trial = self._trial_of(record, before)
+        try:
+            if was_running:
+                await self._restart_locked(name)
+            else:
+                await self._start_locked(name)
+        except OrchestratorError as exc:
+            log.warning("Service %s was installed but did not start: %s", name, exc)
+            error = exc.message
+        else:
+            if trial is not None:
+                self._trials.begin(name, trial)
+            return AutoStart(started=True)
+        if trial is None:
+            return AutoStart(error=error)
+        return await self._revert_failed_start(name, trial, error, was_running)
+
+    async def _revert_failed_start(self, name: str, trial: Trial, error: str, was_running: bool) -> AutoStart:
+        """Revert a version that did not start; the revert's own failure is reported, not raised."""
+        reason = f"version {trial.new_version} did not start: {error}"
+        try:
+            return AutoStart(error=error, revert=await self._revert_locked(name, trial, reason, was_running))
+        except OrchestratorError as exc:  # e.g. the files of the good version are gone
+            failure = exc
+        log.error("Service %s could not be reverted to %s: %s", name, trial.good_version, failure)
+        return AutoStart(error=f"{error} (reverting to {trial.good_version} failed: {failure.message})")
+
+    def _trial_of(self, record: ServiceRecord, before: VersionRecord | None) -> Trial | None:
+        """The trial of the version ``record`` just got, if it replaced one and auto-revert is on."""
+        if before is None or before.id == record.current.id:
+            return None
+        settings, runtime = self.config.service(record.name), self.config.runtime
+        enabled = settings.auto_revert if settings.auto_revert is not None else runtime.auto_revert
+        window = settings.revert_window if settings.revert_window is not None else runtime.revert_window
+        if not enabled:
+            return None
+        return Trial(
+            new_version=record.current.version,
+            new_version_id=record.current.id,
+            good_version=before.version,
+            good_version_id=before.id,
+            until=time.monotonic() + window,
+        )
+
+    async def _revert_locked(self, name: str, trial: Trial, reason: str, restart: bool) -> RevertRecord:
+        """Switch ``name`` back to its good version and start it if ``restart`` (its lock is held)."""
+        log.warning(
+            "Reverting service %s from %s to %s: %s", name, trial.new_version, trial.good_version, reason
+        )
+        self._trials.end(name)
+        await self.supervisor.stop(name)
+        self.store.set_current(name, trial.good_version_id)
+        record = RevertRecord(
+            from_version=trial.new_version, to_version=trial.good_version, reason=reason, at=utc_now_iso()
+        )
+        self._trials.reverts[name] = record
+        self._stats["reverts"] = self._stats.get("reverts", 0) + 1
+        error = None
+        if restart:
+            try:
+                await self._start_locked(name)
+            except OrchestratorError as exc:
+                error = exc.message
+        if error is not None:
+            log.error(
+                "Service %s was reverted to %s, which did not start either: %s",
+                name,
+                record.to_version,
+                error,
+            )
+        self.events.publish(
+            "service_reverted",
+            name,
+            trial.good_version,
+            from_version=record.from_version,
+            to_version=record.to_version,
+            reason=reason,
+            restarted=restart and error is None,
+            **({"error": error} if error else {}),
+        )
+        return record
+
+    def _on_service_failure(self, name: str, version: str | None, reason: str) -> None:
+        """The supervisor's failure hook: revert an upgrade on trial (in the background)."""
+        trial = self._trials.failed(name, version)
+        if trial is not None:
+            self.supervisor.spawn(self._revert_in_background, name, trial, reason)
+
+    async def _revert_in_background(self, name: str, trial: Trial, reason: str) -> None:
+        async with self._service_lock(name):
+            record = self.store.records.get(name)
+            if record is None or record.current.id != trial.new_version_id:
+                return  # uninstalled, rolled back or upgraded again meanwhile: nothing to revert
+            failure: OrchestratorError | None = None
+            try:
+                await self._revert_locked(name, trial, f"version {trial.new_version} failed: {reason}", True)
+            except OrchestratorError as exc:  # nobody waits for this task: the log is where it goes
+                failure = exc
+            if failure is not None:
+                log.error("Could not revert service %s to %s: %s", name, trial.good_version, failure)

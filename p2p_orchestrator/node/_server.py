@@ -1,0 +1,238 @@
+"""``ServerStream``: answers the requests a peer sends on one inbound RPC stream.
+
+One task reads; each request is served in its own task, so one stream carries
+many concurrent calls (the codec matches answers to requests by id and answers
+``busy`` beyond ``max_in_flight``).  The stream ends, and everything still
+running for it is cancelled, when:
+
+* the peer closes it at a frame boundary (or resets it, which py-libp2p may
+  also report as a clean EOF: either way nobody is left to answer);
+* the peer breaks the protocol: it is sent one ``ErrorReply(None, ...)`` saying
+  why, then the stream is reset;
+* a read deadline passes (see :class:`Deadlines`): the stream is reset;
+* the peer stops reading our answers for ``write_timeout``: the stream is reset.
+
+Nothing here raises for anything the peer does; the node's stream handler
+still guards it (an exception escaping a py-libp2p handler kills the host).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from p2p_orchestrator.errors import OrchestratorError, ProtocolError, RemoteError, ServiceCallError
+from p2p_orchestrator.node._sender import FrameSender
+from p2p_orchestrator.node._stream import NetStream, StreamBroken
+from p2p_orchestrator.wire import (
+    CLOSED,
+    NEED_DATA,
+    Cancel,
+    ConnectionState,
+    ErrorReply,
+    Request,
+    Response,
+    RpcConnection,
+)
+
+__all__ = ["Deadlines", "RequestHandler", "ServerStream"]
+
+log = logging.getLogger("p2p_orchestrator.node")
+
+RequestHandler = Callable[[Request], Awaitable[Any]]
+"""Serves one request: returns the result or raises (an :class:`OrchestratorError` crosses as is)."""
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """How long a stream may keep us waiting, in seconds.
+
+    * ``read``: for the first frame of a stream, and for the rest of a frame once
+      its first bytes arrived (a slow or silent peer cannot hold a stream open).
+    * ``idle``: for the next frame while no request of the stream is in flight
+      (a reused stream may rest between calls, but not forever).
+    * ``write``: for the peer to take a frame we write.
+
+    While requests are in flight there is no read deadline: the peer is waiting
+    for us, and the caller's own timeout (and ``Cancel``) bounds the call.
+    """
+
+    read: float = 10.0
+    idle: float = 60.0
+    write: float = 10.0
+
+
+class ServerStream:
+    """Serves one inbound stream until it ends; see the module docstring."""
+
+    def __init__(
+        self,
+        stream: NetStream,
+        handler: RequestHandler,
+        *,
+        deadlines: Deadlines,
+        max_in_flight: int,
+    ) -> None:
+        self._stream = stream
+        self._handler = handler
+        self._deadlines = deadlines
+        self._conn = RpcConnection("server", max_in_flight=max_in_flight)
+        self._sender = FrameSender(stream, self._conn, write_timeout=deadlines.write)
+        self._serving: dict[int, trio.CancelScope] = {}
+        self._opened_at = trio.current_time()
+        self._got_frame = False
+        self._frame_started: float | None = None
+        self._idle_since = self._opened_at
+        self._read_scope: trio.CancelScope | None = None
+
+    @property
+    def peer_id(self) -> str:
+        return self._stream.peer_id
+
+    async def serve(self) -> None:
+        """Read and answer until the stream ends; then reset or close it."""
+        try:
+            async with trio.open_nursery() as nursery:
+                try:
+                    await self._read_loop(nursery)
+                finally:
+                    nursery.cancel_scope.cancel()
+        finally:
+            await self._stream.reset()  # no-op when already closed; frees the stream
+
+    # -- reading --------------------------------------------------------------------------
+
+    async def _read_loop(self, nursery: trio.Nursery) -> None:
+        conn = self._conn
+        while True:
+            try:
+                event = conn.next_event()
+            except ProtocolError as exc:
+                await self._refuse(exc)
+                return
+            if not await self._flush():
+                return
+            if event is not NEED_DATA and event is not CLOSED:
+                self._got_frame = True
+                self._idle_since = trio.current_time()
+            if event is NEED_DATA:
+                data = await self._receive()
+                if data is None:
+                    return
+                try:
+                    conn.receive_data(data)
+                except ProtocolError as exc:
+                    await self._refuse(exc)
+                    return
+            elif event is CLOSED:
+                await self._stream.close()
+                return
+            elif isinstance(event, Request):
+                scope = self._serving[event.id] = trio.CancelScope()
+                nursery.start_soon(self._serve_request, event, scope, name=f"rpc {event.method}")
+            elif isinstance(event, Cancel):
+                if (serving := self._serving.get(event.id)) is not None:
+                    serving.cancel()
+            else:  # ErrorReply(None, ...): the peer gave up on the stream
+                log.info("peer %s ended an RPC stream: %s", self.peer_id, event)
+                return
+
+    async def _receive(self) -> bytes | None:
+        """The next bytes (``b""`` at EOF), or ``None`` when the stream must end now."""
+        now = trio.current_time()
+        if self._conn.buffered_bytes == 0:
+            self._frame_started = None
+        elif self._frame_started is None:
+            self._frame_started = now
+        with trio.CancelScope(deadline=self._deadline()) as scope:
+            self._read_scope = scope
+            try:
+                return await self._stream.receive()
+            except StreamBroken as exc:
+                log.debug("RPC stream of %s broke: %s", self.peer_id, exc)
+                return None
+            finally:
+                self._read_scope = None
+        if self._frame_started is not None:
+            why = f"did not finish a frame within {self._deadlines.read:g} s"
+        elif not self._got_frame:
+            why = f"sent no frame within {self._deadlines.read:g} s"
+        else:
+            why = f"left it idle for {self._deadlines.idle:g} s"
+        log.info("peer %s %s on an RPC stream; resetting it", self.peer_id, why)
+        return None
+
+    def _deadline(self) -> float:
+        if self._frame_started is not None:
+            return self._frame_started + self._deadlines.read
+        if not self._got_frame:
+            return self._opened_at + self._deadlines.read
+        if self._serving:
+            return math.inf
+        return self._idle_since + self._deadlines.idle
+
+    async def _refuse(self, exc: ProtocolError) -> None:
+        """The peer broke the protocol: tell it why (the codec queued the notice), then reset."""
+        log.info("peer %s broke the RPC protocol: %s", self.peer_id, exc)
+        await self._flush()
+        await self._stream.reset()
+
+    async def _flush(self) -> bool:
+        try:
+            await self._sender.flush()
+        except StreamBroken as exc:
+            log.debug("RPC stream of %s broke: %s", self.peer_id, exc)
+            return False
+        return True
+
+    # -- serving --------------------------------------------------------------------------
+
+    async def _serve_request(self, request: Request, scope: trio.CancelScope) -> None:
+        reply: Response | ErrorReply
+        try:
+            with scope:
+                reply = await self._answer(request)
+            if scope.cancelled_caught:
+                cancelled = ServiceCallError(
+                    f"{request.method} was cancelled by the caller", code="cancelled"
+                )
+                reply = ErrorReply(request.id, cancelled)
+            await self._send_reply(request, reply)
+        finally:
+            if self._serving.get(request.id) is scope:  # the id may already serve a new request
+                del self._serving[request.id]
+            if not self._serving:
+                self._idle_since = trio.current_time()
+                if self._read_scope is not None:
+                    self._read_scope.deadline = self._deadline()
+
+    async def _answer(self, request: Request) -> Response | ErrorReply:
+        try:
+            return Response(request.id, await self._handler(request))
+        except OrchestratorError as exc:
+            return ErrorReply(request.id, exc)
+        except Exception as exc:
+            log.exception("%s failed unexpectedly for peer %s", request.method, self.peer_id)
+            return ErrorReply(request.id, RemoteError(f"{type(exc).__name__}: {exc}", code="internal_error"))
+
+    async def _send_reply(self, request: Request, reply: Response | ErrorReply) -> None:
+        try:
+            try:
+                await self._sender.send(reply)
+            except ProtocolError as exc:
+                if self._conn.state is not ConnectionState.OPEN:
+                    return  # the stream is ending: nobody is waiting for this answer
+                log.warning("%s for %s: cannot send its result: %s", request.method, self.peer_id, exc)
+                error = ServiceCallError(
+                    f"{request.method} returned a result that cannot be sent: {exc.message}",
+                    code="unencodable_result",
+                )
+                await self._sender.send(ErrorReply(request.id, error))
+        except StreamBroken as exc:
+            log.info("could not answer %s to %s: %s", request.method, self.peer_id, exc)
+            await self._stream.reset()  # ends the read loop with an EOF or an error

@@ -1,0 +1,120 @@
+"""The node's identity: a persistent Ed25519 key in ``<home>/identity.key``.
+
+The peer ID is derived from the public key, so keeping the key keeps the peer
+ID across restarts; peers that trust this node (``[access.roles]`` on their
+side) recognise it by that ID.  The rules:
+
+* On first start the key is created with mode ``0600`` (written to a temporary
+  file, flushed, then linked into place, so a crash never leaves half a key).
+* The file holds the key in libp2p's standard protobuf serialisation (the same
+  bytes go-libp2p and js-libp2p write).
+* The node refuses to start when the file is readable or writable by the group
+  or others (anyone who can read it can impersonate the node), or when it is
+  not an Ed25519 key (corrupt, truncated, another key type).  Fix the mode with
+  ``chmod 600``; a corrupt key can only be replaced, which changes the peer ID.
+
+Loading a key imports libp2p: only the node does it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from libp2p.crypto.ed25519 import Ed25519PrivateKey
+from libp2p.crypto.ed25519 import create_new_key_pair as new_ed25519_key_pair
+from libp2p.crypto.keys import KeyPair, KeyType
+from libp2p.crypto.serialization import deserialize_private_key
+from libp2p.peer.id import ID
+
+from p2p_orchestrator.errors import OrchestratorError
+
+__all__ = ["IDENTITY_FILE_NAME", "IdentityError", "load_or_create_identity", "peer_id_of"]
+
+IDENTITY_FILE_NAME = "identity.key"
+_MAX_KEY_FILE_BYTES = 4096
+
+
+class IdentityError(OrchestratorError):
+    """The identity key file is unsafe (group/world accessible), unreadable or corrupt."""
+
+    default_code = "bad_identity"
+
+
+def peer_id_of(key_pair: KeyPair) -> str:
+    """The base58 peer ID (``12D3KooW...``) of a key pair."""
+    return str(ID.from_pubkey(key_pair.public_key).to_base58())
+
+
+def load_or_create_identity(home: Path) -> KeyPair:
+    """The key pair stored in ``home``, created there on first use; see the module docstring."""
+    path = home / IDENTITY_FILE_NAME
+    try:
+        return _load(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise IdentityError(f"cannot read {path}: {exc}", code="identity_unreadable") from exc
+    home.mkdir(parents=True, exist_ok=True)
+    key_pair = new_ed25519_key_pair()
+    try:
+        _write_new(path, key_pair.private_key.serialize())
+    except FileExistsError:
+        return _load(path)  # another process created it first: use theirs
+    return key_pair
+
+
+def _load(path: Path) -> KeyPair:
+    with open(path, "rb") as file:  # FileNotFoundError goes to the caller
+        mode = os.fstat(file.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise IdentityError(f"{path} is not a regular file", code="identity_not_a_file")
+        if mode & 0o077:
+            raise IdentityError(
+                f"{path} is accessible by group or others (mode {stat.S_IMODE(mode):04o}); "
+                f"anyone who reads it can impersonate this node: run 'chmod 600 {path}'",
+                code="identity_insecure",
+            )
+        data = file.read(_MAX_KEY_FILE_BYTES + 1)
+    try:
+        key = _parse_key(data)
+    except Exception as exc:
+        raise IdentityError(
+            f"{path} does not hold a valid Ed25519 identity key ({type(exc).__name__}: {exc}); "
+            "restore it from a backup, or delete it to create a new identity (a new peer ID)",
+            code="identity_corrupt",
+        ) from exc
+    return KeyPair(key, key.get_public_key())
+
+
+def _parse_key(data: bytes) -> Ed25519PrivateKey:
+    """The Ed25519 key in ``data``; ``ValueError`` (or a parser's error) for anything else."""
+    if len(data) > _MAX_KEY_FILE_BYTES:
+        raise ValueError("file too large for a key")
+    key = deserialize_private_key(data)
+    if key.get_type() is not KeyType.Ed25519 or not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"a {key.get_type().name} key, not Ed25519")
+    if len(key.to_bytes()) != 32:
+        raise ValueError("wrong key length")
+    return key
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Create ``path`` with ``data`` atomically, mode 0600; ``FileExistsError`` if it exists."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        os.fchmod(fd, 0o600)  # whatever the umask
+        file.write(data)
+        file.flush()
+        os.fsync(fd)
+    try:
+        os.link(temp, path)  # fails if the key appeared meanwhile: never replace a key
+    finally:
+        temp.unlink()
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,107 @@
+"""Calls into a running service, and the calls a service makes through its proxy.
+
+Into a service (:func:`call_service`): the method must be one the service
+reported as exposed when it became ready, and a caller limited to public
+methods (another node) may call only ``public=True`` ones.
+
+Out of a service (:class:`ProxyCalls`): a service's ``self.proxy.call(...)``
+goes to this node's RPC table as a caller on this node (with ``peer=``, the
+table relays it to that node when the network layer runs; ``no_network``
+otherwise).  It arrives as ``runner/call`` on the channel to its process and is
+served by a task of that channel, which is cancelled when the channel closes.  That is
+right for calls into other services (nobody waits for the answer any more),
+but not for ``orchestrator/*`` calls: a service that asks
+``orchestrator/restart_service`` for itself closes its own channel halfway
+through, and the restart would be cancelled after the stop and before the
+start.  So ``orchestrator/*`` calls run *detached*, as tasks of the
+supervisor's nursery: they finish whatever becomes of the caller, and the
+caller gets the result if it is still there to take it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import outcome
+import trio
+
+from p2p_orchestrator.errors import PermissionDenied, ServiceCallError
+from p2p_orchestrator.rpc import Caller
+from p2p_orchestrator.runtime.unit import ServiceUnit
+
+__all__ = ["LocalCall", "ProxyCalls", "call_service"]
+
+log = logging.getLogger("p2p_orchestrator.runtime")
+
+LocalCall = Callable[[str, dict[str, Any], str | None], Awaitable[Any]]
+"""How a service's proxy call reaches this node's RPC table, as a caller on this node:
+``(method, params, peer)``; with a peer ID the table sends it on to that node."""
+_DETACHED_PREFIX = "orchestrator/"
+
+
+async def call_service(
+    unit: ServiceUnit | None, target: str, method: str, params: dict[str, Any], caller: Caller
+) -> Any:
+    """Call ``target``'s exposed ``method`` for ``caller``; ``unit`` is ``target``'s, if it has one."""
+    if unit is None:
+        raise ServiceCallError(
+            f"cannot call {target}/{method}: service {target!r} is not running",
+            code="service_not_running",
+        )
+    proc = unit.process
+    if proc is None or not unit.running:
+        raise ServiceCallError(
+            f"cannot call {target}/{method}: service {target!r} is not running (state: {unit.state.value})",
+            code="service_not_running",
+        )
+    info = proc.methods.get(method)
+    if info is None:
+        exposed = ", ".join(sorted(proc.methods)) or "none"
+        raise ServiceCallError(
+            f"service {target!r} has no exposed method {method!r}; exposed: {exposed}",
+            code="unknown_method",
+        )
+    if caller.public_only and not info.get("public", False):
+        raise PermissionDenied(
+            f"{target}/{method} is not public: only callers on this node may call it",
+            code="method_not_public",
+        )
+    return await proc.call(method, params)
+
+
+class ProxyCalls:
+    """Carries out services' proxy calls; see the module docstring."""
+
+    def __init__(self, nursery: trio.Nursery, local_call: LocalCall) -> None:
+        self._nursery = nursery
+        self._local_call = local_call
+
+    async def __call__(self, method: str, params: dict[str, Any], peer: str | None) -> Any:
+        """A :data:`~p2p_orchestrator.runtime.process.ProxyCall`: ``(method, params, peer) -> result``."""
+        if peer is None and method.startswith(_DETACHED_PREFIX):
+            return await self._detached(method, params)
+        return await self._local_call(method, params, peer)
+
+    async def _detached(self, method: str, params: dict[str, Any]) -> Any:
+        done = trio.Event()
+        box: list[outcome.Outcome[Any]] = []
+        waiting = True
+
+        async def run() -> None:
+            try:
+                result: outcome.Outcome[Any] = outcome.Value(await self._local_call(method, params, None))
+            except Exception as exc:
+                result = outcome.Error(exc)
+                if not waiting:  # its caller is gone: the log is the only place left for the error
+                    log.warning("%s, called by a service that went away meanwhile, failed: %s", method, exc)
+            box.append(result)
+            done.set()
+
+        self._nursery.start_soon(run)
+        try:
+            await done.wait()
+        finally:
+            waiting = False
+        return box[0].unwrap()
