@@ -14,6 +14,7 @@ from benchlib import (
     bittorrent,
     capabilities,
     project,
+    project_network,
 )
 from benchlib.model import Baseline, Outcome, Scenario, Target
 
@@ -129,7 +130,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         description="a trivial public service method called on another node",
         target=_ratio_at_most(1.2, "p50 <= 1.2x the raw py-libp2p stream (issue 4)"),
         requires=capabilities.node,
-        project=None,
+        project=project_network.remote_call,
         baseline=Baseline(
             "raw py-libp2p (Noise+Yamux, 2 processes): new stream + 32 B request/response + close",
             baselines_libp2p.remote_call,
