@@ -15,7 +15,7 @@ from typing import Any
 import trio
 
 from benchlib.model import Context, Measurement
-from benchlib.procs import LineReader, child, program_argv, program_env
+from benchlib.procs import LineReader, child, program_argv, program_env, rss_mib
 
 __all__ = ["NodePair", "node_pair", "remote_call"]
 
@@ -29,6 +29,8 @@ class NodePair:
     node: Any
     peer: str
     process: trio.Process
+    listening_ms: float
+    """How long the callee took from opening its node to listening."""
 
 
 @asynccontextmanager
@@ -43,12 +45,12 @@ async def node_pair(ctx: Context, label: str) -> AsyncIterator[NodePair]:
         if process.stdout is None:
             raise RuntimeError("node_responder started without a stdout pipe")
         with trio.fail_after(120):
-            word, _, address = (await LineReader(process.stdout).line()).partition(" ")
+            word, address, listening_ms = [*(await LineReader(process.stdout).line()).split(" "), "", ""][:3]
         if word != "listening":
             raise RuntimeError(f"node_responder said {word!r}, expected 'listening <address>'")
         async with Node.open(homes / "caller") as node:
             peer = await node.connect(address)
-            yield NodePair(node, peer, process)
+            yield NodePair(node, peer, process, float(listening_ms))
 
 
 async def remote_call(ctx: Context) -> Measurement:
@@ -62,4 +64,10 @@ async def remote_call(ctx: Context) -> Measurement:
             started = time.perf_counter()
             await proxy.call_method(CALL, {})
             samples.append((time.perf_counter() - started) * 1000)
-    return Measurement(samples, {"method": CALL})
+        idle_node_mib = rss_mib(pair.process.pid)
+    extra = {
+        "method": CALL,
+        "node_start_to_listening_ms": pair.listening_ms,
+        "callee_node_rss_mib": idle_node_mib,
+    }
+    return Measurement(samples, extra)
