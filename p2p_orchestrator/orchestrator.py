@@ -188,21 +188,25 @@ class Orchestrator(UpgradeApi):
                 staged = await trio.to_thread.run_sync(self.store.stage, source)
             name = staged.service_name
             log.info("Installing service: %s", name)
-            async with self._service_lock(name):
-                await self._prepare_install(staged, force=force_reinstall)
-                was_running = self._is_up(name)
-                before = self.store.records.get(name)
-                record = self.store.install(staged, force=force_reinstall)
-                self._stats["installs"] += 1
-                log.info("Service %s installed successfully", name)
-                self.events.publish(
-                    "service_installed",
-                    name,
-                    record.current.version,
-                    archive_hash=record.current.archive_hash,
-                )
-                started = await self._auto_start(record, before.current if before else None, was_running)
+            try:
+                async with self._service_lock(name):
+                    await self._prepare_install(staged, force=force_reinstall)
+                    was_running = self._is_up(name)
+                    before = self.store.records.get(name)
+                    record = self.store.install(staged, force=force_reinstall)
+                    self._stats["installs"] += 1
+                    log.info("Service %s installed successfully", name)
+                    self.events.publish(
+                        "service_installed",
+                        name,
+                        record.current.version,
+                        archive_hash=record.current.archive_hash,
+                    )
+                    started = await self._auto_start(record, before.current if before else None, was_running)
+            finally:
+                self.store.discard(staged)  # nothing left to do once installed; else nothing of it stays
             await self._prune_environments()
+            await trio.to_thread.run_sync(self.store.empty_trash)
         except OrchestratorError as exc:
             self._stats["failed_installs"] += 1
             log.warning("Install refused: %s", exc)
@@ -232,10 +236,11 @@ class Orchestrator(UpgradeApi):
             record = self.store.get(service_name)
             self._refuse_if_needed(service_name, "stop" if force else "uninstall")
             await self.supervisor.stop(service_name)
-            await trio.to_thread.run_sync(self.store.uninstall, service_name)
+            self.store.uninstall(service_name)
             self.supervisor.forget(service_name)
             self._trials.end(service_name)
         await self._prune_environments()
+        await trio.to_thread.run_sync(self.store.empty_trash)
         self._stats["uninstalls"] += 1
         log.info("Service %s uninstalled", service_name)
         self.events.publish("service_uninstalled", service_name, record.current.version)

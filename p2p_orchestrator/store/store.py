@@ -1,10 +1,11 @@
 """``ServiceStore``: install, switch, roll back and remove service versions atomically.
 
 The store's methods are blocking.  The orchestrator runs :meth:`ServiceStore.stage`
-(unpacking, hashing, fsync) in a worker thread and every other method, which only
-renames directories and writes one sqlite transaction, on its event loop thread.
-Callers serialise operations on the same service; the store itself is not
-thread-safe beyond ``stage`` running concurrently with anything.
+(unpacking, hashing, fsync) and :meth:`ServiceStore.empty_trash` (deleting) in
+worker threads, and every other method, which only renames directories and
+writes one sqlite transaction, on its event loop thread: the database connection
+is used by that one thread only.  Callers serialise operations on the same
+service.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import os
 import secrets
 import tempfile
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +78,7 @@ class ServiceStore:
         self.archives_dir = home / "archives"
         self.staging_root = home / "staging"
         self.trash_dir = home / "trash"
+        self._trash_lock = threading.Lock()
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock_fd = _lock_home(home)
         try:
@@ -256,9 +259,9 @@ class ServiceStore:
         kept = tuple(v for v in record.versions if v not in doomed)
         self._records[name] = ServiceRecord(name, record.current, kept, record.desired_state)
         for version in doomed:
-            remove_tree(self.version_dir(version))
+            self._to_trash(self.version_dir(version))
             if not self._archive_in_use(version.archive_hash):
-                remove_tree(self.archive_path(version.archive_hash))
+                self.archive_path(version.archive_hash).unlink(missing_ok=True)
 
     # -- other changes ---------------------------------------------------------
 
@@ -307,15 +310,26 @@ class ServiceStore:
             crashpoint("store.uninstall.before_commit")
         del self._records[name]
         crashpoint("store.uninstall.after_commit")
-        service_dir = self.services_dir / name
-        if service_dir.exists():
-            doomed = self.trash_dir / f"{name}-{secrets.token_hex(4)}"
-            os.rename(service_dir, doomed)
-            remove_tree(doomed)
+        self._to_trash(self.services_dir / name)
         for version in record.versions:
             if not self._archive_in_use(version.archive_hash):
-                remove_tree(self.archive_path(version.archive_hash))
+                self.archive_path(version.archive_hash).unlink(missing_ok=True)
         return record
+
+    def _to_trash(self, path: Path) -> None:
+        """Take ``path`` out of the store at once (a rename); :meth:`empty_trash` deletes it."""
+        if path.exists():
+            os.rename(path, self.trash_dir / f"{path.name}-{secrets.token_hex(4)}")
+
+    def empty_trash(self) -> None:
+        """Delete what uninstall and pruning moved aside (blocking; safe in a worker thread).
+
+        It touches only ``trash/``, never the database, so it may run while the
+        event loop thread goes on with other operations.
+        """
+        with self._trash_lock:
+            for doomed in list(self.trash_dir.iterdir()):
+                remove_tree(doomed)
 
     def set_desired_state(self, name: str, state: str) -> None:
         """Record whether ``name`` should be running after a node restart."""
