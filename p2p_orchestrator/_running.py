@@ -24,6 +24,7 @@ import trio
 
 from p2p_orchestrator._clock import utc_now_iso
 from p2p_orchestrator.config import OrchestratorConfig
+from p2p_orchestrator.crashpoints import crashpoint
 from p2p_orchestrator.errors import OrchestratorError, ServiceInstallationError, ServiceManagementError
 from p2p_orchestrator.events import EventBus
 from p2p_orchestrator.rpc import LOCAL_CALLER, Rpc
@@ -158,6 +159,7 @@ class RunningApi:
             log.info("Starting service: %s", name)
             await self._ensure_environment(name)
         unit = await self.supervisor.start(name)
+        crashpoint("runtime.start.before_desired")
         self.store.set_desired_state(name, "running")
         message = f"Service {name} is already running" if already else f"Service {name} loaded and started"
         log.info(message)
@@ -213,6 +215,7 @@ class RunningApi:
             self._refuse_if_needed(service_name, "stop")
             log.info("Stopping service: %s", service_name)
             stopped = await self.supervisor.stop(service_name)
+            crashpoint("runtime.stop.before_desired")
             self.store.set_desired_state(service_name, "stopped")
         message = f"Service {service_name} stopped" if stopped else f"Service {service_name} was not running"
         log.info(message)

@@ -142,6 +142,17 @@ class NodeSettings:
     """First delay between reconnect attempts; doubled after each failure."""
     reconnect_max_delay: float = 30.0
     """Cap on the delay between reconnect attempts."""
+    # -- archive transfers (p2p_orchestrator.node.transfers; docs/protocol.md "Transfer protocol")
+    distribute_concurrency: int = 8
+    """Targets ``distribute_service`` sends to at once (its ``concurrency`` argument overrides it)."""
+    transfer_attempts: int = 3
+    """Tries per target of one distribution or fetch; a cut transfer resumes from what arrived."""
+    install_timeout: float = 900.0
+    """How long a sender waits for the receiver's result once every chunk is there (install time)."""
+    max_transfers_per_peer: int = 4
+    """Transfer streams one peer may hold open to this node at once; more are refused ``busy``."""
+    max_transfers_total: int = 16
+    """Transfer streams all peers together may hold open to this node at once."""
 
 
 ACCESS_ROLES = ("admin", "deployer", "reader")

@@ -38,6 +38,7 @@ from typing import Any, BinaryIO
 import trio
 
 from p2p_orchestrator._clock import utc_now_iso
+from p2p_orchestrator._distribution import DistributionApi
 from p2p_orchestrator._upgrades import UpgradeApi
 from p2p_orchestrator.config import OrchestratorConfig, default_home, load_config
 from p2p_orchestrator.errors import OrchestratorError, ServiceInstallationError, ServiceManagementError
@@ -57,7 +58,7 @@ ArchiveSource = bytes | bytearray | memoryview | str | os.PathLike[str]
 """Archive bytes, or the path of an archive file (read in a stream, never whole)."""
 
 
-class Orchestrator(UpgradeApi):
+class Orchestrator(UpgradeApi, DistributionApi):
     """The local life-cycle manager; see the module docstring."""
 
     def __init__(

@@ -31,7 +31,7 @@ class Permission(StrEnum):
     READ = "read"
     """Inspect: list, info, status, export, events."""
     DEPLOY = "deploy"
-    """Change what runs: install, uninstall, start, stop, restart, rollback, distribute."""
+    """Change what runs: install, uninstall, start, stop, restart, rollback, distribute, fetch."""
     ADMIN = "admin"
     """Node administration: trust, configuration."""
 
@@ -90,6 +90,23 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("get_service_info", Permission.READ, _NAME),
         MethodSpec("export_service", Permission.READ, _NAME),
         MethodSpec("get_orchestrator_status", Permission.READ, {}),
+        MethodSpec(
+            "distribute_service",
+            Permission.DEPLOY,
+            {
+                **_NAME,
+                "target_nodes": Param((list,)),
+                "force_reinstall": Param((bool,), required=False),
+                "auto_start": Param((bool, type(None)), required=False),
+                "strategy": Param((str,), required=False),
+                "concurrency": Param((int, type(None)), required=False),
+            },
+        ),
+        MethodSpec(
+            "fetch_service",
+            Permission.DEPLOY,
+            {**_NAME, "from_peer": Param((str,)), "force_reinstall": Param((bool,), required=False)},
+        ),
     )
 }
 

@@ -1,4 +1,4 @@
-"""The ``p2p-orchestrator`` command line."""
+"""The ``p2p-orchestrator`` command line (click; rich for tables, imported on first use)."""
 
 from p2p_orchestrator.cli.main import main
 

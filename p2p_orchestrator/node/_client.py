@@ -97,6 +97,7 @@ class ClientChannel:
                 raise NotSent(self._describe_end())
             rid = self._conn.next_request_id()
             pending = self._pending[rid] = _Pending()
+            self._lift_idle_deadline()
             try:
                 await self._send_request(rid, method, params)
                 try:
@@ -132,6 +133,11 @@ class ClientChannel:
                 await self._sender.send(Cancel(rid))
             except (ProtocolError, StreamBroken) as exc:
                 log.debug("could not cancel request %d to %s: %s", rid, self.peer_id, exc)
+
+    def _lift_idle_deadline(self) -> None:
+        """A call is in flight: the reader must not close the stream for resting (see :meth:`_receive`)."""
+        if self._read_scope is not None:
+            self._read_scope.deadline = self._deadline()
 
     def _maybe_idle(self) -> None:
         if not self._pending:
@@ -199,6 +205,8 @@ class ClientChannel:
                 self._read_scope = None
         if self._closing:
             return None  # the peer did not finish closing in time: the reset follows
+        if self._pending:  # a call began just as the idle deadline passed: not idle after all
+            return await self._receive()
         # Idle: close our side; the peer closes its side and the next read sees EOF.
         self._closing = True
         await self._stream.close()

@@ -30,7 +30,7 @@ from libp2p.peer.peerinfo import PeerInfo
 
 from p2p_orchestrator.config import NodeSettings
 from p2p_orchestrator.errors import ServiceCallError
-from p2p_orchestrator.node._host import allow_dial, parse_peer_address, parse_peer_id
+from p2p_orchestrator.node._host import allow_dial, dial_only, parse_peer_address, parse_peer_id
 from p2p_orchestrator.node.peerbook import PeerBook
 
 __all__ = ["Dialer"]
@@ -78,8 +78,11 @@ class Dialer:
                 "(node.connect('/ip4/.../tcp/.../p2p/<id>')), or list it in [node] bootstrap",
                 code="peer_unreachable",
             )
-        await self._dial(peer, addrs)
-        await trio.to_thread.run_sync(lambda: self._book.record(peer_text, [str(a) for a in addrs]))
+        reached = await self._dial(peer, addrs)
+        order = (
+            [str(reached), *(str(a) for a in addrs if a != reached)] if reached else [str(a) for a in addrs]
+        )
+        await trio.to_thread.run_sync(lambda: self._book.record(peer_text, order))
         return peer
 
     def _known_addrs(self, peer: ID) -> list[multiaddr.Multiaddr]:
@@ -96,25 +99,40 @@ class Dialer:
             log.debug("peerstore has no address for %s: %s", peer, exc)
         return addrs
 
-    async def _dial(self, peer: ID, addrs: list[multiaddr.Multiaddr]) -> None:
+    async def _dial(self, peer: ID, addrs: list[multiaddr.Multiaddr]) -> multiaddr.Multiaddr | None:
+        """Connect to ``peer`` at the first of ``addrs`` that answers; the address that did (``None``: was connected).
+
+        py-libp2p dials only one TCP address of a peer (the first its peerstore
+        holds), so a peer that came back at a new address would never be reached
+        while the old one is known: each address is tried in turn, alone in the
+        peerstore (:func:`dial_only`), most recent first.
+        """
         async with self._locks[peer.to_base58()]:
             if self.is_connected(peer):
-                return
+                return None
             timeout = self._settings.dial_timeout
-            allow_dial(self._host, peer)  # our backoff decides when to retry, not py-libp2p's cache
+            failures: list[str] = []
+            last: Exception | None = None
             with trio.move_on_after(timeout) as timer:
-                try:
-                    await self._host.connect(PeerInfo(peer, addrs))
-                except Exception as exc:
-                    where = ", ".join(str(a) for a in addrs)
-                    raise ServiceCallError(
-                        f"cannot connect to peer {peer} at {where}: {type(exc).__name__}: {exc}",
-                        code="peer_unreachable",
-                    ) from exc
+                for address in addrs:
+                    allow_dial(self._host, peer)  # our backoff decides when to retry, not py-libp2p's cache
+                    dial_only(self._host, peer, address)
+                    try:
+                        await self._host.connect(PeerInfo(peer, [address]))
+                    except Exception as exc:
+                        failures.append(f"{address}: {type(exc).__name__}: {exc}")
+                        last = exc
+                        continue
+                    return address
             if timer.cancelled_caught:
                 raise ServiceCallError(
-                    f"connecting to peer {peer} took longer than {timeout:g} s", code="peer_unreachable"
+                    f"connecting to peer {peer} took longer than {timeout:g} s"
+                    + (f" ({'; '.join(failures)})" if failures else ""),
+                    code="peer_unreachable",
                 )
+            raise ServiceCallError(
+                f"cannot connect to peer {peer} at {'; '.join(failures)}", code="peer_unreachable"
+            ) from last
 
     async def wait_connected(self, peer_text: str) -> None:
         """Return once ``peer_text`` is connected (now, or when a connection opens)."""

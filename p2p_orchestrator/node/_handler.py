@@ -82,9 +82,10 @@ class RpcStreamHandler:
         if self._closed:
             await stream.reset()
             return
-        with self._limiter.slot(stream.peer_id) as admitted:
+        known = self._access.role_of(stream.peer_id) is not None
+        with self._limiter.slot(stream.peer_id, known=known) as admitted:
             if not admitted:
-                await self._refuse_busy(stream)
+                await self._refuse_busy(stream, known=known)
                 return
             server = ServerStream(
                 stream,
@@ -107,18 +108,23 @@ class RpcStreamHandler:
             )
         return await self._call(request.method, request.params, caller)
 
-    async def _refuse_busy(self, stream: NetStream) -> None:
+    async def _refuse_busy(self, stream: NetStream, *, known: bool) -> None:
         limiter = self._limiter
         log.info(
-            "Refusing an RPC stream of %s: %d of its streams and %d in all are open (limits %d, %d)",
+            "Refusing an RPC stream of %s: %d of its streams, %d of peers without a role and %d in all "
+            "are open (limits %d, %d, %d)",
             stream.peer_id,
             limiter.open_streams(stream.peer_id),
+            limiter.open_unknown_streams(),
             limiter.open_streams(),
             limiter.per_peer,
+            limiter.unknown_total,
             limiter.total,
         )
+        unknown = "" if known else f", {limiter.unknown_total} to peers without a role"
         busy = Busy(
-            f"this node serves {limiter.per_peer} streams per peer and {limiter.total} in all; retry later"
+            f"this node serves {limiter.per_peer} streams per peer and {limiter.total} in all{unknown}; "
+            "retry later"
         )
         notice = RpcConnection("server").send(ErrorReply(None, busy))
         with trio.move_on_after(self._deadlines.write):

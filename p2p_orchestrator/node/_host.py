@@ -41,11 +41,15 @@ from p2p_orchestrator.errors import ServiceCallError
 
 log = logging.getLogger("p2p_orchestrator.node")
 
+_DIAL_ADDR_TTL = 120
+"""Seconds py-libp2p keeps an address it is given to dial (what its own ``connect`` uses)."""
+
 __all__ = [
     "ConnectionWatcher",
     "allow_dial",
     "build_host",
     "close_host",
+    "dial_only",
     "parse_listen_addrs",
     "parse_peer_address",
     "parse_peer_id",
@@ -116,6 +120,19 @@ def allow_dial(host: IHost, peer: ID) -> None:
     unblock = getattr(host.get_network(), "unblock_peer", None)
     if unblock is not None:
         unblock(peer)
+
+
+def dial_only(host: IHost, peer: ID, address: multiaddr.Multiaddr) -> None:
+    """Make ``address`` the only one py-libp2p knows for ``peer``, so its next dial goes there.
+
+    py-libp2p's swarm dials at most one address per transport (the first of its
+    peerstore), whatever else it knows: a peer that came back on another port
+    would be dialled at its dead old address for as long as that stays known.
+    The dialer therefore chooses the address itself (the peer book keeps them all).
+    """
+    peerstore = host.get_peerstore()
+    peerstore.clear_addrs(peer)
+    peerstore.add_addrs(peer, [address], _DIAL_ADDR_TTL)
 
 
 async def stop_auto_connector(host: IHost) -> None:

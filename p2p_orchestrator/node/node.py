@@ -65,6 +65,7 @@ from p2p_orchestrator.node.access import AccessControl, Role
 from p2p_orchestrator.node.identity import load_or_create_identity, peer_id_of
 from p2p_orchestrator.node.peerbook import PeerBook
 from p2p_orchestrator.node.proxy import RemoteProxy
+from p2p_orchestrator.node.transfers import NodeTransfers
 from p2p_orchestrator.orchestrator import Orchestrator
 from p2p_orchestrator.rpc import Caller, Rpc
 from p2p_orchestrator.wire import RPC_PROTOCOL_ID
@@ -171,6 +172,7 @@ class Node:
             dialer.start()
             self.rpc.remote_call_handler = self._relay
             self._running = True
+            self.transfers = await stack.enter_async_context(NodeTransfers(self, nursery))
             log.info("Node %s listening on %s", self._peer_id, ", ".join(self.listen_addrs))
             self._stack = stack.pop_all()
         return self

@@ -1,8 +1,10 @@
 """Calls into a running service, and the calls a service makes through its proxy.
 
 Into a service (:func:`call_service`): the method must be one the service
-reported as exposed when it became ready, and a caller limited to public
-methods (another node) may call only ``public=True`` ones.
+reported as exposed when it became ready, a caller limited to public methods
+(another node) may call only ``public=True`` ones, and a call from another node
+must be admitted (:mod:`~p2p_orchestrator.runtime.admission`: ``busy`` beyond
+bounded shares).
 
 Out of a service (:class:`ProxyCalls`): a service's ``self.proxy.call(...)``
 goes to this node's RPC table as a caller on this node (with ``peer=``, the
@@ -68,7 +70,8 @@ async def call_service(
             f"{target}/{method} is not public: only callers on this node may call it",
             code="method_not_public",
         )
-    return await proc.call(method, params)
+    with proc.admission.admit(caller):
+        return await proc.call(method, params)
 
 
 class ProxyCalls:

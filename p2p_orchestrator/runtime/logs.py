@@ -6,7 +6,8 @@ renamed to ``<service>.log.1`` (shifting older ones up to ``.log.<backups>``,
 the oldest dropped), so a service that spams output costs at most
 ``max_bytes * (backups + 1)`` of disk; and because the node always drains the
 pipe, the child never blocks on a full pipe.  Writes go to the page cache from
-the event loop thread; they are small and never fsynced.
+the event loop thread; they are small and never fsynced.  A full or failing
+disk loses output (counted and logged), never the node.
 
 Followers (:meth:`LogBook.follow`) get the bytes written after they subscribed,
 through a bounded buffer; a follower that falls behind loses chunks and is told
@@ -16,6 +17,7 @@ so by a marker line.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,6 +26,8 @@ from types import TracebackType
 import trio
 
 __all__ = ["LogBook", "LogFollower", "RotatingLog"]
+
+log = logging.getLogger("p2p_orchestrator.runtime")
 
 _FOLLOW_BUFFER = 256
 _MAX_LINE = 64 * 1024
@@ -40,20 +44,36 @@ class RotatingLog:
         self._size = 0
         self._followers: set[trio.MemorySendChannel[bytes]] = set()
         self.dropped = 0
+        """Chunks followers missed because they fell behind."""
+        self.lost_bytes = 0
+        """Bytes of output the disk refused (see :meth:`write`)."""
+        self._failure: str | None = None
 
     def write(self, data: bytes) -> None:
-        """Append ``data`` (rotating first when it would not fit) and hand it to followers."""
+        """Append ``data`` (rotating first when it would not fit) and hand it to followers.
+
+        A write the disk refuses (full, read-only, failing) never raises: a
+        service's output must not stop the node.  The bytes are counted in
+        :attr:`lost_bytes` and the failure is logged once per streak (and its
+        end too); followers still get everything.
+        """
         if not data:
             return
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            self._size = os.fstat(self._fd).st_size
-        if self._size and self._size + len(data) > self.max_bytes:
-            self._rotate()
         # a single chunk larger than the cap is truncated to its tail
         data = data[-self.max_bytes :]
-        os.write(self._fd, data)
-        self._size += len(data)
+        try:
+            self._append(data)
+        except OSError as exc:
+            self.lost_bytes += len(data)
+            if self._failure is None:
+                self._failure = str(exc)
+                log.warning("Cannot write %s (%s): this output of the service is lost", self.path, exc)
+        else:
+            if self._failure is not None:
+                log.warning(
+                    "%s is writable again (%d byte(s) of output were lost)", self.path, self.lost_bytes
+                )
+                self._failure = None
         for send in list(self._followers):
             try:
                 send.send_nowait(data)
@@ -61,6 +81,18 @@ class RotatingLog:
                 self.dropped += 1
             except trio.BrokenResourceError:
                 self._followers.discard(send)
+
+    def _append(self, data: bytes) -> None:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._size = os.fstat(self._fd).st_size
+        if self._size and self._size + len(data) > self.max_bytes:
+            self._rotate()
+        view = memoryview(data)
+        while view:  # a nearly full disk takes part of a write, then refuses the rest
+            written = os.write(self._fd, view)
+            self._size += written
+            view = view[written:]
 
     def _rotate(self) -> None:
         self.close_file()

@@ -48,15 +48,25 @@ class PidFiles:
         return self.directory / f"{service}.pid"
 
     def write(self, service: str, pid: int, pgid: int) -> PidRecord | None:
-        """Record a freshly started child; ``None`` if it already exited."""
+        """Record a freshly started child; ``None`` if it already exited.
+
+        ``OSError`` when the record cannot be written (a full disk); no partial
+        file is left.
+        """
         ticks = process_start_ticks(pid)
         if ticks is None:
             return None
         record = PidRecord(service, pid, ticks, pgid)
         path = self._path(service)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"pid": pid, "start_ticks": ticks, "pgid": pgid, "node_pid": os.getpid()}))
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(
+                json.dumps({"pid": pid, "start_ticks": ticks, "pgid": pgid, "node_pid": os.getpid()})
+            )
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return record
 
     def remove(self, service: str) -> None:
@@ -64,9 +74,14 @@ class PidFiles:
         self._path(service).unlink(missing_ok=True)
 
     def read_all(self) -> list[PidRecord]:
-        """Every record, skipping (and logging) unreadable ones."""
+        """Every record, skipping (and logging) unreadable ones.
+
+        A ``<service>.tmp`` is a record a node was writing when it was killed:
+        it is read too (if whole) and removed, so its process is not missed and
+        no debris stays.
+        """
         records = []
-        for path in sorted(self.directory.glob("*.pid")):
+        for path in sorted([*self.directory.glob("*.pid"), *self.directory.glob("*.tmp")]):
             try:
                 data = json.loads(path.read_text())
                 records.append(
@@ -74,6 +89,8 @@ class PidFiles:
                 )
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 log.warning("Ignoring unreadable pid file %s: %s", path, exc)
+                path.unlink(missing_ok=True)
+            if path.suffix == ".tmp":
                 path.unlink(missing_ok=True)
         return records
 

@@ -36,9 +36,11 @@ from typing import Any
 import trio
 
 from p2p_orchestrator._clock import utc_now_iso
+from p2p_orchestrator.crashpoints import crashpoint
 from p2p_orchestrator.errors import OrchestratorError, ServiceCallError, ServiceManagementError
 from p2p_orchestrator.runtime._channel import FramedChannel
 from p2p_orchestrator.runtime._spawn import pump_output, spawn_runner
+from p2p_orchestrator.runtime.admission import AdmissionLimits, CallAdmission
 from p2p_orchestrator.runtime.logs import RotatingLog
 from p2p_orchestrator.runtime.pidfiles import PidFiles
 from p2p_orchestrator.runtime.protocol import (
@@ -101,6 +103,8 @@ class ServiceProcess:
         self._pidfiles = pidfiles
         self._channel = channel
         self._call_slots = trio.Semaphore(max(1, spec.max_concurrent_calls))
+        self.admission = CallAdmission(spec.name, AdmissionLimits.for_slots(spec.max_concurrent_calls))
+        """Which calls from other nodes this process takes (see :mod:`~p2p_orchestrator.runtime.admission`)."""
         self._ready = False
         self._settled = trio.Event()
         self._exited = trio.Event()
@@ -126,7 +130,19 @@ class ServiceProcess:
         finally:
             child_sock.close()
             os.close(out_write)
-        pidfiles.write(spec.name, popen.pid, popen.pid)
+        try:
+            crashpoint("runtime.spawn.before_pidfile")
+            pidfiles.write(spec.name, popen.pid, popen.pid)
+            crashpoint("runtime.spawn.after_pidfile")
+        except OSError as exc:  # a full disk: a process we cannot record is not left running
+            popen.kill()
+            popen.wait()
+            parent_sock.close()
+            os.close(out_read)
+            raise ServiceManagementError(
+                f"cannot record the process of {spec.name} in {pidfiles.directory}: {exc}; it was stopped",
+                code="write_failed",
+            ) from exc
         log.write(f"--- {utc_now_iso()} starting {spec.name} {spec.version} (pid {popen.pid}) ---\n".encode())
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(parent_sock))
         conn = RpcConnection("peer", exchange_hello=True)

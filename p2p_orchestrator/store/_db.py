@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from p2p_orchestrator.errors import OrchestratorError, ServiceManagementError
 from p2p_orchestrator.store.records import ServiceRecord, VersionRecord
 
 SCHEMA_VERSION = 1
@@ -47,6 +48,7 @@ class Database:
     """A thin owner of one sqlite connection; used from one thread only."""
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
@@ -65,16 +67,30 @@ class Database:
         self._conn.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Cursor]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any exception."""
+    def transaction(
+        self, error: type[OrchestratorError] = ServiceManagementError
+    ) -> Iterator[sqlite3.Cursor]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any exception.
+
+        A database that cannot be written (disk full, I/O error: sqlite's
+        ``SQLITE_FULL``, ``SQLITE_IOERR``...) raises ``error`` with code
+        ``write_failed``, whether it fails in a statement or in the ``COMMIT``;
+        either way the transaction is rolled back and nothing of it remains.
+        """
         cur = self._conn.cursor()
-        cur.execute("BEGIN IMMEDIATE")
+        try:
+            cur.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _write_failed(error, self.path, exc) from exc
         try:
             yield cur
-        except BaseException:
-            cur.execute("ROLLBACK")
+            cur.execute("COMMIT")
+        except BaseException as exc:
+            if self._conn.in_transaction:  # a failed COMMIT leaves the transaction open
+                cur.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise _write_failed(error, self.path, exc) from exc
             raise
-        cur.execute("COMMIT")
 
     def load(self) -> dict[str, ServiceRecord]:
         """Every service with all of its kept versions."""
@@ -116,6 +132,10 @@ class Database:
                 "SELECT id FROM versions WHERE service NOT IN (SELECT name FROM services)"
             )
         ]
+
+
+def _write_failed(error: type[OrchestratorError], path: Path, exc: sqlite3.Error) -> OrchestratorError:
+    return error(f"cannot write the store database {path}: {exc} (is the disk full?)", code="write_failed")
 
 
 def insert_version(cur: sqlite3.Cursor, record: VersionRecord) -> int:

@@ -14,6 +14,7 @@ import fcntl
 import logging
 import os
 import secrets
+import shutil
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -65,6 +66,17 @@ def _lock_home(home: Path) -> int:
             code="home_locked",
         ) from None
     return fd
+
+
+def _staging_failed(where: Path, exc: OSError) -> ServiceInstallationError:
+    return ServiceInstallationError(
+        f"cannot stage the archive in {where}: {exc} (is the disk full?); nothing was installed",
+        code="write_failed",
+    )
+
+
+def _switch_failed(target: Path, exc: OSError) -> ServiceInstallationError:
+    return ServiceInstallationError(f"cannot move the new version into {target}: {exc}", code="write_failed")
 
 
 class ServiceStore:
@@ -126,23 +138,54 @@ class ServiceStore:
         Touches nothing outside its own staging directory, so it may run in a
         worker thread while the service keeps running its current version.
         """
-        staging_dir = Path(tempfile.mkdtemp(prefix="install-", dir=self.staging_root))
+        try:
+            staging_dir = Path(tempfile.mkdtemp(prefix="install-", dir=self.staging_root))
+        except OSError as exc:
+            raise _staging_failed(self.staging_root, exc) from exc
         try:
             tree = staging_dir / "tree"
             tree.mkdir(mode=0o755)
-            archive_file = staging_dir / "archive.tar.gz"
-            with open(archive_file, "xb") as copy:
+            with open(staging_dir / "archive.tar.gz", "xb") as copy:
                 unpacked = unpack_archive(source, tree, limits=self.limits, copy_to=copy)
                 if self.settings.fsync:
                     copy.flush()
                     os.fsync(copy.fileno())
             if self.settings.fsync:
                 fsync_tree(tree)
+            staging_dir = self._beside_services(staging_dir)
             crashpoint("store.stage.done")
+        except OSError as exc:  # the disk is full or failing (unpack_archive types its own writes)
+            remove_tree(staging_dir)
+            raise _staging_failed(self.staging_root, exc) from exc
         except BaseException:
             remove_tree(staging_dir)
             raise
-        return StagedArchive(unpacked=unpacked, staging_dir=staging_dir, archive_file=archive_file)
+        return StagedArchive(
+            unpacked=unpacked, staging_dir=staging_dir, archive_file=staging_dir / "archive.tar.gz"
+        )
+
+    def _beside_services(self, staging_dir: Path) -> Path:
+        """``staging_dir``, or a copy of it on the filesystem of ``services/`` if ``staging/`` is elsewhere.
+
+        Switching to a version renames its tree into ``services/``, which works
+        only within one filesystem; an operator may mount ``staging/`` apart (a
+        fast or a separate disk).  The copy is a hidden ``services/.staged-*``
+        directory, which the recovery at the next open removes if the node dies
+        with it.  Blocking, like :meth:`stage`.
+        """
+        if os.stat(staging_dir).st_dev == os.stat(self.services_dir).st_dev:
+            return staging_dir
+        near = Path(tempfile.mkdtemp(prefix=".staged-", dir=self.services_dir))
+        try:
+            shutil.copytree(staging_dir / "tree", near / "tree", symlinks=True)
+            shutil.copy2(staging_dir / "archive.tar.gz", near / "archive.tar.gz")
+            if self.settings.fsync:
+                fsync_tree(near)
+        except BaseException:
+            remove_tree(near)
+            raise
+        remove_tree(staging_dir)
+        return near
 
     def discard(self, staged: StagedArchive) -> None:
         """Forget a staged archive that will not be installed."""
@@ -206,10 +249,16 @@ class ServiceStore:
         target = self.services_dir / relative
         cached = self.archive_path(unpacked.archive_hash)
         crashpoint("store.install.before_move")
-        os.rename(staged.staging_dir / "tree", target)
+        try:
+            os.rename(staged.staging_dir / "tree", target)
+        except OSError as exc:
+            raise _switch_failed(target, exc) from exc
         try:
             if not cached.exists():
-                os.rename(staged.archive_file, cached)
+                try:
+                    os.rename(staged.archive_file, cached)
+                except OSError as exc:
+                    raise _switch_failed(cached, exc) from exc
             if self.settings.fsync:
                 fsync_dir(versions_dir)
                 fsync_dir(self.archives_dir)
@@ -226,7 +275,7 @@ class ServiceStore:
                 directory=relative,
                 installed_at=utc_now_iso(),
             )
-            with self._db.transaction() as cur:
+            with self._db.transaction(ServiceInstallationError) as cur:
                 version_id = _db.insert_version(cur, draft)
                 _db.set_current(cur, name, version_id)
                 crashpoint("store.install.before_commit")
@@ -344,6 +393,20 @@ class ServiceStore:
 
     # -- recovery ---------------------------------------------------------------
 
+    def _dead_temp_files(self) -> list[Path]:
+        """Temporary files of the home's atomic writes (``.peers.json.<pid>.tmp``...) whose writer is gone.
+
+        The identity key, the peer book and the roles file are each written to a
+        temporary file named with the writer's pid, then renamed; a process killed
+        in between leaves the temporary file behind.
+        """
+        dead = []
+        for path in self.home.glob(".*.tmp"):
+            pid = path.name.rsplit(".", 2)[-2]
+            if not (pid.isdigit() and Path(f"/proc/{pid}").exists()):
+                dead.append(path)
+        return dead
+
     def _recover(self) -> None:
         """Remove what an interrupted operation left behind and repair derived state.
 
@@ -352,7 +415,7 @@ class ServiceStore:
         uninstall or prune that committed but did not finish deleting).
         """
         removed = 0
-        for debris in [*self.staging_root.iterdir(), *self.trash_dir.iterdir()]:
+        for debris in [*self.staging_root.iterdir(), *self.trash_dir.iterdir(), *self._dead_temp_files()]:
             remove_tree(debris)
             removed += 1
         referenced = {v.directory for r in self._records.values() for v in r.versions}

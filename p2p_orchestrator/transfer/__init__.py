@@ -13,7 +13,9 @@ file I/O for the chunks, which adapters run in worker threads.  The pieces, each
   :class:`Result`, :class:`Fetch`), :class:`TransferChannel` (the RPC codec's framing and strict
   CBOR), and two state machines: :class:`TransferSender`, which serves wants, and
   :class:`TransferReceiver`, which asks one or many senders for what it lacks and refuses
-  every lie.
+  every lie;
+* a swarm's schedule -- :class:`SwarmPlan` (which target fetches which chunk from the origin)
+  and :class:`SwarmScheduler` (rarest first among peers, the plan at the origin).
 
 Refusals are :class:`~p2p_orchestrator.errors.ProtocolError` (bytes or message order) or
 :class:`~p2p_orchestrator.errors.ServiceDistributionError` with a stable code (see
@@ -65,6 +67,7 @@ from .protocol import TransferChannel, encode_message
 from .receiver import Awaiting, ReceiverState, TransferReceiver
 from .schedule import ChunkScheduler, SourceId
 from .sender import SenderAwaiting, SenderState, TransferSender
+from .swarm_schedule import SwarmPlan, SwarmScheduler
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -109,6 +112,8 @@ __all__ = [
     "SenderState",
     "SourceEnded",
     "SourceId",
+    "SwarmPlan",
+    "SwarmScheduler",
     "TransferChannel",
     "TransferComplete",
     "TransferManifest",

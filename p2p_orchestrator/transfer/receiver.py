@@ -38,7 +38,6 @@ verified chunk, so a new receiver over the same partial later resumes where this
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,33 +62,11 @@ from .errors import (
 )
 from .messages import Abort, Cancel, Chunk, Done, Have, Offer, Result, TransferMessage, Want
 from .partial import PartialTransfer
+from .receiver_state import Awaiting, ReceiverState
 from .schedule import ChunkScheduler, SourceId
+from .swarm_schedule import SwarmPlan, SwarmScheduler
 
 __all__ = ["Awaiting", "ReceiverState", "TransferReceiver"]
-
-
-class ReceiverState(enum.Enum):
-    """``RECEIVING`` -> ``COMPLETE`` (all chunks verified) -> ``FINISHED`` (whole file checked) ->
-    ``CLOSED`` (results sent); ``FAILED`` after a local failure or a lying manifest."""
-
-    RECEIVING = "receiving"
-    COMPLETE = "complete"
-    FINISHED = "finished"
-    CLOSED = "closed"
-    FAILED = "failed"
-
-
-class Awaiting(enum.Enum):
-    """What the receiver waits for from one source (the adapter puts deadlines on it)."""
-
-    OFFER = "offer"
-    """Nothing yet: its first message must be an offer."""
-    HAVE = "have"
-    """Its offer arrived; the have (what it holds) is due."""
-    CHUNKS = "chunks"
-    """Chunks were asked of it and are undelivered (see :meth:`TransferReceiver.in_flight`)."""
-    NOTHING = "nothing"
-    """Nothing is owed: it holds nothing needed, or the transfer is complete."""
 
 
 @dataclass
@@ -109,7 +86,9 @@ class TransferReceiver:
 
     ``window``: chunks asked of each source at once (1..``MAX_IN_FLIGHT``).  ``max_corrupt``:
     corrupt chunks tolerated per source.  ``endgame``: when no unrequested chunk is left, ask a
-    second source for chunks in flight elsewhere and cancel the loser.
+    second source for chunks in flight elsewhere and cancel the loser.  ``plan``: a swarm
+    target -- the origin only for the plan's chunks, the other targets for the rest, rarest
+    first (:class:`SwarmScheduler`); ``rarest_first``: that order without a plan.
     """
 
     def __init__(
@@ -119,6 +98,8 @@ class TransferReceiver:
         window: int = DEFAULT_WINDOW,
         max_corrupt: int = DEFAULT_MAX_CORRUPT,
         endgame: bool = True,
+        plan: SwarmPlan | None = None,
+        rarest_first: bool = False,
     ) -> None:
         if partial.closed:
             raise ValueError("the partial transfer is closed")
@@ -130,7 +111,13 @@ class TransferReceiver:
         self._sources: dict[SourceId, _Source] = {}
         self._banned: set[SourceId] = set()
         self._bytes_from: dict[SourceId, int] = {}
-        self._scheduler = ChunkScheduler(partial.missing(), window=window, endgame=endgame)
+        self._swarm = plan is not None or rarest_first
+        needed, count = partial.missing(), partial.manifest.chunk_count
+        self._scheduler = (
+            SwarmScheduler(needed, chunk_count=count, window=window, plan=plan, endgame=endgame)
+            if self._swarm
+            else ChunkScheduler(needed, window=window, endgame=endgame)
+        )
         if partial.is_finished:
             self._state = ReceiverState.FINISHED
         elif partial.is_complete:
@@ -247,6 +234,24 @@ class TransferReceiver:
             self._drop(source)
         return [] if self._over else self.schedule()
 
+    def forget(self, peer: SourceId) -> list[Action]:
+        """``peer``, a swarm target, is unreachable or gone: its planned chunks pass to the next owner.
+
+        Dropped first if it is a source; it counts again once it offers (see :class:`SwarmPlan`).
+        """
+        if peer in self._sources:
+            self._drop(peer)
+        if isinstance(self._scheduler, SwarmScheduler):
+            self._scheduler.forget(peer)
+        return [] if self._over else self.schedule()
+
+    def unstick(self) -> list[Action]:
+        """No chunk came for a while (the adapter's clock): the origin may be asked for anything
+        until a peer delivers again (see :class:`SwarmScheduler`).  A no-op without a plan."""
+        if isinstance(self._scheduler, SwarmScheduler):
+            self._scheduler.unstick()
+        return [] if self._over else self.schedule()
+
     def schedule(self) -> list[Action]:
         """Fill every source's window with ``want``s (normally done by :meth:`receive` itself)."""
         actions: list[Action] = []
@@ -353,6 +358,8 @@ class TransferReceiver:
             actions += [Send(s, full) for s in self._sources]
             actions.append(TransferComplete())
             return actions
+        if self._swarm:  # a chunk in may lift the origin's restriction, or free any source
+            return actions + self.schedule()
         for target in (source, *others):
             actions += self._schedule(target)
         return actions

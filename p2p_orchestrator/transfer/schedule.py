@@ -9,8 +9,9 @@ does not hold up the last chunks (BitTorrent's endgame mode).  When such a chunk
 other sources that were asked are reported so the receiver can cancel.
 
 The order is lowest index first (sequential disk writes, and a cut transfer keeps a verified
-prefix).  A rarest-first order for swarms replaces :meth:`ChunkScheduler._candidates` without
-touching the rest.
+prefix).  A swarm's order (rarest first, and which chunks the origin may be asked for at all)
+lives in :class:`~p2p_orchestrator.transfer.swarm_schedule.SwarmScheduler`, which overrides the
+hooks :meth:`ChunkScheduler._candidates` and :meth:`ChunkScheduler._allowed` and keeps the rest.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class ChunkScheduler:
         picks: list[int] = []
         if free <= 0:
             return picks
-        for index in self._candidates(have):
+        for index in self._candidates(source, have):
             picks.append(index)
             if len(picks) == free:
                 break
@@ -87,7 +88,12 @@ class ChunkScheduler:
             del self._pending[index]
         if self.endgame and len(picks) < free:
             for index, holders in self._holders.items():
-                if len(holders) == 1 and source not in holders and index in have:
+                if (
+                    len(holders) == 1
+                    and source not in holders
+                    and index in have
+                    and self._allowed(source, index)
+                ):
                     picks.append(index)
                     if len(picks) == free:
                         break
@@ -96,9 +102,16 @@ class ChunkScheduler:
             self._holders.setdefault(index, set()).add(source)
         return picks
 
-    def _candidates(self, have: Bitfield) -> Iterator[int]:
-        """Chunks asked of nobody that ``have`` holds, best first (here: lowest index first)."""
+    def _candidates(self, source: SourceId, have: Bitfield) -> Iterator[int]:
+        """Chunks asked of nobody that ``source`` may be asked for (it holds them: ``have``), best first.
+
+        Here: lowest index first.  Overridden for swarms.
+        """
         return (index for index in self._pending if index in have)
+
+    def _allowed(self, source: SourceId, index: int) -> bool:
+        """Whether ``source`` may be asked for chunk ``index`` at all (endgame duplicates included)."""
+        return True
 
     def can_supply(self) -> bool:
         """Whether some chunk still needed is in flight, or held by some source."""

@@ -105,7 +105,7 @@ async def transfer(ctx: Context) -> str | None:
 
 @_cached("swarm")
 async def swarm(ctx: Context) -> str | None:
-    """Swarm distribution (issue 6): ``distribute_service`` takes a ``strategy``."""
+    """Swarm distribution (issue 6): the node's transfers accept ``strategy="swarm"``."""
     from p2p_orchestrator import Orchestrator
 
     reason = await transfer(ctx)
@@ -114,6 +114,11 @@ async def swarm(ctx: Context) -> str | None:
     distribute = getattr(Orchestrator, "distribute_service", None)
     if distribute is None or "strategy" not in inspect.signature(distribute).parameters:
         return "no swarm distribution yet (issue 6): distribute_service has no strategy parameter"
+    from p2p_orchestrator.node.transfers import NodeTransfers
+
+    if "swarm" not in NodeTransfers.STRATEGIES:
+        known = ", ".join(sorted(NodeTransfers.STRATEGIES))
+        return f"no swarm distribution yet (issue 6): distribute_service strategies are {known}"
     return None
 
 

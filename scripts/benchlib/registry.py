@@ -14,7 +14,9 @@ from benchlib import (
     bittorrent,
     capabilities,
     project,
+    project_load,
     project_network,
+    project_transfer,
 )
 from benchlib.model import Baseline, Outcome, Scenario, Target
 
@@ -144,7 +146,7 @@ SCENARIOS: tuple[Scenario, ...] = (
             ">= 0.8x the raw py-libp2p stream (issue 5)", lambda o: o.ratio is not None and o.ratio >= 0.8
         ),
         requires=capabilities.transfer,
-        project=None,
+        project=project_transfer.transfer_throughput,
         baseline=Baseline(
             "raw py-libp2p (Noise+Yamux, 2 processes): one stream, 1 MiB writes, same bytes",
             baselines_libp2p.transfer_throughput,
@@ -156,7 +158,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         description="growth of the receiver's peak RSS while it receives a 256 MiB archive",
         target=Target("peak RSS growth <= 16 MiB, a few chunk sizes (issue 5)", lambda o: o.value <= 16),
         requires=capabilities.transfer,
-        project=None,
+        project=project_transfer.receiver_rss_256mib,
         baseline=Baseline(
             "raw py-libp2p receiver (2 processes) reading 256 MiB from one stream and discarding it",
             baselines_libp2p.receiver_peak_rss,
@@ -168,9 +170,12 @@ SCENARIOS: tuple[Scenario, ...] = (
         description="distribute_service of a 16 MiB archive to 8 nodes",
         target=_ratio_at_most(0.6, "<= 0.6x 8 sequential single-node distributions (issue 5)"),
         requires=capabilities.transfer,
-        project=None,
-        baseline=None,
-        no_baseline="the baseline is the project's own 8 sequential distributions (needs distribute_service)",
+        project=project_transfer.distribute_parallel_8,
+        baseline=Baseline(
+            "8 sequential single-node distribute_service calls (the project's own; same run, its own 8 nodes)",
+            project_transfer.distribute_sequential_8,
+        ),
+        timeout=(180.0, 900.0),
     ),
     Scenario(
         name="resume_bytes",
@@ -180,7 +185,7 @@ SCENARIOS: tuple[Scenario, ...] = (
             "only the missing half is sent (<= half the archive + one chunk) (issue 5)", _resume_ok
         ),
         requires=capabilities.transfer,
-        project=None,
+        project=project_transfer.resume_bytes,
         baseline=None,
         no_baseline="the ideal is half the archive, a number rather than a program",
     ),
@@ -190,7 +195,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         description="200 concurrent remote callers of a service method: throughput (p99 in extra)",
         target=_reported("every call answered or refused with busy; throughput and p99 (issue 9)"),
         requires=capabilities.all_of(capabilities.runtime, capabilities.node),
-        project=None,
+        project=project_load.load_200_callers,
         baseline=Baseline(
             "raw py-libp2p echo (2 processes), 200 concurrent callers, a new stream per call",
             baselines_libp2p.load_callers,

@@ -51,10 +51,14 @@ def effective_params(method: str, v3: bytes) -> dict[str, Any]:
     return {} if not METHODS[method].params else dict(NAME)
 
 
-def harmless_params(method: str) -> dict[str, Any]:
+def harmless_params(method: str, caller: str) -> dict[str, Any]:
     """Parameters that pass the permission check, then fail without changing anything."""
     if method == "install_service":
         return {"archive_data": b"not an archive"}
+    if method == "distribute_service":
+        return {**GHOST, "target_nodes": []}
+    if method == "fetch_service":  # the ghost is fetched from the caller, which has none
+        return {**GHOST, "from_peer": caller}
     if METHODS[method].permission is Permission.DEPLOY:
         return dict(GHOST)
     return {} if not METHODS[method].params else dict(NAME)
@@ -89,7 +93,9 @@ async def test_each_role_and_each_method(tmp_path: Path) -> None:
                 for method, spec in sorted(METHODS.items()):
                     path = f"orchestrator/{method}"
                     if spec.permission in ALLOWED[role]:
-                        outcome = await allowed_outcome(remote.call_method(path, harmless_params(method)))
+                        outcome = await allowed_outcome(
+                            remote.call_method(path, harmless_params(method, nodes[index].peer_id))
+                        )
                         assert outcome in ("ok", "not_installed", "not_gzip"), (role, method, outcome)
                     else:
                         with pytest.raises(PermissionDenied) as refused:

@@ -214,3 +214,24 @@ async def test_a_resting_stream_is_closed_and_reopened_on_the_next_call(tmp_path
             assert server.stats()["inbound_streams_open"] == 0
             await remote.call_method("orchestrator/list_services")
             assert client.stats()["outbound_streams_open"] == 1
+
+
+async def test_a_call_begun_late_in_a_rest_is_not_cut_by_the_idle_close(tmp_path: Path) -> None:
+    """Regression: the caller's idle deadline stayed armed under a call begun during a rest.
+
+    A call starting shortly before the caller would close its resting stream, and
+    running past that moment, had the stream half-closed under it: the callee
+    cancelled the call and the caller got ``channel_closed`` (found by the soak,
+    on installs; with the defaults, any call over 1 s begun 29 s into a rest).
+    """
+    archive = service_archive(tmp_path / "src", "slow_service", SLOW_SERVICE)
+    with trio.fail_after(30):
+        async with swarm(2, tmp_dir=tmp_path / "swarm", config=fast_config(idle_timeout=1.0)) as nodes:
+            server, client = nodes
+            await server.rpc.call("orchestrator/install_service", {"archive_data": archive})
+            await server.rpc.call("orchestrator/start_service", {"service_name": "slow_service"})
+            remote = client.proxy(server.peer_id)
+            for _ in range(3):
+                await remote.call_method("slow_service/echo", {"value": 1})
+                await trio.sleep(0.4)  # the client would close its stream at 0.5 s of rest
+                assert await remote.call_method("slow_service/sleep", {"seconds": 0.5}) == {"slept": 0.5}

@@ -8,6 +8,7 @@ import pytest
 import trio
 
 from p2p_orchestrator import Orchestrator, ServiceManagementError
+from p2p_orchestrator.runtime.logs import RotatingLog
 from tests.runtime.support import fast_config, service_archive
 
 CHATTY = """
@@ -76,3 +77,20 @@ async def test_a_spamming_service_cannot_fill_the_disk(home: Path, tmp_path: Pat
         assert sum(f.stat().st_size for f in files) <= 3 * 256 * 1024
         assert (await orch.service_logs("chatty", lines=1)) == ["after the spam"]
         assert "spam done" in await orch.service_logs("chatty", lines=400)
+
+
+async def test_a_disk_that_refuses_output_loses_the_output_not_the_node(tmp_path: Path) -> None:
+    """Regression: a full disk made the log write raise, which crashed the supervisor and the node.
+
+    ``/dev/full`` refuses every write with ENOSPC, like a full filesystem.
+    """
+    log = RotatingLog(Path("/dev/full"), max_bytes=1024, backups=1)
+    follower = log.subscribe()
+    try:
+        log.write(b"first line\n")
+        log.write(b"second line\n")
+        assert log.lost_bytes == len(b"first line\nsecond line\n")
+        assert follower.receive_nowait() == b"first line\n"  # followers still get the output
+    finally:
+        log.close_followers()
+        log.close_file()

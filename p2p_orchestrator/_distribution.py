@@ -1,0 +1,340 @@
+"""The distribution half of the :class:`~p2p_orchestrator.Orchestrator` API: push and pull archives.
+
+``distribute_service`` sends a service's current archive to other nodes and installs it there;
+``fetch_service`` asks one node for its current archive of a service and installs it here.
+The orchestrator knows nothing of the network.  It checks the arguments, finds the archive,
+logs, publishes the events and shapes the result; the moving is done by a :class:`Distributor`,
+a seam the node layer fills while it runs (:mod:`p2p_orchestrator.node.transfers`), exactly as
+it fills :attr:`~p2p_orchestrator.rpc.Rpc.remote_call_handler`.  An orchestrator without a node
+refuses both with ``ServiceDistributionError(code="no_network")``.
+
+A received archive is installed by :meth:`DistributionApi.install_received`, which is
+:meth:`~p2p_orchestrator.Orchestrator.install_service` itself (same validation, version policy,
+auto-start, revert and events), plus the start the sender may have asked for.
+
+:class:`DistributionApi` is a mixin of ``Orchestrator`` only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from p2p_orchestrator.config import OrchestratorConfig
+from p2p_orchestrator.errors import OrchestratorError, ServiceCallError, ServiceDistributionError
+from p2p_orchestrator.events import EventBus
+from p2p_orchestrator.store import ServiceStore
+
+__all__ = [
+    "DistributionApi",
+    "DistributionProgress",
+    "DistributionRequest",
+    "Distributor",
+    "InstallArchive",
+    "TargetOutcome",
+]
+
+log = logging.getLogger("p2p_orchestrator")
+
+TargetOutcome = dict[str, Any] | OrchestratorError
+"""What one target of a distribution came to: its install result, or the error."""
+
+InstallArchive = Callable[[Path], Awaitable[dict[str, Any]]]
+"""Install the archive file at a path on this node; returns the ``install_service`` result."""
+
+PROGRESS_INTERVAL = 0.25
+"""Seconds between two ``distribution_progress`` events (each target's end is always reported)."""
+
+
+@dataclass(frozen=True)
+class DistributionRequest:
+    """One ``distribute_service`` call, as the :class:`Distributor` gets it."""
+
+    service_name: str
+    version: str
+    archive_hash: str
+    archive_path: Path
+    """The service's cached archive (content-addressed: ``archives/<archive_hash>.tar.gz``)."""
+    archive_size: int
+    targets: tuple[str, ...]
+    """Peer IDs, distinct, in the caller's order (checked by the distributor, one result each)."""
+    force_reinstall: bool
+    auto_start: bool
+    """Start the service on each target after installing it (if its install did not already)."""
+    strategy: str
+    concurrency: int
+    """Targets served at once (>= 1)."""
+
+
+class Distributor(Protocol):
+    """Moves archives between this node and others (implemented by the node layer)."""
+
+    @property
+    def strategies(self) -> frozenset[str]:
+        """The ``strategy`` values :meth:`distribute` accepts (``"push"``; issue 6 adds ``"swarm"``)."""
+        ...
+
+    async def distribute(
+        self, request: DistributionRequest, progress: DistributionProgress
+    ) -> Mapping[str, TargetOutcome]:
+        """Send the archive to every target and have it installed there; one outcome per target.
+
+        Never raises for one target's failure (it becomes that target's outcome).  Reports bytes
+        and finished targets to ``progress`` as they happen.
+        """
+        ...
+
+    async def fetch(self, service_name: str, from_peer: str, install: InstallArchive) -> dict[str, Any]:
+        """Fetch ``from_peer``'s current archive of ``service_name``, install it with ``install``.
+
+        Returns ``install``'s result with a ``"transfer"`` map added; raises the typed error of a
+        refusal (``PermissionDenied``, ``ServiceManagementError``...), of the install, or a
+        ``ServiceDistributionError`` for the transfer itself.
+        """
+        ...
+
+
+class DistributionProgress:
+    """Where a distributor reports progress: publishes ``distribution_progress``, logs each target.
+
+    ``sent(target, n)`` after each chunk; ``finished(target, outcome)`` once per target.  Events
+    are throttled to one per :data:`PROGRESS_INTERVAL` seconds, except that every finished target
+    publishes one.  Their data: ``archive_hash``, ``bytes_sent`` (every chunk byte sent so far, to
+    all targets, retries included), ``bytes_total`` (the archive's size times the targets: what a
+    distribution without dedup or resume sends), ``targets_done``, ``targets_failed``,
+    ``targets_total``.
+    """
+
+    def __init__(self, events: EventBus, request: DistributionRequest, *, clock: Callable[[], float]) -> None:
+        self._events = events
+        self._request = request
+        self._clock = clock
+        self.bytes_sent = 0
+        self.succeeded = 0
+        self.failed = 0
+        self._last = -PROGRESS_INTERVAL
+
+    def sent(self, target: str, count: int) -> None:
+        """``count`` more chunk bytes went to ``target``."""
+        self.bytes_sent += count
+        if self._clock() - self._last >= PROGRESS_INTERVAL:
+            self._publish()
+
+    def finished(self, target: str, outcome: TargetOutcome) -> None:
+        """``target`` is done: log it and publish the progress."""
+        name = self._request.service_name
+        if isinstance(outcome, OrchestratorError):
+            self.failed += 1
+            log.warning("Distributing service %s to node %s failed: %s", name, target, outcome)
+        else:
+            self.succeeded += 1
+            log.info("Successfully distributed service %s to node %s", name, target)
+        self._publish()
+
+    def _publish(self) -> None:
+        request = self._request
+        self._last = self._clock()
+        self._events.publish(
+            "distribution_progress",
+            request.service_name,
+            request.version,
+            archive_hash=request.archive_hash,
+            bytes_sent=self.bytes_sent,
+            bytes_total=request.archive_size * len(request.targets),
+            targets_done=self.succeeded + self.failed,
+            targets_failed=self.failed,
+            targets_total=len(request.targets),
+        )
+
+
+def _entry(outcome: TargetOutcome) -> dict[str, Any]:
+    if isinstance(outcome, OrchestratorError):
+        return {"success": False, "error": str(outcome)}
+    return {"success": True, "result": outcome}
+
+
+def _targets(target_nodes: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(target_nodes, str | bytes) or not isinstance(target_nodes, Sequence):
+        raise ServiceCallError("target_nodes must be a list of peer IDs", code="bad_params")
+    if not all(isinstance(node, str) for node in target_nodes):
+        raise ServiceCallError("target_nodes must be a list of peer IDs (text)", code="bad_params")
+    return tuple(dict.fromkeys(target_nodes))  # distinct, in the caller's order
+
+
+class DistributionApi:
+    """``distribute_service`` and ``fetch_service``; mixed into :class:`~p2p_orchestrator.Orchestrator`."""
+
+    distributor: Distributor | None = None
+    """Set by the node while it runs (see the module docstring); ``None``: no network."""
+
+    events: EventBus
+
+    # provided by Orchestrator
+    @property
+    def config(self) -> OrchestratorConfig:
+        raise NotImplementedError
+
+    @property
+    def store(self) -> ServiceStore:
+        raise NotImplementedError
+
+    def export_path(self, service_name: str) -> Path:
+        raise NotImplementedError
+
+    async def install_service(self, archive_data: Any, force_reinstall: bool = False) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def start_service(self, service_name: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _network(self, what: str) -> Distributor:
+        if self.distributor is None:
+            raise ServiceDistributionError(
+                f"cannot {what}: this orchestrator runs without a network node "
+                "(start it as a node: p2p-orchestrator node, or Node(orchestrator))",
+                code="no_network",
+            )
+        return self.distributor
+
+    async def distribute_service(
+        self,
+        service_name: str,
+        target_nodes: Sequence[str],
+        *,
+        force_reinstall: bool = False,
+        auto_start: bool | None = None,
+        strategy: str = "push",
+        concurrency: int | None = None,
+    ) -> dict[str, Any]:
+        """Send the service's current archive to every node in ``target_nodes`` and install it there.
+
+        Targets are peer IDs; up to ``concurrency`` (default ``[node] distribute_concurrency``)
+        are served at once.  Each installs the archive exactly as a local ``install_service``
+        would (``force_reinstall`` as given); ``auto_start=True`` also starts the service there
+        if its install did not, while ``None`` and ``False`` leave it to the target's own
+        policy (manifest ``auto_start``, its operator's settings).  An archive a target already
+        holds is not sent again, and a transfer cut mid-way resumes where it stopped (up to
+        ``[node] transfer_attempts`` tries).
+
+        Returns the spec's shape, one entry per distinct target::
+
+            {"service_name", "total_nodes", "successful_distributions", "failed_distributions",
+             "results": {node: {"success": True, "result": {...install result, "transfer"}}
+                               | {"success": False, "error": "[code] message"}}}
+
+        A failed target (unreachable, refused, rejected, timed out) does not stop the others,
+        and the ones that succeeded are not rolled back.  Raises only for the call itself:
+        ``no_network``, ``not_installed``, ``unknown_strategy``, ``bad_params``.
+        """
+        targets = _targets(target_nodes)
+        if type(concurrency) is not int and concurrency is not None:
+            raise ServiceCallError("concurrency must be a whole number >= 1", code="bad_params")
+        limit = self.config.node.distribute_concurrency if concurrency is None else concurrency
+        if limit < 1:
+            raise ServiceCallError(f"concurrency must be >= 1, got {limit}", code="bad_params")
+        distributor = self._network(f"distribute {service_name}")
+        if strategy not in distributor.strategies:
+            known = ", ".join(sorted(distributor.strategies))
+            raise ServiceDistributionError(
+                f"unknown distribution strategy {strategy!r}; this node supports: {known}",
+                code="unknown_strategy",
+            )
+        record = self.store.get(service_name)
+        path = self.export_path(service_name)
+        request = DistributionRequest(
+            service_name=service_name,
+            version=record.current.version,
+            archive_hash=record.current.archive_hash,
+            archive_path=path,
+            archive_size=path.stat().st_size,
+            targets=targets,
+            force_reinstall=force_reinstall,
+            auto_start=bool(auto_start),
+            strategy=strategy,
+            concurrency=limit,
+        )
+        log.info("Distributing service %s to %d nodes", service_name, len(targets))
+        started = time.monotonic()
+        progress = DistributionProgress(self.events, request, clock=time.monotonic)
+        outcomes = await distributor.distribute(request, progress) if targets else {}
+        missing = [target for target in targets if target not in outcomes]
+        if missing:  # a distributor bug must not turn into a result with holes
+            raise ServiceDistributionError(
+                f"the distributor returned no outcome for {', '.join(missing)}", code="transfer_failed"
+            )
+        results = {target: _entry(outcomes[target]) for target in targets}
+        succeeded = sum(1 for entry in results.values() if entry["success"])
+        seconds = time.monotonic() - started
+        log.info(
+            "Distributed service %s to %d of %d nodes in %.2f s",
+            service_name,
+            succeeded,
+            len(targets),
+            seconds,
+        )
+        self.events.publish(
+            "service_distributed",
+            service_name,
+            request.version,
+            archive_hash=request.archive_hash,
+            targets_total=len(targets),
+            successful=succeeded,
+            failed=len(targets) - succeeded,
+            bytes_sent=progress.bytes_sent,
+            seconds=round(seconds, 3),
+        )
+        return {
+            "service_name": service_name,
+            "total_nodes": len(targets),
+            "successful_distributions": succeeded,
+            "failed_distributions": len(targets) - succeeded,
+            "results": results,
+        }
+
+    async def fetch_service(
+        self, service_name: str, from_peer: str, *, force_reinstall: bool = False
+    ) -> dict[str, Any]:
+        """Ask ``from_peer`` for its current archive of ``service_name`` and install it here.
+
+        The peer serves it if this node has the ``read`` permission there.  The archive is
+        installed exactly as ``install_service`` would (``force_reinstall`` as given); an
+        archive this node already holds is not sent again.  Returns the install result with
+        ``"fetched_from"`` and a ``"transfer"`` map.  Raises the peer's refusal as its own type
+        (``PermissionDenied``, ``ServiceManagementError`` ``not_installed``), the install's
+        ``ServiceInstallationError``, or ``ServiceDistributionError`` (``no_network``,
+        ``peer_unreachable``, ``transfer_timeout``...).
+        """
+        if not isinstance(from_peer, str):
+            raise ServiceCallError("from_peer must be a peer ID", code="bad_params")
+        distributor = self._network(f"fetch {service_name}")
+        log.info("Fetching service %s from node %s", service_name, from_peer)
+
+        async def install(path: Path) -> dict[str, Any]:
+            return await self.install_service(path, force_reinstall=force_reinstall)
+
+        result = await distributor.fetch(service_name, from_peer, install)
+        log.info("Fetched service %s from node %s", service_name, from_peer)
+        return {**result, "fetched_from": from_peer}
+
+    async def install_received(
+        self, path: Path, *, force_reinstall: bool, auto_start: bool
+    ) -> dict[str, Any]:
+        """Install an archive a peer pushed: ``install_service`` itself, then the asked-for start.
+
+        With ``auto_start`` and an install that did not start the service, it is started; a
+        start that fails leaves the install in place and says why in ``auto_start_error``.
+        """
+        result = await self.install_service(path, force_reinstall=force_reinstall)
+        if auto_start and not result.get("auto_started"):
+            name = result["service_name"]
+            try:
+                await self.start_service(name)
+            except OrchestratorError as exc:
+                log.warning("Service %s was installed from a peer but did not start: %s", name, exc)
+                return {**result, "auto_start_error": exc.message}
+            result = {**result, "auto_started": True}
+        return result

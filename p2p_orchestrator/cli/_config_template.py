@@ -1,0 +1,78 @@
+"""The commented ``config.toml`` that ``p2p-orchestrator init`` writes.
+
+Every setting is shown commented out at its default, so the file changes
+nothing until a line is uncommented.  ``tests/cli/test_cli_offline.py`` checks
+that uncommenting every setting gives exactly the defaults, and that no
+setting of :class:`~p2p_orchestrator.config.OrchestratorConfig` is missing.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CONFIG_TEMPLATE"]
+
+CONFIG_TEMPLATE = """\
+# p2p-orchestrator node configuration (docs/operations.md, "Configuration").
+# Every setting below is commented out at its default: uncomment a line to change it.
+# Unknown sections and keys are refused, so a typo never falls back to a default silently.
+
+[node]
+# listen = ["/ip4/127.0.0.1/tcp/0"]    # TCP multiaddrs; port 0 picks a free port (--listen)
+# bootstrap = []                       # multiaddrs ending in /p2p/<peer id>, kept connected (--bootstrap)
+# mdns = false                         # announce and discover peers on the local network
+# call_timeout = 30.0                  # s, default deadline of a call to another node
+# dial_timeout = 10.0                  # s, one connection attempt
+# read_timeout = 10.0                  # s, a stream's first frame and the rest of a begun frame
+# idle_timeout = 60.0                  # s, a stream with nothing in flight is closed after this
+# write_timeout = 10.0                 # s, a peer that does not take our frame is reset
+# max_streams_per_peer = 8             # RPC streams one peer may hold open
+# max_streams_total = 128              # RPC streams all peers together may hold open
+# max_in_flight_per_stream = 64        # outstanding requests per stream
+# reconnect_attempts = 6               # redials of a pinned peer whose connection dropped
+# reconnect_delay = 0.5                # s before the first redial, doubled after each failure
+# reconnect_max_delay = 30.0           # s, at most
+# distribute_concurrency = 8           # targets a distribution sends to at once
+# transfer_attempts = 3                # tries per target of a distribution or fetch (resumed, not restarted)
+# install_timeout = 900.0              # s a sender waits for the receiver's install once all chunks are there
+# max_transfers_per_peer = 4           # transfer streams one peer may hold open to this node
+# max_transfers_total = 16             # transfer streams all peers together may hold open
+
+[access]
+# unknown_peers = "public"             # peers without a role may call public service methods; "none": nothing
+# Roles: "admin" (everything), "deployer" (install, start, stop... and read), "reader" (list, info, export).
+# `p2p-orchestrator trust PEER_ID --role ROLE` gives roles at run time (kept in roles.toml); these win:
+# [access.roles]
+# "12D3KooW..." = "admin"
+
+[archive]                              # limits applied to every archive before anything is written
+# max_compressed_bytes = 268435456
+# max_uncompressed_bytes = 1073741824
+# max_members = 10000
+# max_path_depth = 16
+# max_path_length = 255
+# max_header_bytes = 16384
+# max_manifest_bytes = 65536
+
+[store]
+# keep_versions = 3                    # versions kept per service (the current one included), for rollback
+# fsync = true                         # flush installed files to disk before switching to them
+
+[runtime]                              # how service processes run (each service may override some)
+# start_timeout = 10.0                 # s to import main.py and finish initialize()
+# stop_timeout = 5.0                   # s of grace for cleanup(), then SIGTERM, then SIGKILL
+# call_timeout = 30.0                  # s, default deadline of a call to a service
+# memory_limit_mb = 0                  # address-space limit per service process; 0: none
+# log_max_bytes = 1048576              # a service's log is rotated at this size...
+# log_backups = 3                      # ...keeping this many old files
+# max_concurrent_calls = 64            # calls sent to one service process at once
+# dependency_timeout = 30.0            # s a start waits for each dependency to be running and healthy
+# auto_revert = true                   # revert an upgrade that fails to start or fails soon after
+# revert_window = 30.0                 # s an upgraded service must run well to count as good
+# wheel_dir = ""                       # build service virtualenvs only from these wheels; "": the index
+# requirements_timeout = 600.0         # s pip may take for a service's requirements.txt
+
+# Operator settings of one service; each wins over its manifest:
+# [services.example_service]
+# auto_start = true
+# [services.example_service.config]
+# greeting = "Hello from this node"
+"""

@@ -1,0 +1,31 @@
+"""Options shared by many commands."""
+
+from __future__ import annotations
+
+import re
+
+import click
+
+__all__ = ["check_peer_ids", "json_option", "peer_option"]
+
+_PEER_ID_RE = re.compile(r"[1-9A-HJ-NP-Za-km-z]{32,128}")
+
+
+def check_peer_ids(ctx: click.Context, param: click.Parameter, value: object) -> object:
+    """Click callback: a usage error unless the value (or each value of a tuple) is a peer ID."""
+    values = value if isinstance(value, tuple) else (value,)
+    for item in values:
+        if item is not None and not _PEER_ID_RE.fullmatch(str(item)):
+            raise click.BadParameter(f"{item!r} is not a peer ID (12D3KooW...)")
+    return value
+
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print exactly the result's JSON on stdout, nothing else."
+)
+peer_option = click.option(
+    "--peer",
+    metavar="PEER_ID",
+    callback=check_peer_ids,
+    help="Run it on that node, through the local one (that node must trust this one).",
+)

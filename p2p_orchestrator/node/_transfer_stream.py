@@ -1,0 +1,124 @@
+"""``TransferStream``: the transfer protocol's messages on one libp2p stream, with deadlines.
+
+It joins a :class:`~p2p_orchestrator.node._stream.NetStream` (bytes, typed failures) and a
+:class:`~p2p_orchestrator.transfer.TransferChannel` (frames, checked messages):
+
+* :meth:`TransferStream.receive` returns the next message, or ``None`` at a clean EOF -- which
+  is never a success by itself: a reset may read as EOF too (trap 2 of ``py-libp2p-notes.md``),
+  so only a ``result`` ends a transfer well.  A failed stream raises
+  :class:`~p2p_orchestrator.node._stream.StreamBroken`; bytes that break the protocol raise
+  :class:`~p2p_orchestrator.errors.ProtocolError` (or ``ServiceDistributionError`` for a bad
+  manifest).  It has no deadline of its own: the caller wraps it in a :class:`ReadDeadline`.
+* :meth:`TransferStream.send` and :meth:`TransferStream.send_frame` write one frame whole: under
+  a lock (two tasks never interleave frames), shielded from cancellation (a frame cut in half
+  would corrupt the stream), and within ``write_timeout`` -- a peer that stops reading has its
+  stream reset, and the writer gets ``StreamBroken``.
+* :meth:`TransferStream.close` and :meth:`TransferStream.reset` never raise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import trio
+
+from p2p_orchestrator.node._stream import NetStream, StreamBroken
+from p2p_orchestrator.transfer import TransferChannel, TransferMessage
+from p2p_orchestrator.wire import Sentinel
+
+__all__ = ["ReadDeadline", "TransferStream"]
+
+_READ_BYTES = 65536  # Yamux hands out at most what it buffered; 64 KiB keeps each read small
+
+
+class TransferStream:
+    """One transfer stream; see the module docstring."""
+
+    def __init__(self, stream: NetStream, *, write_timeout: float, max_archive_bytes: int) -> None:
+        self.net = stream
+        self.peer_id = stream.peer_id
+        """The remote peer, as authenticated by the connection's Noise handshake."""
+        self.channel = TransferChannel(max_total_bytes=max_archive_bytes)
+        self._write_timeout = write_timeout
+        self._lock = trio.Lock()
+        self.failure: str | None = None
+        """Why this side ended the stream, when a write deadline did (for the error a reader reports)."""
+
+    async def receive(self) -> TransferMessage | None:
+        """The next message; ``None`` at a clean EOF (see the module docstring)."""
+        while True:
+            message = self.channel.next_message()
+            if not isinstance(message, Sentinel):
+                return message
+            if message is Sentinel.CLOSED:
+                return None
+            self.channel.receive_data(await self.net.receive(_READ_BYTES))
+
+    async def send(self, message: TransferMessage) -> None:
+        """Write ``message`` (``ProtocolError`` if it cannot be encoded; nothing is written then)."""
+        await self.send_frame(self.channel.send(message))
+
+    async def send_frame(self, frame: bytes) -> None:
+        """Write one encoded frame whole, within the write deadline; ``StreamBroken`` otherwise."""
+        async with self._lock:
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(self._write_timeout) as timer:
+                    await self.net.send(frame)
+                if timer.cancelled_caught:
+                    seconds = self._write_timeout
+                    self.failure = (
+                        f"{self.peer_id} did not take a {len(frame)}-byte frame within {seconds:g} s"
+                    )
+                    await self.net.reset()
+                    raise StreamBroken(self.failure)
+
+    async def close(self) -> None:
+        """Half-close our side (a clean end after our last frame); never raises."""
+        await self.net.close()
+
+    async def reset(self) -> None:
+        """Abort the stream both ways; never raises."""
+        await self.net.reset()
+
+
+class ReadDeadline:
+    """The deadline on a stream's next message, following what its state machine waits for.
+
+    The reading task wraps each wait for a message in ``with deadline.reading() as scope:`` and
+    checks ``scope.cancelled_caught`` afterwards; whoever changes the state machine calls
+    :meth:`expect` with the seconds the peer now has (``math.inf``: none, e.g. while we owe the
+    peer something).  Each message gets ``seconds`` from when its wait began; a changed
+    expectation restarts the clock of the wait in progress.
+    """
+
+    def __init__(self, seconds: float = math.inf) -> None:
+        self._seconds = seconds
+        self._scope: trio.CancelScope | None = None
+
+    @property
+    def seconds(self) -> float:
+        """What the peer has now, per message."""
+        return self._seconds
+
+    def expect(self, seconds: float) -> None:
+        """From now on the peer has ``seconds`` per message (``math.inf``: no deadline)."""
+        if seconds == self._seconds:
+            return
+        self._seconds = seconds
+        if self._scope is not None:
+            self._scope.deadline = self._deadline()
+
+    def _deadline(self) -> float:
+        return math.inf if math.isinf(self._seconds) else trio.current_time() + self._seconds
+
+    @contextmanager
+    def reading(self) -> Iterator[trio.CancelScope]:
+        """A cancel scope around one wait for a message, with the current deadline."""
+        with trio.CancelScope(deadline=self._deadline()) as scope:
+            self._scope = scope
+            try:
+                yield scope
+            finally:
+                self._scope = None

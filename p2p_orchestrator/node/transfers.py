@@ -1,0 +1,262 @@
+"""``NodeTransfers``: a node's side of moving archives -- ``distribute_service`` and ``fetch_service``.
+
+The node opens one while it runs (``node.transfers``); it owns, and tears down with the node:
+
+* the partial transfers under ``<home>/partial``
+  (:class:`~p2p_orchestrator.transfer.PartialStore`: bounded in size and age, dedup against the
+  store's archive cache), collected every :data:`COLLECT_INTERVAL` seconds;
+* the handler of ``/p2p-orchestrator/transfer/1.0.0``
+  (:class:`~p2p_orchestrator.node.transfer_handler.TransferStreamHandler`): pushes to install,
+  fetches to serve;
+* the outbound side: :class:`~p2p_orchestrator.node.distributor.ArchivePusher` and
+  :class:`~p2p_orchestrator.node.fetcher.ArchiveFetcher`;
+* the manifests of the archives it sends (:class:`~p2p_orchestrator.node._archives.ManifestCache`).
+
+While it runs it is the orchestrator's :attr:`~p2p_orchestrator.Orchestrator.distributor` (the
+seam of :mod:`p2p_orchestrator._distribution`).  The rules it applies -- deadlines, limits,
+roles, retries -- are in ``docs/protocol.md``, "Transfer protocol", "The node's rules".
+
+:class:`TransferHooks` lets tests and benchmarks cut streams at chosen points.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
+
+import trio
+from libp2p.custom_types import TProtocol
+
+from p2p_orchestrator._distribution import (
+    DistributionProgress,
+    DistributionRequest,
+    InstallArchive,
+    TargetOutcome,
+)
+from p2p_orchestrator.errors import OrchestratorError, ServiceCallError, ServiceDistributionError
+from p2p_orchestrator.node import _noise_guard
+from p2p_orchestrator.node._archives import ManifestCache
+from p2p_orchestrator.node._host import parse_peer_id
+from p2p_orchestrator.node._limits import StreamLimiter
+from p2p_orchestrator.node._receive import CutHook
+from p2p_orchestrator.node._stream import NetStream, RawStream
+from p2p_orchestrator.node._transfer_stream import TransferStream
+from p2p_orchestrator.node.distributor import ArchivePusher
+from p2p_orchestrator.node.fetcher import ArchiveFetcher
+from p2p_orchestrator.node.transfer_handler import TransferStreamHandler
+from p2p_orchestrator.transfer import (
+    DEFAULT_CHUNK_SIZE,
+    TRANSFER_PROTOCOL_ID,
+    PartialStore,
+    PartialTransfer,
+    TransferManifest,
+)
+
+if TYPE_CHECKING:
+    from p2p_orchestrator.node.node import Node
+
+__all__ = ["COLLECT_INTERVAL", "NodeTransfers", "TransferHooks", "TransferSettings"]
+
+log = logging.getLogger("p2p_orchestrator.transfer")
+
+_T = TypeVar("_T")
+
+TRANSFER_PROTOCOL = TProtocol(TRANSFER_PROTOCOL_ID)
+COLLECT_INTERVAL = 3600.0
+"""Seconds between two collections of expired partial transfers (each open also collects)."""
+
+
+@dataclass
+class TransferHooks:
+    """Test seams: return ``True`` to reset the stream right there, as a dropped connection would."""
+
+    chunk_sent: Callable[[str, int], bool] | None = None
+    """``(receiver peer, chunk bytes written on this stream)`` after each chunk a sender writes."""
+    chunk_stored: CutHook | None = None
+    """``(sender peer, verified bytes of the archive)`` after each chunk a receiver stores."""
+
+
+@dataclass(frozen=True)
+class TransferSettings:
+    """The numbers the transfer adapter works with (from ``[node]``, ``[archive]`` and ``[store]``)."""
+
+    read_timeout: float
+    write_timeout: float
+    dial_timeout: float
+    install_timeout: float
+    attempts: int
+    max_archive_bytes: int
+    max_per_peer: int
+    max_total: int
+    fsync: bool
+    retry_delay: float = 0.1
+    """First pause before a retry; multiplied by 4 for each further one (at most 2 s)."""
+
+
+@dataclass
+class NodeTransfers:
+    """The transfer side of one running :class:`~p2p_orchestrator.node.Node`; see the module docstring."""
+
+    STRATEGIES: ClassVar[frozenset[str]] = frozenset({"push"})
+    """The ``distribute_service`` strategies this node implements (issue 6 adds ``"swarm"``)."""
+
+    node: Node
+    nursery: trio.Nursery
+    hooks: TransferHooks = field(default_factory=TransferHooks)
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    """Chunk size of the manifests this node builds for what it sends."""
+
+    def __post_init__(self) -> None:
+        _noise_guard.install()  # before any transfer: a cancelled write must not kill a connection
+        orchestrator, config = self.node.orchestrator, self.node.orchestrator.config
+        node = config.node
+        self.settings = TransferSettings(
+            read_timeout=node.read_timeout,
+            write_timeout=node.write_timeout,
+            dial_timeout=node.dial_timeout,
+            install_timeout=node.install_timeout,
+            attempts=node.transfer_attempts,
+            max_archive_bytes=config.archive.max_compressed_bytes,
+            max_per_peer=node.max_transfers_per_peer,
+            max_total=node.max_transfers_total,
+            fsync=config.store.fsync,
+        )
+        self.orchestrator = orchestrator
+        self.manifests = ManifestCache(max_archive_bytes=self.settings.max_archive_bytes)
+        self.limiter = StreamLimiter(per_peer=self.settings.max_per_peer, total=self.settings.max_total)
+        self.handler = TransferStreamHandler(self)
+        self.pusher = ArchivePusher(self)
+        self.fetcher = ArchiveFetcher(self)
+        self._partials: PartialStore | None = None
+        self._partials_lock = trio.Lock()
+        self._collector = trio.CancelScope()
+
+    # -- life ---------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> NodeTransfers:
+        orchestrator = self.orchestrator
+        self._partials = await trio.to_thread.run_sync(
+            lambda: PartialStore(
+                orchestrator.home / "partial",
+                archive_cache=orchestrator.store.archives_dir,
+                max_transfer_bytes=self.settings.max_archive_bytes,
+                fsync=self.settings.fsync,
+            )
+        )
+        self.node.host.set_stream_handler(TRANSFER_PROTOCOL, self.handler)
+        self.nursery.start_soon(self._collect_forever, name="collect partial transfers")
+        orchestrator.distributor = self
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.orchestrator.distributor is self:
+            self.orchestrator.distributor = None
+        self._collector.cancel()
+        self.handler.close()
+
+    async def _collect_forever(self) -> None:
+        with self._collector:
+            while True:
+                await trio.sleep(COLLECT_INTERVAL)
+                try:
+                    removed = await self._with_partials(lambda store: store.collect())
+                except OrchestratorError as exc:
+                    log.warning("Collecting stale partial transfers failed: %s", exc)
+                    continue
+                if removed:
+                    log.info("Removed %d stale partial transfer(s)", len(removed))
+
+    # -- the orchestrator's seam (p2p_orchestrator._distribution.Distributor) ----------------------
+
+    @property
+    def strategies(self) -> frozenset[str]:
+        return self.STRATEGIES
+
+    async def distribute(
+        self, request: DistributionRequest, progress: DistributionProgress
+    ) -> dict[str, TargetOutcome]:
+        return await self.pusher.distribute(request, progress)
+
+    async def fetch(self, service_name: str, from_peer: str, install: InstallArchive) -> dict[str, Any]:
+        return await self.fetcher.fetch(service_name, from_peer, install)
+
+    # -- shared by the handler, the pusher and the fetcher --------------------------------------
+
+    @property
+    def peer_id(self) -> str:
+        return self.node.peer_id
+
+    def check_target(self, peer_id: str) -> None:
+        """Refuse a malformed peer ID (``bad_peer_id``) or this node's own (``bad_target``)."""
+        if not isinstance(peer_id, str) or peer_id.startswith("/"):
+            raise ServiceDistributionError(f"{peer_id!r:.80} is not a peer ID", code="bad_peer_id")
+        try:
+            parse_peer_id(peer_id)
+        except ServiceCallError as exc:
+            raise ServiceDistributionError(exc.message, code=exc.code) from exc
+        if peer_id == self.peer_id:
+            raise ServiceDistributionError(f"{peer_id} is this node itself", code="bad_target")
+
+    async def open_stream(self, peer_id: str) -> TransferStream:
+        """A new transfer stream to ``peer_id`` (connecting first); ``peer_unreachable`` if not."""
+        self.check_target(peer_id)
+        try:
+            await self.node.connect(peer_id)
+        except ServiceCallError as exc:
+            raise ServiceDistributionError(exc.message, code=exc.code) from exc
+        timeout = self.settings.dial_timeout
+        with trio.move_on_after(timeout):
+            try:
+                raw = await self.node.host.new_stream(parse_peer_id(peer_id), [TRANSFER_PROTOCOL])
+            except Exception as exc:
+                raise ServiceDistributionError(
+                    f"cannot open a transfer stream to {peer_id} (does it speak {TRANSFER_PROTOCOL_ID}?): "
+                    f"{type(exc).__name__}: {exc}",
+                    code="peer_unreachable",
+                ) from exc
+            return self.wrap(NetStream(cast(RawStream, raw)))
+        raise ServiceDistributionError(
+            f"opening a transfer stream to {peer_id} took longer than {timeout:g} s", code="peer_unreachable"
+        )
+
+    def wrap(self, stream: NetStream) -> TransferStream:
+        return TransferStream(
+            stream,
+            write_timeout=self.settings.write_timeout,
+            max_archive_bytes=self.settings.max_archive_bytes,
+        )
+
+    async def manifest_of(self, path: Path) -> TransferManifest:
+        return await self.manifests.manifest_of(path, self.chunk_size)
+
+    async def open_partial(self, manifest: TransferManifest) -> PartialTransfer:
+        """The partial transfer of ``manifest``'s archive (resumed, new, or borrowed from the cache)."""
+        return await self._with_partials(lambda store: store.open(manifest))
+
+    async def release_partial(self, partial: PartialTransfer, *, discard: bool) -> None:
+        """Close ``partial`` (kept, to resume) or discard it (installed: the store has it now).
+
+        Never raises: a failure is logged (the partial store's collection cleans up later).
+        """
+        try:
+            await self._with_partials(lambda store: partial.discard() if discard else partial.close())
+        except (OrchestratorError, OSError) as exc:
+            log.warning("Releasing the partial transfer of %s failed: %s", partial.archive_hash[:12], exc)
+
+    async def cached_archive(self, archive_hash: str) -> Path | None:
+        """A complete copy of the archive with this sha256 on this node, if there is one."""
+        return await self._with_partials(lambda store: store.archive_path(archive_hash))
+
+    async def _with_partials(self, work: Callable[[PartialStore], _T]) -> _T:
+        """Run ``work`` on the partial store in a worker thread, one call at a time."""
+        store = self._partials
+        if store is None:
+            raise ServiceDistributionError("the node's transfers are not running", code="node_closed")
+        async with self._partials_lock:
+            return await trio.to_thread.run_sync(work, store)
