@@ -75,7 +75,7 @@ class Distributor(Protocol):
 
     @property
     def strategies(self) -> frozenset[str]:
-        """The ``strategy`` values :meth:`distribute` accepts (``"push"``; issue 6 adds ``"swarm"``)."""
+        """The ``strategy`` values :meth:`distribute` accepts (``"push"`` and ``"swarm"``)."""
         ...
 
     async def distribute(
@@ -207,17 +207,22 @@ class DistributionApi:
         *,
         force_reinstall: bool = False,
         auto_start: bool | None = None,
-        strategy: str = "push",
+        strategy: str = "swarm",
         concurrency: int | None = None,
     ) -> dict[str, Any]:
         """Send the service's current archive to every node in ``target_nodes`` and install it there.
 
-        Targets are peer IDs; up to ``concurrency`` (default ``[node] distribute_concurrency``)
-        are served at once.  Each installs the archive exactly as a local ``install_service``
-        would (``force_reinstall`` as given); ``auto_start=True`` also starts the service there
-        if its install did not, while ``None`` and ``False`` leave it to the target's own
-        policy (manifest ``auto_start``, its operator's settings).  An archive a target already
-        holds is not sent again, and a transfer cut mid-way resumes where it stopped (up to
+        Targets are peer IDs.  ``strategy="swarm"`` (the default): every target also fetches
+        chunks from the other targets and serves them what it verified, so the origin sends the
+        archive about once whatever the number of targets (issue 6; each target's ``transfer``
+        then says what came from the origin and from its peers).  ``"push"``: the origin sends
+        the whole archive to each target, up to ``concurrency`` (default ``[node]
+        distribute_concurrency``) at once.  A swarm of one target is a push.  Each target installs
+        the archive exactly as a local ``install_service`` would (``force_reinstall`` as given);
+        ``auto_start=True`` also starts the service there if its install did not, while ``None``
+        and ``False`` leave it to the target's own policy (manifest ``auto_start``, its
+        operator's settings).  An archive a target already holds is not sent again, and a
+        transfer cut mid-way resumes where it stopped (up to
         ``[node] transfer_attempts`` tries).
 
         Returns the spec's shape, one entry per distinct target::

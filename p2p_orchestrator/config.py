@@ -151,7 +151,7 @@ class NodeSettings:
     """How long a sender waits for the receiver's result once every chunk is there (install time)."""
     max_transfers_per_peer: int = 4
     """Transfer streams one peer may hold open to this node at once; more are refused ``busy``."""
-    max_transfers_total: int = 16
+    max_transfers_total: int = 64
     """Transfer streams all peers together may hold open to this node at once."""
 
 

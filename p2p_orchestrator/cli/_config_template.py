@@ -34,7 +34,7 @@ CONFIG_TEMPLATE = """\
 # transfer_attempts = 3                # tries per target of a distribution or fetch (resumed, not restarted)
 # install_timeout = 900.0              # s a sender waits for the receiver's install once all chunks are there
 # max_transfers_per_peer = 4           # transfer streams one peer may hold open to this node
-# max_transfers_total = 16             # transfer streams all peers together may hold open
+# max_transfers_total = 64             # transfer streams all peers together may hold open
 
 [access]
 # unknown_peers = "public"             # peers without a role may call public service methods; "none": nothing

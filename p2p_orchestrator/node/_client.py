@@ -26,7 +26,16 @@ import trio
 from p2p_orchestrator.errors import OrchestratorError, ProtocolError, ServiceCallError
 from p2p_orchestrator.node._sender import FrameSender
 from p2p_orchestrator.node._stream import NetStream, StreamBroken
-from p2p_orchestrator.wire import CLOSED, NEED_DATA, Cancel, ErrorReply, Request, Response, RpcConnection
+from p2p_orchestrator.wire import (
+    CLOSED,
+    NEED_DATA,
+    Cancel,
+    ConnectionState,
+    ErrorReply,
+    Request,
+    Response,
+    RpcConnection,
+)
 
 __all__ = ["ClientChannel", "NotSent"]
 
@@ -118,8 +127,10 @@ class ClientChannel:
         try:
             await self._sender.send(Request(rid, method, params))
         except ProtocolError as exc:
-            if self.usable:
+            if self.usable and self._conn.state is ConnectionState.OPEN:
                 raise ServiceCallError(f"{method}: {exc.message}", code="unencodable_params") from exc
+            # The stream ended (the reader saw it, and will say so): nothing left, retry elsewhere.
+            self._closing = True
             raise NotSent(self._describe_end()) from exc
         except StreamBroken as exc:
             # The frame may have left whole before the stream broke: never retry this one.

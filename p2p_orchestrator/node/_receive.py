@@ -134,6 +134,8 @@ class ReceiveSession:
             QUEUE
         )
         self.started = trio.Event()
+        self.refused: dict[str, OrchestratorError] = {}
+        """Sources dropped for breaking the rules (e.g. too many corrupt chunks), with the error."""
         """Set once the session runs: :meth:`add_source` and :meth:`apply` may be used."""
         self._nursery: trio.Nursery | None = None
         self._outcome: SessionOutcome | None = None
@@ -330,6 +332,7 @@ class ReceiveSession:
         """``source`` broke the rules: tell it why, drop it, and ask the others for its chunks."""
         log.info("Refusing sender %s: %s", source, error)
         self._last_error = error
+        self.refused[source] = error
         await self._write(source, Result.failure(error))
         await self._forget(source)
         await self._act(self._rx.source_closed(source))

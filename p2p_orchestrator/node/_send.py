@@ -64,8 +64,10 @@ class SendSession:
         read_timeout: float,
         install_timeout: float,
         on_chunk: ChunkSent | None = None,
+        wants_timeout: float | None = None,
     ) -> None:
         self._stream = stream
+        self._wants_timeout = read_timeout if wants_timeout is None else wants_timeout
         self._tx = sender
         self._read_timeout = read_timeout
         self._install_timeout = install_timeout
@@ -162,8 +164,10 @@ class SendSession:
         awaiting = self._tx.waiting_for
         if awaiting is SenderAwaiting.RESULT:
             return self._install_timeout
-        if awaiting in (SenderAwaiting.HAVE, SenderAwaiting.WANTS):
+        if awaiting is SenderAwaiting.HAVE:
             return self._read_timeout
+        if awaiting is SenderAwaiting.WANTS:
+            return self._wants_timeout  # a swarm peer may rightly ask for nothing for a while
         return math.inf
 
     async def _timed_out(self) -> ServiceDistributionError:

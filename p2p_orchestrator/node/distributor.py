@@ -75,20 +75,36 @@ class _Job:
     options: TransferOptions
     limiter: trio.CapacityLimiter
     progress: DistributionProgress
+    peers: tuple[str, ...] = ()
     outcomes: dict[str, TargetOutcome] = field(default_factory=dict)
 
 
 class ArchivePusher:
-    """Pushes archives for one node's ``distribute_service``; see the module docstring."""
+    """Pushes archives for one node's ``distribute_service``; see the module docstring.
+
+    Hooks for variants (the swarm's :class:`~p2p_orchestrator.node.swarm_origin.SwarmPusher`):
+    :attr:`chunk_size`, :meth:`offer_peers`, :meth:`concurrency`.
+    """
+
+    chunk_size: int | None = None
+    """Chunk size of the manifests sent (``None``: the node's, ``NodeTransfers.chunk_size``)."""
 
     def __init__(self, transfers: NodeTransfers) -> None:
         self._transfers = transfers
+
+    def offer_peers(self, request: DistributionRequest) -> tuple[str, ...]:
+        """The peers listed in every offer (none: a plain push)."""
+        return ()
+
+    def concurrency(self, request: DistributionRequest) -> int:
+        """Targets served at once."""
+        return request.concurrency
 
     async def distribute(
         self, request: DistributionRequest, progress: DistributionProgress
     ) -> dict[str, TargetOutcome]:
         """Push to every target of ``request``; one outcome each (never raises for a target)."""
-        manifest = await self._transfers.manifest_of(request.archive_path)
+        manifest = await self._transfers.manifest_of(request.archive_path, self.chunk_size)
         if manifest.archive_hash != request.archive_hash:
             raise ServiceDistributionError(
                 f"the cached archive {request.archive_path} has sha256 {manifest.archive_hash}, "
@@ -97,7 +113,8 @@ class ArchivePusher:
             )
         options = TransferOptions(force_reinstall=request.force_reinstall, auto_start=request.auto_start)
         with ArchiveFile(request.archive_path, manifest) as archive:
-            job = _Job(request, archive, options, trio.CapacityLimiter(request.concurrency), progress)
+            limiter = trio.CapacityLimiter(self.concurrency(request))
+            job = _Job(request, archive, options, limiter, progress, peers=self.offer_peers(request))
             async with trio.open_nursery() as nursery:
                 for target in request.targets:
                     nursery.start_soon(self._one, job, target)
@@ -163,7 +180,11 @@ class ArchivePusher:
                 await stream.reset()
 
         sender = TransferSender(
-            job.archive.manifest, job.archive.read_chunk, purpose="install", options=job.options
+            job.archive.manifest,
+            job.archive.read_chunk,
+            purpose="install",
+            options=job.options,
+            peers=job.peers,
         )
         session = SendSession(
             stream,

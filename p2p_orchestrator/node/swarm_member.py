@@ -30,34 +30,48 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from p2p_orchestrator.errors import OrchestratorError, ProtocolError, ServiceDistributionError
-from p2p_orchestrator.node._receive import ReceiveSession
+from p2p_orchestrator.node._receive import ReceiveSession, SessionOutcome
 from p2p_orchestrator.node._send import SendSession
 from p2p_orchestrator.node._stream import StreamBroken
 from p2p_orchestrator.node._transfer_stream import ReadDeadline, TransferStream
+from p2p_orchestrator.rpc import Permission
 from p2p_orchestrator.transfer import (
     Abort,
+    Action,
     Bitfield,
     Fetch,
+    Have,
     Offer,
     PartialTransfer,
     Result,
+    Send,
     SwarmPlan,
     TransferManifest,
+    TransferReceiver,
+    TransferSender,
 )
 from p2p_orchestrator.transfer.errors import CHUNK_UNAVAILABLE, fail
 
 if TYPE_CHECKING:
     from p2p_orchestrator.node.transfers import NodeTransfers
 
-__all__ = ["JOIN_SECONDS", "STALL_SECONDS", "SwarmMembers", "SwarmMembership"]
+__all__ = [
+    "ANNOUNCE_SECONDS",
+    "JOIN_SECONDS",
+    "PROGRESS_SECONDS",
+    "STALL_SECONDS",
+    "SwarmMembers",
+    "SwarmMembership",
+]
 
 log = logging.getLogger("p2p_orchestrator.transfer")
 
@@ -65,6 +79,10 @@ STALL_SECONDS = 3.0
 """No chunk from anyone for this long: the receiver may ask the origin for anything (unstick)."""
 JOIN_SECONDS = 10.0
 """How long a fetch from a swarm peer waits for this node to learn of that swarm."""
+ANNOUNCE_SECONDS = 0.5
+"""Chunks a target got from its peers are announced to the peers it serves this often (batched)."""
+PROGRESS_SECONDS = 1.0
+"""At most this often (and a quarter of ``read_timeout``), a target tells the origin what it holds."""
 
 
 class SwarmMembership:
@@ -83,8 +101,20 @@ class SwarmMembership:
                 f"cannot open {partial.data_path} to serve it: {exc.strerror or exc}", code="storage_failed"
             ) from exc
         self._serving: set[SendSession] = set()
+        self._unannounced: list[int] = []
+        self._batch = trio.Event()
         self._users = 1  # the receive; each serving stream adds one
         self._receiving = True
+
+    @classmethod
+    def of(
+        cls, transfers: NodeTransfers, offer: Offer, origin: str, partial: PartialTransfer
+    ) -> SwarmMembership | None:
+        """The membership an origin's ``offer`` makes this node part of, or ``None`` (a plain push)."""
+        me = transfers.peer_id
+        if me not in offer.peers or origin in offer.peers:
+            return None
+        return cls(transfers, offer, origin, partial)
 
     @property
     def archive_hash(self) -> str:
@@ -94,6 +124,18 @@ class SwarmMembership:
     def peers(self) -> tuple[str, ...]:
         """The other targets of the distribution."""
         return tuple(str(t) for t in self.plan.targets if t != self.plan.me)
+
+    @property
+    def pulls(self) -> tuple[str, ...]:
+        """The targets this one pulls from: all the others, or in a swarm larger than a node takes
+        transfer streams (``[node] max_transfers_total``, less two for the push and a retry), the
+        next ones in ring order -- so that every target is pulled from by as many as it pulls from."""
+        targets, me = [str(t) for t in self.plan.targets], str(self.plan.me)
+        room = max(1, self._transfers.settings.max_total - 2)
+        if len(targets) - 1 <= room:
+            return self.peers
+        start = targets.index(me)
+        return tuple(targets[(start + step) % len(targets)] for step in range(1, room + 1))
 
     def may_fetch(self, peer: str) -> bool:
         """Only the other targets of this distribution may fetch its chunks from this node."""
@@ -117,10 +159,57 @@ class SwarmMembership:
         return data
 
     def stored(self, source: str, index: int) -> None:
-        """Chunk ``index`` (from ``source``) was verified and written here: tell every peer served."""
-        if self._have.add(index):
-            for session in self._serving:
-                session.announce((index,))
+        """Chunk ``index`` (from ``source``) was verified and written here: tell the peers served.
+
+        A chunk from the origin is this target's to pass on (its share of the plan): announced
+        at once.  A chunk from a peer is announced in a batch within :data:`ANNOUNCE_SECONDS`:
+        the others mostly get it from its owner, and one ``have`` per chunk per peer (960 frames
+        per target with 16 targets and 64 chunks) cost more CPU than it saved.
+        """
+        if not self._have.add(index):
+            return
+        if source == self.origin:
+            self._announce((index,))
+        else:
+            self._unannounced.append(index)
+            self._batch.set()
+
+    def _announce(self, indices: tuple[int, ...] | list[int]) -> None:
+        for session in self._serving:
+            session.announce(indices)
+
+    async def _announce_batches(self) -> None:
+        while True:
+            await self._batch.wait()
+            await trio.sleep(ANNOUNCE_SECONDS)
+            self._batch = trio.Event()
+            self._flush()
+
+    def _flush(self) -> None:
+        batch, self._unannounced = self._unannounced, []
+        if batch:
+            self._announce(batch)
+
+    async def serve(self, stream: TransferStream) -> None:
+        """Serve a peer's fetch with the chunks verified here so far, and those still to come."""
+        settings, peer = self._transfers.settings, stream.peer_id
+        sender = TransferSender(self.manifest, self.read_chunk, purpose="fetch", have=self.have())
+        session = SendSession(
+            stream,
+            sender,
+            read_timeout=settings.read_timeout,
+            install_timeout=settings.install_timeout,
+            wants_timeout=math.inf,  # a peer may rightly ask for nothing while others feed it
+        )
+        with self.serving(session):  # entered before any await: no stored chunk goes unannounced
+            try:
+                result = await session.run()
+            except OrchestratorError as exc:
+                log.info("Serving swarm peer %s ended after %d bytes: %s", peer, session.bytes_sent, exc)
+                return
+        await stream.close()
+        log.info("Served %d bytes of %s to swarm peer %s (%s)", session.bytes_sent, self.archive_hash[:12],
+                 peer, "done" if result.ok else result.error)  # fmt: skip
 
     @contextmanager
     def serving(self, session: SendSession) -> Iterator[None]:
@@ -135,6 +224,7 @@ class SwarmMembership:
 
     def receive_ended(self) -> None:
         """The receive session is over (installed or failed); serving may go on."""
+        self._flush()
         if self._receiving:
             self._receiving = False
             self._release()
@@ -147,13 +237,56 @@ class SwarmMembership:
 
     # -- the receive side ---------------------------------------------------------------------
 
+    async def receive(self, session: ReceiveSession, stream: TransferStream, offer: Offer) -> SessionOutcome:
+        """Run ``session`` (the origin's push on ``stream``) with pulls from the other targets."""
+        swarms = self._transfers.swarms
+        swarms.add(self)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.run, session, name="swarm membership")
+                outcome = await session.run(stream, offer)
+                nursery.cancel_scope.cancel()
+        finally:
+            swarms.remove(self)
+            self.receive_ended()
+        return outcome
+
+    def figures(self, session: ReceiveSession) -> dict[str, Any]:
+        """What came from the origin and from each peer, and who was dropped for lying (for the result)."""
+        received = session.receiver.bytes_from
+        peers = {str(peer): count for peer, count in received.items() if peer != self.origin and count}
+        return {
+            "bytes_from_origin": received.get(self.origin, 0),
+            "bytes_from_peers": sum(peers.values()),
+            "from_peers": peers,
+            "dropped_peers": {
+                peer: str(error) for peer, error in session.refused.items() if peer != self.origin
+            },
+        }
+
     async def run(self, session: ReceiveSession) -> None:
         """Pull from every other target and watch for stalls, until cancelled (the session's end)."""
         await session.started.wait()
         async with trio.open_nursery() as nursery:
-            for peer in self.peers:
+            for peer in self.pulls:
                 nursery.start_soon(self._pull, session, peer, name=f"swarm pull from {peer}")
             nursery.start_soon(self._watch, session, name="swarm stall watch")
+            nursery.start_soon(self._report, session, name="swarm progress to the origin")
+            nursery.start_soon(self._announce_batches, name="swarm have batches")
+
+    async def _report(self, session: ReceiveSession) -> None:
+        """Tell the origin what this target holds as it grows (``have``), so the origin, asked
+        for nothing while peers feed this target, sees progress instead of a stalled receiver."""
+        seconds = min(PROGRESS_SECONDS, self._transfers.settings.read_timeout / 4)
+        reported = self._have.count
+        while True:
+            await trio.sleep(seconds)
+            if self._have.count != reported:
+                reported = self._have.count
+                await session.apply(self._progress(Have(self._have.to_bytes())))
+
+    def _progress(self, update: Have) -> Callable[[TransferReceiver], list[Action]]:
+        return lambda rx: [Send(self.origin, update)]
 
     async def _watch(self, session: ReceiveSession) -> None:
         last = -1
@@ -207,7 +340,8 @@ class SwarmMembership:
 class SwarmMembers:
     """The swarms this node is a target of, by archive hash (a fetch finds its swarm here)."""
 
-    def __init__(self) -> None:
+    def __init__(self, transfers: NodeTransfers) -> None:
+        self._transfers = transfers
         self._members: dict[str, SwarmMembership] = {}
         self._changed = trio.Event()
 
@@ -222,6 +356,26 @@ class SwarmMembers:
     def remove(self, membership: SwarmMembership) -> None:
         if self._members.get(membership.archive_hash) is membership:
             del self._members[membership.archive_hash]
+
+    async def serving(self, peer: str, fetch: Fetch) -> SwarmMembership | None:
+        """The swarm a fetch of ``peer`` belongs to, if ``peer`` may fetch from it; else ``None``.
+
+        ``peer`` must be another target of that distribution and have the ``read`` permission
+        here.  A fetch for an archive this node neither holds nor swarms yet waits up to
+        :data:`JOIN_SECONDS` (the origin's offer may still be on its way here).
+        """
+        archive_hash = fetch.archive_hash
+        if archive_hash is None:
+            return None
+        member = self.get(archive_hash)
+        if member is None and await self._transfers.cached_archive(archive_hash) is None:
+            member = await self.wait(archive_hash)
+        caller = self._transfers.node.access.caller_for(peer)
+        if member is None or not member.may_fetch(peer):
+            return None
+        if caller is None or Permission.READ not in caller.permissions:
+            return None  # the plain path refuses it, saying why
+        return member
 
     async def wait(self, archive_hash: str, seconds: float = JOIN_SECONDS) -> SwarmMembership | None:
         """The membership of ``archive_hash``, waiting up to ``seconds`` for it to appear."""

@@ -50,6 +50,8 @@ from p2p_orchestrator.node._receive import ReceiveSession, SessionOutcome
 from p2p_orchestrator.node._send import SendSession
 from p2p_orchestrator.node._stream import NetStream, RawStream, StreamBroken
 from p2p_orchestrator.node._transfer_stream import ReadDeadline, TransferStream
+from p2p_orchestrator.node.swarm_member import SwarmMembership
+from p2p_orchestrator.node.swarm_origin import SWARM_CHUNK_SIZE
 from p2p_orchestrator.rpc import Permission
 from p2p_orchestrator.transfer import (
     Abort,
@@ -237,18 +239,23 @@ class TransferStreamHandler:
     ) -> SessionOutcome:
         transfers = self._transfers
         entry = self._inbound[partial.archive_hash] = _Inbound(stream.peer_id)
+        member = SwarmMembership.of(transfers, offer, stream.peer_id, partial)  # None: a plain push
         session = ReceiveSession(
-            TransferReceiver(partial),
-            complete=lambda path: self._install(session, path, offer),
+            TransferReceiver(partial, plan=member.plan if member else None),
+            complete=lambda path: self._install(session, path, offer, member),
             read_timeout=transfers.settings.read_timeout,
             cut_hook=transfers.hooks.chunk_stored,
+            on_stored=member.stored if member else None,
         )
         outcome: SessionOutcome = ServiceDistributionError(
             "a newer stream of the same sender replaced this one", code="transfer_cut"
         )
         try:
             with entry.scope:
-                outcome = await session.run(stream, offer)
+                if member is None:
+                    outcome = await session.run(stream, offer)
+                else:
+                    outcome = await member.receive(session, stream, offer)
         finally:
             with trio.CancelScope(shield=True):
                 await transfers.release_partial(partial, discard=not isinstance(outcome, OrchestratorError))
@@ -257,12 +264,16 @@ class TransferStreamHandler:
             entry.done.set()
         return outcome
 
-    async def _install(self, session: ReceiveSession, path: Path, offer: Offer) -> dict[str, Any]:
+    async def _install(
+        self, session: ReceiveSession, path: Path, offer: Offer, member: SwarmMembership | None
+    ) -> dict[str, Any]:
         started = time.monotonic()
         result = await self._transfers.orchestrator.install_received(
             path, force_reinstall=offer.options.force_reinstall, auto_start=offer.options.auto_start
         )
         received = {"bytes": session.bytes_received, "install_seconds": round(time.monotonic() - started, 4)}
+        if member is not None:
+            received.update(member.figures(session))
         return {**result, "received": received}
 
     # -- fetch: serve an archive ----------------------------------------------------------------
@@ -270,9 +281,12 @@ class TransferStreamHandler:
     async def _serve_fetch(self, stream: TransferStream, fetch: Fetch) -> None:
         transfers, peer = self._transfers, stream.peer_id
         what = f"service {fetch.service}" if fetch.service is not None else f"archive {fetch.archive_hash}"
+        if fetch.archive_hash is not None and (member := await transfers.swarms.serving(peer, fetch)):
+            await member.serve(stream)  # a swarm peer fetching what this target verified so far
+            return
         try:
             path = await self._fetch_source(peer, fetch)
-            manifest = await transfers.manifest_of(path)
+            manifest = await transfers.manifest_of(path, SWARM_CHUNK_SIZE if fetch.archive_hash else None)
             archive = ArchiveFile(path, manifest)
         except OrchestratorError as exc:
             log.info("Refusing to serve %s to %s: %s", what, peer, exc)

@@ -38,7 +38,7 @@ from p2p_orchestrator._distribution import (
     TargetOutcome,
 )
 from p2p_orchestrator.errors import OrchestratorError, ServiceCallError, ServiceDistributionError
-from p2p_orchestrator.node import _noise_guard
+from p2p_orchestrator.node import _frame_reads, _noise_guard
 from p2p_orchestrator.node._archives import ManifestCache
 from p2p_orchestrator.node._host import parse_peer_id
 from p2p_orchestrator.node._limits import StreamLimiter
@@ -47,6 +47,8 @@ from p2p_orchestrator.node._stream import NetStream, RawStream
 from p2p_orchestrator.node._transfer_stream import TransferStream
 from p2p_orchestrator.node.distributor import ArchivePusher
 from p2p_orchestrator.node.fetcher import ArchiveFetcher
+from p2p_orchestrator.node.swarm_member import SwarmMembers
+from p2p_orchestrator.node.swarm_origin import SwarmPusher
 from p2p_orchestrator.node.transfer_handler import TransferStreamHandler
 from p2p_orchestrator.transfer import (
     DEFAULT_CHUNK_SIZE,
@@ -101,8 +103,8 @@ class TransferSettings:
 class NodeTransfers:
     """The transfer side of one running :class:`~p2p_orchestrator.node.Node`; see the module docstring."""
 
-    STRATEGIES: ClassVar[frozenset[str]] = frozenset({"push"})
-    """The ``distribute_service`` strategies this node implements (issue 6 adds ``"swarm"``)."""
+    STRATEGIES: ClassVar[frozenset[str]] = frozenset({"push", "swarm"})
+    """The ``distribute_service`` strategies this node implements (``swarm``: issue 6)."""
 
     node: Node
     nursery: trio.Nursery
@@ -112,6 +114,7 @@ class NodeTransfers:
 
     def __post_init__(self) -> None:
         _noise_guard.install()  # before any transfer: a cancelled write must not kill a connection
+        _frame_reads.install()  # one wake-up per Noise frame on slow links
         orchestrator, config = self.node.orchestrator, self.node.orchestrator.config
         node = config.node
         self.settings = TransferSettings(
@@ -130,6 +133,8 @@ class NodeTransfers:
         self.limiter = StreamLimiter(per_peer=self.settings.max_per_peer, total=self.settings.max_total)
         self.handler = TransferStreamHandler(self)
         self.pusher = ArchivePusher(self)
+        self.swarm_pusher = SwarmPusher(self)
+        self.swarms = SwarmMembers(self)
         self.fetcher = ArchiveFetcher(self)
         self._partials: PartialStore | None = None
         self._partials_lock = trio.Lock()
@@ -181,7 +186,8 @@ class NodeTransfers:
     async def distribute(
         self, request: DistributionRequest, progress: DistributionProgress
     ) -> dict[str, TargetOutcome]:
-        return await self.pusher.distribute(request, progress)
+        swarm = request.strategy == "swarm" and len(request.targets) > 1  # a swarm of one is a push
+        return await (self.swarm_pusher if swarm else self.pusher).distribute(request, progress)
 
     async def fetch(self, service_name: str, from_peer: str, install: InstallArchive) -> dict[str, Any]:
         return await self.fetcher.fetch(service_name, from_peer, install)
@@ -232,8 +238,8 @@ class NodeTransfers:
             max_archive_bytes=self.settings.max_archive_bytes,
         )
 
-    async def manifest_of(self, path: Path) -> TransferManifest:
-        return await self.manifests.manifest_of(path, self.chunk_size)
+    async def manifest_of(self, path: Path, chunk_size: int | None = None) -> TransferManifest:
+        return await self.manifests.manifest_of(path, chunk_size or self.chunk_size)
 
     async def open_partial(self, manifest: TransferManifest) -> PartialTransfer:
         """The partial transfer of ``manifest``'s archive (resumed, new, or borrowed from the cache)."""

@@ -109,6 +109,7 @@ class Bench:
 
     async def distribute(self, targets: Sequence[Target], **options: Any) -> dict[str, Any]:
         """``distribute_service`` of the installed archive; raises unless every target installed it."""
+        options.setdefault("strategy", "push")  # issue 5's figures are the single-origin push
         result: dict[str, Any] = await self.origin.orchestrator.distribute_service(
             SERVICE, [t.peer_id for t in targets], **options
         )

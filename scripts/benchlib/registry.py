@@ -16,6 +16,7 @@ from benchlib import (
     project,
     project_load,
     project_network,
+    project_swarm,
     project_transfer,
 )
 from benchlib.model import Baseline, Outcome, Scenario, Target
@@ -59,7 +60,7 @@ def _swarm(hosts: int) -> Scenario:
         description=f"deliver and install a 16 MiB archive on {hosts} testbed host(s) with 20 Mbit/s links",
         target=target,
         requires=capabilities.swarm,
-        project=None,
+        project=project_swarm.project(hosts),
         baseline=bittorrent.baseline(hosts),
         needs=capabilities.testbed,
     )

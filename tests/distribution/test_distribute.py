@@ -52,7 +52,7 @@ async def test_distribute_to_a_swarm_with_failing_targets(
             ]
             before = len(origin.orchestrator.events.recent(1000))
             result = await origin.orchestrator.distribute_service(
-                SERVICE, [*targets, nodes[1].peer_id], auto_start=True
+                SERVICE, [*targets, nodes[1].peer_id], auto_start=True, strategy="push"
             )
             events: list[Event] = origin.orchestrator.events.recent(1000)[before:]
             assert set(result) == {

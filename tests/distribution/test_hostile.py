@@ -180,7 +180,7 @@ async def test_a_target_that_never_reads_or_never_answers_times_out(tmp_path: Pa
                 await origin.connect(f"{host.get_addrs()[0]}")
             targets = [mute.get_id().to_base58(), deaf.get_id().to_base58(), good.peer_id]
             started = trio.current_time()
-            result = await origin.orchestrator.distribute_service(SERVICE, targets)
+            result = await origin.orchestrator.distribute_service(SERVICE, targets, strategy="push")
             assert trio.current_time() - started < 10
             errors = {peer: entry.get("error") for peer, entry in result["results"].items()}
             assert errors[good.peer_id] is None

@@ -235,3 +235,35 @@ async def test_a_call_begun_late_in_a_rest_is_not_cut_by_the_idle_close(tmp_path
                 await remote.call_method("slow_service/echo", {"value": 1})
                 await trio.sleep(0.4)  # the client would close its stream at 0.5 s of rest
                 assert await remote.call_method("slow_service/sleep", {"seconds": 0.5}) == {"slept": 0.5}
+
+
+async def test_a_call_racing_the_end_of_its_stream_is_retried_not_misreported() -> None:
+    """Regression: a call sent after the reader saw the stream end, but before the channel said so,
+    failed with ``unencodable_params`` (its parameters were fine) instead of going to a new stream.
+
+    (Found by the network-fault suite: a call to a peer just killed.)
+    """
+    from types import SimpleNamespace
+
+    from p2p_orchestrator.node._client import ClientChannel, NotSent
+    from p2p_orchestrator.node._stream import NetStream
+
+    class Raw:
+        muxed_conn = SimpleNamespace(peer_id=SimpleNamespace(to_base58=lambda: "12D3KooWpeer"))
+
+        async def write(self, data: bytes) -> None:
+            pass
+
+    channel = ClientChannel(
+        NetStream(Raw()),  # type: ignore[arg-type]
+        max_in_flight=4,
+        write_timeout=1.0,
+        read_timeout=1.0,
+        idle_close=10.0,
+    )
+    channel._conn.receive_data(b"")  # the peer's EOF, as the reader takes it in...
+    channel._conn.next_event()  # ...and sees the stream closed, before it ends the channel
+    assert channel.usable
+    with pytest.raises(NotSent):
+        await channel.call("orchestrator/list_services", {})
+    assert not channel.usable

@@ -2,7 +2,7 @@
 
 The full disk is a real 8 MiB tmpfs (the ``small_tmpfs`` fixture: skipped where
 mounting is not permitted, always unmounted) as the node home or as its
-staging area.  The regression tests of the bugs this suite found need no
+staging area, for installs and for receiving a distribution.  The regression tests of the bugs this suite found need no
 mount: ``/dev/full``, a staging directory on ``/dev/shm``, sqlite's
 ``max_page_count`` and a pid-file write that fails stand in for the full disk.
 """

@@ -3,8 +3,10 @@
 The callee is a node process (:mod:`tests.reliability.node_proc`) running
 ``load_service``; the caller is a node in this process.  The faults: the callee
 killed mid-call, frozen (SIGSTOP), answering slower than the deadline, gone and
-back on the same identity and address, and the connection reset under calls
-in flight by a test hook.  Every test is bounded by ``trio.fail_after``.
+back on the same identity and address (or another address), the connection
+reset under calls in flight by a test hook, and the sending node process of a
+distribution killed mid-transfer (the transfer resumes).  Every test is bounded
+by ``trio.fail_after``.
 """
 
 from __future__ import annotations
