@@ -22,7 +22,9 @@ __all__ = ["register"]
 @click.command()
 @click.argument("name")
 @click.argument("peer_ids", metavar="PEER_ID...", nargs=-1, required=True, callback=check_peer_ids)
-@click.option("--strategy", help="How to spread it: push (the default), or what the node supports.")
+@click.option(
+    "--strategy", help="How to spread it: swarm (the default: targets also serve each other) or push."
+)
 @click.option("--force", is_flag=True, help="Reinstall the same version, or downgrade, on the targets.")
 @click.option("--start", is_flag=True, help="Also start it on each target (else: the target's own policy).")
 @click.option(

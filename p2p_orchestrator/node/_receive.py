@@ -7,12 +7,12 @@ transfer stream per sender ("source", named by its peer ID):
   the receiver waits for that source (:meth:`TransferReceiver.waiting_for` is ``offer``,
   ``have`` or ``chunks``: ``read_timeout`` per message; ``nothing``: none);
 * one **processor** task feeds the queue to ``receiver.receive`` in arrival order -- chunks in a
-  worker thread, since each costs a sha256 and a write of about a MiB, while the readers keep
-  draining their streams (a Yamux stream left unread for 5 s is reset) -- and does what the
-  receiver answers: writes ``have``/``want``/``cancel``, closes sources that ended, and on
-  :class:`~p2p_orchestrator.transfer.TransferComplete` checks the whole file
-  (``receiver.finish``, worker thread), calls ``complete(path)`` (the install), and sends every
-  source the ``result`` (``receiver.conclude``).
+  worker thread (a sha256 and a write each) while the readers keep draining their streams (a
+  Yamux stream left unread for 5 s is reset) -- and does what the receiver answers: queues
+  ``have``/``want``/``cancel`` for the source's **writer** task (an ``Outbox``: a peer that
+  stops reading never blocks the processor), closes sources that ended, and on
+  :class:`~p2p_orchestrator.transfer.TransferComplete` checks the whole file, calls
+  ``complete(path)`` (the install) and sends every source the ``result``.
 
 A source that breaks the rules is answered ``result {error}`` and dropped; one whose stream
 ends (EOF, reset, deadline) is dropped; the receiver asks the others for its chunks.  When no
@@ -30,6 +30,7 @@ peers this node serves), and :meth:`ReceiveSession.apply` runs receiver calls su
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -41,7 +42,7 @@ import trio
 
 from p2p_orchestrator.errors import OrchestratorError, ProtocolError, RemoteError, ServiceDistributionError
 from p2p_orchestrator.node._stream import StreamBroken
-from p2p_orchestrator.node._transfer_stream import ReadDeadline, TransferStream
+from p2p_orchestrator.node._transfer_stream import Outbox, ReadDeadline, TransferStream
 from p2p_orchestrator.transfer import (
     Action,
     Awaiting,
@@ -93,6 +94,7 @@ class _Source:
     stream: TransferStream
     deadline: ReadDeadline
     reader: trio.CancelScope
+    outbox: Outbox
 
 
 @dataclass(frozen=True)
@@ -134,9 +136,9 @@ class ReceiveSession:
             QUEUE
         )
         self.started = trio.Event()
+        """Set once the session runs: :meth:`add_source` and :meth:`apply` may be used."""
         self.refused: dict[str, OrchestratorError] = {}
         """Sources dropped for breaking the rules (e.g. too many corrupt chunks), with the error."""
-        """Set once the session runs: :meth:`add_source` and :meth:`apply` may be used."""
         self._nursery: trio.Nursery | None = None
         self._outcome: SessionOutcome | None = None
         self._last_error: OrchestratorError | None = None
@@ -161,7 +163,11 @@ class ReceiveSession:
             self.add_source(stream, offer)
             self.started.set()
             await self._process()
-            nursery.cancel_scope.cancel()
+            for source in list(self._sources):
+                await self._forget(source)
+            # the writers write the last words (results), then end; a peer that stopped reading
+            # holds its writer back at most this long (and the Noise guard's limit)
+            nursery.cancel_scope.deadline = trio.current_time() + self._read_timeout
         for source in list(self._sources):
             await self._forget(source)
         while True:  # calls queued too late: release their callers
@@ -182,8 +188,9 @@ class ReceiveSession:
         source = stream.peer_id
         if source in self._sources:
             raise ValueError(f"{source} is already a source of this transfer")
-        entry = self._sources[source] = _Source(stream, ReadDeadline(), trio.CancelScope())
+        entry = self._sources[source] = _Source(stream, ReadDeadline(), trio.CancelScope(), Outbox(stream))
         self._nursery.start_soon(self._read_source, source, entry, offer)
+        self._nursery.start_soon(self._write_source, source, entry.outbox)
 
     async def apply(self, call: ReceiverCall) -> None:
         """Run ``call`` on the receiver in turn with the messages, and carry out its actions.
@@ -200,6 +207,12 @@ class ReceiveSession:
         await item.done.wait()
 
     # -- reading ------------------------------------------------------------------------------
+
+    async def _write_source(self, source: str, outbox: Outbox) -> None:
+        broken = await outbox.run()
+        if broken is not None and self._outcome is None:
+            with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+                await self._send.send((source, _Ended(_cut(source, str(broken)))))
 
     async def _read_source(self, source: str, entry: _Source, offer: Offer) -> None:
         with entry.reader:
@@ -338,23 +351,21 @@ class ReceiveSession:
         await self._act(self._rx.source_closed(source))
 
     async def _write(self, source: object, message: TransferMessage) -> None:
+        """Queue ``message`` for ``source``'s writer (never waits on the peer: see ``Outbox``)."""
         entry = self._sources.get(str(source))
-        if entry is None:
+        if entry is None or entry.outbox.put(message):
             return
-        try:
-            await entry.stream.send(message)
-        except (StreamBroken, ProtocolError) as exc:
-            log.info("Cannot write to sender %s: %s", source, exc)
-            self._last_error = _cut(str(source), str(exc))
-            await self._forget(str(source))
-            if self._outcome is None:
-                await self._act(self._rx.source_closed(source))
+        log.info("Sender %s does not take what is written to it; dropping it", source)
+        self._last_error = _cut(str(source), "it stopped reading")
+        await self._forget(str(source))
+        if self._outcome is None:
+            await self._act(self._rx.source_closed(source))
 
     async def _forget(self, source: str) -> None:
         entry = self._sources.pop(source, None)
         if entry is not None:
             entry.reader.cancel()
-            await entry.stream.close()
+            entry.outbox.close()  # its writer writes what is queued, then closes the stream
 
     # -- the end ------------------------------------------------------------------------------
 

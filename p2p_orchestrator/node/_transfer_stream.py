@@ -28,9 +28,12 @@ from p2p_orchestrator.node._stream import NetStream, StreamBroken
 from p2p_orchestrator.transfer import TransferChannel, TransferMessage
 from p2p_orchestrator.wire import Sentinel
 
-__all__ = ["ReadDeadline", "TransferStream"]
+__all__ = ["OUTBOX", "Outbox", "ReadDeadline", "TransferStream"]
 
 _READ_BYTES = 65536  # Yamux hands out at most what it buffered; 64 KiB keeps each read small
+
+OUTBOX = 64
+"""Messages an :class:`Outbox` holds for its stream (control messages: a few per chunk)."""
 
 
 class TransferStream:
@@ -122,3 +125,42 @@ class ReadDeadline:
                 yield scope
             finally:
                 self._scope = None
+
+
+class Outbox:
+    """Messages for one stream, written in order by a task of their own (:meth:`run`).
+
+    Whoever queues a message (:meth:`put`) never waits on the peer.  A peer that stops reading
+    its connection -- it went away without closing it, or its host froze -- then blocks only
+    this stream's writer (for the write deadline, and at most the Noise guard's 30 s for the
+    frame under way), not a task that serves other peers too; and a full queue says at once
+    that the peer does not keep up.
+    """
+
+    def __init__(self, stream: TransferStream, size: int = OUTBOX) -> None:
+        self.stream = stream
+        self._send, self._receive = trio.open_memory_channel[TransferMessage](size)
+
+    def put(self, message: TransferMessage) -> bool:
+        """Queue ``message``; ``False`` when the queue is full or closed (nothing queued)."""
+        try:
+            self._send.send_nowait(message)
+        except (trio.WouldBlock, trio.ClosedResourceError):
+            return False
+        return True
+
+    def close(self) -> None:
+        """No more messages: the writer writes what is queued, then half-closes the stream."""
+        self._send.close()
+
+    async def run(self) -> StreamBroken | None:
+        """Write the queued messages until :meth:`close`; the failure that ended it, if one did."""
+        try:
+            async with self._receive:
+                async for message in self._receive:
+                    await self.stream.send(message)
+        except StreamBroken as exc:
+            return exc
+        finally:
+            await self.stream.close()
+        return None

@@ -23,7 +23,8 @@ Every chunk, from anyone, is verified against the manifest before it is written 
 a target that sends a corrupt one is refused, dropped from the sources and reported (in the
 result the origin gets: ``received.dropped_peers``).  A fetch may arrive before this node has the
 origin's offer (the targets start at about the same time): the handler then waits up to
-:data:`JOIN_SECONDS` for the membership to exist (:meth:`SwarmMembers.wait`).
+:data:`JOIN_SECONDS` for the membership to exist
+(:meth:`~p2p_orchestrator.node.swarm_registry.SwarmMembers.wait`).
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ from p2p_orchestrator.node._receive import ReceiveSession, SessionOutcome
 from p2p_orchestrator.node._send import SendSession
 from p2p_orchestrator.node._stream import StreamBroken
 from p2p_orchestrator.node._transfer_stream import ReadDeadline, TransferStream
-from p2p_orchestrator.rpc import Permission
 from p2p_orchestrator.transfer import (
     Abort,
     Action,
@@ -64,14 +64,7 @@ from p2p_orchestrator.transfer.errors import CHUNK_UNAVAILABLE, fail
 if TYPE_CHECKING:
     from p2p_orchestrator.node.transfers import NodeTransfers
 
-__all__ = [
-    "ANNOUNCE_SECONDS",
-    "JOIN_SECONDS",
-    "PROGRESS_SECONDS",
-    "STALL_SECONDS",
-    "SwarmMembers",
-    "SwarmMembership",
-]
+__all__ = ["ANNOUNCE_SECONDS", "JOIN_SECONDS", "PROGRESS_SECONDS", "STALL_SECONDS", "SwarmMembership"]
 
 log = logging.getLogger("p2p_orchestrator.transfer")
 
@@ -110,11 +103,25 @@ class SwarmMembership:
     def of(
         cls, transfers: NodeTransfers, offer: Offer, origin: str, partial: PartialTransfer
     ) -> SwarmMembership | None:
-        """The membership an origin's ``offer`` makes this node part of, or ``None`` (a plain push)."""
+        """The membership an origin's ``offer`` makes this node part of, or ``None`` (a plain push).
+
+        An origin that pushes again (its retry after a cut stream) continues the membership it
+        started -- the peers being served keep their streams and hear of the new chunks.
+        """
         me = transfers.peer_id
         if me not in offer.peers or origin in offer.peers:
             return None
-        return cls(transfers, offer, origin, partial)
+        known = transfers.swarms.get(offer.manifest.archive_hash)
+        if known is not None and (known.origin, known.manifest, known.plan.targets) == (
+            origin,
+            offer.manifest,
+            offer.peers,
+        ):
+            known._begin_receive()
+            return known
+        member = cls(transfers, offer, origin, partial)
+        transfers.swarms.add(member)
+        return member
 
     @property
     def archive_hash(self) -> str:
@@ -222,6 +229,11 @@ class SwarmMembership:
             self._serving.discard(session)
             self._release()
 
+    def _begin_receive(self) -> None:
+        if not self._receiving:
+            self._receiving = True
+            self._users += 1
+
     def receive_ended(self) -> None:
         """The receive session is over (installed or failed); serving may go on."""
         self._flush()
@@ -231,6 +243,8 @@ class SwarmMembership:
 
     def _release(self) -> None:
         self._users -= 1
+        if self._users == 0:
+            self._transfers.swarms.remove(self)
         if self._users == 0 and self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -239,15 +253,12 @@ class SwarmMembership:
 
     async def receive(self, session: ReceiveSession, stream: TransferStream, offer: Offer) -> SessionOutcome:
         """Run ``session`` (the origin's push on ``stream``) with pulls from the other targets."""
-        swarms = self._transfers.swarms
-        swarms.add(self)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self.run, session, name="swarm membership")
                 outcome = await session.run(stream, offer)
                 nursery.cancel_scope.cancel()
         finally:
-            swarms.remove(self)
             self.receive_ended()
         return outcome
 
@@ -335,52 +346,3 @@ class SwarmMembership:
                 await stream.send(Result.failure(error))
             raise error
         return message
-
-
-class SwarmMembers:
-    """The swarms this node is a target of, by archive hash (a fetch finds its swarm here)."""
-
-    def __init__(self, transfers: NodeTransfers) -> None:
-        self._transfers = transfers
-        self._members: dict[str, SwarmMembership] = {}
-        self._changed = trio.Event()
-
-    def get(self, archive_hash: str) -> SwarmMembership | None:
-        return self._members.get(archive_hash)
-
-    def add(self, membership: SwarmMembership) -> None:
-        self._members[membership.archive_hash] = membership
-        self._changed.set()
-        self._changed = trio.Event()
-
-    def remove(self, membership: SwarmMembership) -> None:
-        if self._members.get(membership.archive_hash) is membership:
-            del self._members[membership.archive_hash]
-
-    async def serving(self, peer: str, fetch: Fetch) -> SwarmMembership | None:
-        """The swarm a fetch of ``peer`` belongs to, if ``peer`` may fetch from it; else ``None``.
-
-        ``peer`` must be another target of that distribution and have the ``read`` permission
-        here.  A fetch for an archive this node neither holds nor swarms yet waits up to
-        :data:`JOIN_SECONDS` (the origin's offer may still be on its way here).
-        """
-        archive_hash = fetch.archive_hash
-        if archive_hash is None:
-            return None
-        member = self.get(archive_hash)
-        if member is None and await self._transfers.cached_archive(archive_hash) is None:
-            member = await self.wait(archive_hash)
-        caller = self._transfers.node.access.caller_for(peer)
-        if member is None or not member.may_fetch(peer):
-            return None
-        if caller is None or Permission.READ not in caller.permissions:
-            return None  # the plain path refuses it, saying why
-        return member
-
-    async def wait(self, archive_hash: str, seconds: float = JOIN_SECONDS) -> SwarmMembership | None:
-        """The membership of ``archive_hash``, waiting up to ``seconds`` for it to appear."""
-        with trio.move_on_after(seconds):
-            while (found := self._members.get(archive_hash)) is None:
-                await self._changed.wait()
-            return found
-        return None

@@ -47,8 +47,8 @@ from p2p_orchestrator.node._stream import NetStream, RawStream
 from p2p_orchestrator.node._transfer_stream import TransferStream
 from p2p_orchestrator.node.distributor import ArchivePusher
 from p2p_orchestrator.node.fetcher import ArchiveFetcher
-from p2p_orchestrator.node.swarm_member import SwarmMembers
 from p2p_orchestrator.node.swarm_origin import SwarmPusher
+from p2p_orchestrator.node.swarm_registry import SwarmMembers
 from p2p_orchestrator.node.transfer_handler import TransferStreamHandler
 from p2p_orchestrator.transfer import (
     DEFAULT_CHUNK_SIZE,
