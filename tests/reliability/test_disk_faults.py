@@ -246,18 +246,14 @@ async def test_a_pid_file_that_cannot_be_written_fails_the_start(
         pytest.param(12_000_000, {"write_failed", "storage_failed"}, id="transfer-does-not-fit"),
     ],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "transfer adapter (node/_receive.py, node/transfer_handler.py): the partial transfer of a "
-        "distribution that failed for lack of space is kept under <home>/partial (5.9 MB of the 8 MB "
-        "when the install failed, every free byte when the chunks did not fit), so the node is left on "
-        "a (nearly) full disk; it should be discarded when its writes or its install failed with ENOSPC"
-    ),
-)
 async def test_a_distribution_bigger_than_the_free_space(
     small_tmpfs: Path, tmp_path: Path, blob_bytes: int, codes: set[str]
 ) -> None:
+    """Regression: the partial transfer of a distribution that failed for lack of space was kept.
+
+    It held 5.9 MB of the 8 MB when the install failed, and every free byte when the chunks did not
+    fit, so the node was left on a (nearly) full disk.
+    """
     from dataclasses import replace
 
     from p2p_orchestrator.archive import pack_service_bytes
