@@ -19,6 +19,7 @@ import trio
 from p2p_orchestrator._clock import utc_now_iso
 from p2p_orchestrator._running import RunningApi
 from p2p_orchestrator.errors import OrchestratorError, ServiceInstallationError
+from p2p_orchestrator.runtime.dependencies import broken_by
 from p2p_orchestrator.runtime.health import HealthPolicy
 from p2p_orchestrator.runtime.policy import RestartPolicy
 from p2p_orchestrator.runtime.revert import RevertRecord, Trial, UpgradeTrials
@@ -70,11 +71,36 @@ class UpgradeApi(RunningApi):
             except ValueError as exc:
                 raise ServiceInstallationError(str(exc), code="bad_health_policy") from exc
             self.store.check_policy(staged, force=force)
+            self._refuse_breaking_upgrade(staged, force=force)
             requirements = read_requirements(staged.staging_dir / "tree")
             await self._venvs.ensure(staged.service_name, requirements)
         except BaseException:
             self.store.discard(staged)
             raise
+
+    def _refuse_breaking_upgrade(self, staged: StagedArchive, *, force: bool) -> None:
+        """``breaks_dependents`` when running services need this one in a range the new version leaves.
+
+        Forced, the install goes ahead and the dependents keep running, against a version they did
+        not ask for (logged): their next start is refused with ``dependency_version``.
+        """
+        name, version = staged.service_name, staged.unpacked.manifest.version
+        graph = self._graph()
+        broken = ", ".join(
+            f"{other} (needs {dep})" for other, dep in broken_by(name, version, graph) if self._is_up(other)
+        )
+        if not broken:
+            return
+        if force:
+            log.warning(
+                "Installing %s %s although running services need another version: %s", name, version, broken
+            )
+            return
+        raise ServiceInstallationError(
+            f"cannot install {name} {version}: running service(s) need another version: "
+            f"{broken}; upgrade or stop them first, or pass force_reinstall=True",
+            code="breaks_dependents",
+        )
 
     async def _prune_environments(self) -> None:
         """Remove the virtual environments no kept version of any service uses any more."""

@@ -10,6 +10,9 @@ them the way systemd treats ``Requires=`` with ``After=``:
   version outside the range (``dependency_version``), or a cycle
   (``dependency_cycle``, the cycle named) refuses the start before anything
   starts;
+* a new version of a service that a running service needs outside its range
+  is not installed unless forced (:func:`broken_by`): the restart onto it
+  would break the dependent while it runs;
 * a service that running services need is not stopped, and one that installed
   services need is not uninstalled, unless forced: then its dependents are
   stopped first, the ones that need others before the ones they need
@@ -31,6 +34,7 @@ from p2p_orchestrator.errors import OrchestratorError, ServiceManagementError
 __all__ = [
     "Graph",
     "Installed",
+    "broken_by",
     "dependents_in_stop_order",
     "direct_dependents",
     "graph_of",
@@ -111,6 +115,16 @@ def start_order(name: str, graph: Graph) -> list[str]:
 def direct_dependents(name: str, graph: Graph) -> list[str]:
     """The services whose manifest names ``name``, sorted."""
     return sorted(other for other, installed in graph.items() if any(d.name == name for d in installed.needs))
+
+
+def broken_by(name: str, version: Version, graph: Graph) -> list[tuple[str, Dependency]]:
+    """The services whose range for ``name`` leaves out ``version``, each with that dependency."""
+    return [
+        (other, dep)
+        for other, installed in sorted(graph.items())
+        for dep in installed.needs
+        if dep.name == name and other != name and not dep.allows(version)
+    ]
 
 
 def dependents_in_stop_order(name: str, graph: Graph) -> list[str]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from p2p_orchestrator import Orchestrator, ServiceManagementError
+from p2p_orchestrator import Orchestrator, ServiceInstallationError, ServiceManagementError
 from p2p_orchestrator.runtime.dependencies import (
     dependents_in_stop_order,
     graph_of,
@@ -161,6 +161,44 @@ async def test_stop_and_uninstall_are_refused_while_others_need_the_service_unle
         await rt.start_service("a")
     assert raised.value.code == "missing_dependency"
     await rt.stop_service("a")  # stopping a service nothing needs is never refused
+
+
+async def test_an_upgrade_outside_a_running_dependents_range_is_refused_unless_forced(
+    rt: Orchestrator, tmp_path: Path
+) -> None:
+    await install_chain(rt, tmp_path)  # b needs c>=1.0,<2
+    await install(rt, tmp_path, "e", ["c<1.5"])  # installed, never started: not protected
+    await rt.start_service("a")
+    await install(rt, tmp_path, "c", [], version="1.9.0")  # within b's range (e is stopped): restarted on it
+    assert (await rt.get_service_info("c"))["version"] == "1.9.0"
+    c_pid = (await rt.get_service_info("c"))["pid"]
+
+    with pytest.raises(ServiceInstallationError) as raised:
+        await install(rt, tmp_path, "c", [], version="2.0.0")
+    assert raised.value.code == "breaks_dependents"
+    assert raised.value.message == (
+        "cannot install c 2.0.0: running service(s) need another version: b (needs c>=1.0.0,<2.0.0); "
+        "upgrade or stop them first, or pass force_reinstall=True"
+    )
+    info = await rt.get_service_info("c")
+    assert (info["version"], info["pid"], info["state"]) == ("1.9.0", c_pid, "running")  # nothing changed
+
+    await rt.stop_service("a")
+    await rt.stop_service("b")
+    await install(rt, tmp_path, "c", [], version="2.0.0")  # nobody running needs c<2 any more
+    assert (await rt.get_service_info("c"))["version"] == "2.0.0"
+    with pytest.raises(ServiceManagementError) as start:
+        await rt.start_service("b")
+    assert start.value.code == "dependency_version"
+
+    await rt.rollback_service("c")
+    await rt.start_service("a")
+    await rt.install_service(
+        service_archive(tmp_path / "forced", "c", PLAIN, version="2.1.0", manifest={"health": FAST_HEALTH}),
+        force_reinstall=True,
+    )
+    assert (await rt.get_service_info("c"))["version"] == "2.1.0"  # forced: b keeps running, out of range
+    assert rt.is_running("b")
 
 
 async def _refusal(call: Any) -> ServiceManagementError:
