@@ -181,11 +181,10 @@ class UpgradeApi(RunningApi):
         )
         self._trials.end(name)
         await self.supervisor.stop(name)
-        self.store.set_current(name, trial.good_version_id)
         record = RevertRecord(
             from_version=trial.new_version, to_version=trial.good_version, reason=reason, at=utc_now_iso()
         )
-        self._trials.reverts[name] = record
+        self.store.set_current(name, trial.good_version_id, revert=record.to_dict())
         self._stats["reverts"] = self._stats.get("reverts", 0) + 1
         error = None
         if restart:

@@ -317,8 +317,7 @@ class Orchestrator(UpgradeApi, DistributionApi):
         info["restart_policy"] = unit.tracker.policy.to_dict()
         info["health_policy"] = unit.health_policy.to_dict()
         info["health"] = {**info["health"], "detail": unit.health.detail}  # what health_check() returned
-        revert = self._trials.reverts.get(service_name)
-        info["last_revert"] = revert.to_dict() if revert is not None else None
+        info["last_revert"] = dict(record.last_revert) if record.last_revert is not None else None
         key = VenvCache.key_of(directory)
         info["venv"] = str(self._venvs.root / key) if key is not None else None
         info["methods"] = dict(unit.process.methods) if unit.process is not None else {}

@@ -57,11 +57,10 @@ class RevertRecord:
 
 
 class UpgradeTrials:
-    """The services whose upgrade is on trial, and the last revert of each."""
+    """The services whose upgrade is on trial (the store keeps the last revert of each)."""
 
     def __init__(self) -> None:
         self._trials: dict[str, Trial] = {}
-        self.reverts: dict[str, RevertRecord] = {}
 
     def begin(self, name: str, trial: Trial) -> None:
         """Put ``name``'s new version on trial (replacing any earlier trial)."""

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from p2p_orchestrator.errors import OrchestratorError, ServiceManagementError
 from p2p_orchestrator.store.records import ServiceRecord, VersionRecord
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""The layout this code reads and writes; older layouts are migrated when the store opens."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -27,7 +29,8 @@ CREATE TABLE IF NOT EXISTS meta (
 CREATE TABLE IF NOT EXISTS services (
     name TEXT PRIMARY KEY,
     current_version INTEGER NOT NULL,
-    desired_state TEXT NOT NULL DEFAULT 'stopped'
+    desired_state TEXT NOT NULL DEFAULT 'stopped',
+    last_revert TEXT
 );
 CREATE TABLE IF NOT EXISTS versions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -43,6 +46,11 @@ CREATE TABLE IF NOT EXISTS versions (
 CREATE INDEX IF NOT EXISTS versions_by_service ON versions (service);
 """
 
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: ("ALTER TABLE services ADD COLUMN last_revert TEXT",),
+}
+"""The statements that take the layout from version ``n`` to ``n + 1``."""
+
 
 class Database:
     """A thin owner of one sqlite connection; used from one thread only."""
@@ -52,16 +60,34 @@ class Database:
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.executescript(_SCHEMA)
-        row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None:
-            self._conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        try:
+            self._conn.executescript(_SCHEMA)  # a new database gets the latest layout; others keep theirs
+            row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                self._conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+            else:
+                self._migrate(int(row[0]))
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _migrate(self, found: int) -> None:
+        """Bring a database of layout ``found`` to :data:`SCHEMA_VERSION` in one transaction."""
+        if found > SCHEMA_VERSION:
+            raise ServiceManagementError(
+                f"{self.path} was written by a newer p2p-orchestrator (store layout {found}; this one "
+                f"reads up to {SCHEMA_VERSION}); run that version, or point this one at another home",
+                code="store_too_new",
             )
-        elif int(row[0]) != SCHEMA_VERSION:
-            raise RuntimeError(
-                f"{path}: schema version {row[0]} is not supported (expected {SCHEMA_VERSION})"
-            )
+        if found == SCHEMA_VERSION:
+            return
+        with self.transaction() as cur:
+            for version in range(found, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[version]:
+                    cur.execute(statement)
+            cur.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         self._conn.close()
@@ -112,8 +138,8 @@ class Database:
             )
             versions.setdefault(record.service, []).append(record)
         services: dict[str, ServiceRecord] = {}
-        for name, current_id, desired in self._conn.execute(
-            "SELECT name, current_version, desired_state FROM services"
+        for name, current_id, desired, revert in self._conn.execute(
+            "SELECT name, current_version, desired_state, last_revert FROM services"
         ):
             kept = tuple(versions.get(name, ()))
             current = next((v for v in kept if v.id == current_id), None)
@@ -121,7 +147,13 @@ class Database:
                 raise RuntimeError(
                     f"store database is inconsistent: {name} points at missing version {current_id}"
                 )
-            services[name] = ServiceRecord(name=name, current=current, versions=kept, desired_state=desired)
+            services[name] = ServiceRecord(
+                name=name,
+                current=current,
+                versions=kept,
+                desired_state=desired,
+                last_revert=json.loads(revert) if revert is not None else None,
+            )
         return services
 
     def orphan_version_ids(self) -> list[int]:
@@ -166,6 +198,13 @@ def set_current(cur: sqlite3.Cursor, name: str, version_id: int, *, desired_stat
         " ON CONFLICT(name) DO UPDATE SET current_version = excluded.current_version,"
         " desired_state = COALESCE(?, services.desired_state)",
         (name, version_id, desired_state or "stopped", desired_state),
+    )
+
+
+def set_last_revert(cur: sqlite3.Cursor, name: str, revert: Mapping[str, Any]) -> None:
+    """Remember ``name``'s latest automatic revert (what ``get_service_info`` shows as ``last_revert``)."""
+    cur.execute(
+        "UPDATE services SET last_revert = ? WHERE name = ?", (json.dumps(revert, sort_keys=True), name)
     )
 
 

@@ -52,6 +52,8 @@ class ServiceRecord:
     """Every kept version, oldest install first; includes ``current``."""
     desired_state: str
     """``"running"`` or ``"stopped"``: what the node restores after a restart."""
+    last_revert: Mapping[str, Any] | None = None
+    """The latest automatic revert (``from_version``, ``to_version``, ``reason``, ``at``), if any."""
 
     def previous(self) -> VersionRecord | None:
         """The version installed just before the current one, if it is still kept."""

@@ -18,9 +18,9 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from p2p_orchestrator._clock import utc_now_iso
 from p2p_orchestrator.archive import ArchiveLimits, UnpackedArchive, Version, unpack_archive
@@ -100,8 +100,12 @@ class ServiceStore:
         except BaseException:
             os.close(self._lock_fd)
             raise
-        self._records: dict[str, ServiceRecord] = self._db.load()
-        self._recover()
+        try:
+            self._records: dict[str, ServiceRecord] = self._db.load()
+            self._recover()
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         """Close the database and release the home directory's lock."""
@@ -286,8 +290,10 @@ class ServiceStore:
             raise
         installed = VersionRecord(**{**draft.__dict__, "id": version_id})
         kept = (*previous.versions, installed) if previous else (installed,)
-        desired = previous.desired_state if previous else "stopped"
-        record = ServiceRecord(name=name, current=installed, versions=kept, desired_state=desired)
+        if previous is not None:
+            record = replace(previous, current=installed, versions=kept)
+        else:
+            record = ServiceRecord(name=name, current=installed, versions=kept, desired_state="stopped")
         self._records[name] = record
         crashpoint("store.install.after_commit")
         point_symlink(self.services_dir / name / "current", f"versions/{Path(relative).name}")
@@ -306,7 +312,7 @@ class ServiceStore:
         with self._db.transaction() as cur:
             _db.delete_versions(cur, [v.id for v in doomed])
         kept = tuple(v for v in record.versions if v not in doomed)
-        self._records[name] = ServiceRecord(name, record.current, kept, record.desired_state)
+        self._records[name] = replace(record, versions=kept)
         for version in doomed:
             self._to_trash(self.version_dir(version))
             if not self._archive_in_use(version.archive_hash):
@@ -325,8 +331,11 @@ class ServiceStore:
             )
         return self._make_current(record, previous)
 
-    def set_current(self, name: str, version_id: int) -> ServiceRecord:
-        """Make the kept version ``version_id`` current again (an automatic revert)."""
+    def set_current(self, name: str, version_id: int, *, revert: Mapping[str, Any]) -> ServiceRecord:
+        """Make the kept version ``version_id`` current again: an automatic revert, recorded as ``revert``.
+
+        The switch and the record of why are one transaction.
+        """
         record = self.get(name)
         target = next((v for v in record.versions if v.id == version_id), None)
         if target is None:
@@ -334,9 +343,11 @@ class ServiceStore:
                 f"the version of {name!r} to switch back to is no longer kept (see [store] keep_versions)",
                 code="version_missing",
             )
-        return self._make_current(record, target)
+        return self._make_current(record, target, revert=revert)
 
-    def _make_current(self, record: ServiceRecord, previous: VersionRecord) -> ServiceRecord:
+    def _make_current(
+        self, record: ServiceRecord, previous: VersionRecord, *, revert: Mapping[str, Any] | None = None
+    ) -> ServiceRecord:
         name = record.name
         if not self.version_dir(previous).is_dir():
             raise ServiceManagementError(
@@ -345,8 +356,12 @@ class ServiceStore:
             )
         with self._db.transaction() as cur:
             _db.set_current(cur, name, previous.id)
+            if revert is not None:
+                _db.set_last_revert(cur, name, revert)
             crashpoint("store.rollback.before_commit")
-        updated = ServiceRecord(name, previous, record.versions, record.desired_state)
+        updated = replace(
+            record, current=previous, last_revert=revert if revert is not None else record.last_revert
+        )
         self._records[name] = updated
         point_symlink(self.services_dir / name / "current", f"versions/{Path(previous.directory).name}")
         return updated
@@ -389,7 +404,7 @@ class ServiceStore:
             return
         with self._db.transaction() as cur:
             _db.set_desired_state(cur, name, state)
-        self._records[name] = ServiceRecord(name, record.current, record.versions, state)
+        self._records[name] = replace(record, desired_state=state)
 
     # -- recovery ---------------------------------------------------------------
 

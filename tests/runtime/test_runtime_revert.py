@@ -69,6 +69,26 @@ async def test_an_upgrade_that_does_not_start_is_reverted_before_install_returns
     assert (await rt.get_orchestrator_status())["statistics"]["reverts"] == 1
 
 
+async def test_the_last_revert_is_remembered_across_a_node_restart_and_a_later_install(
+    home: Path, tmp_path: Path
+) -> None:
+    """Regression: ``last_revert`` was kept in memory, so an operator lost why a node reverted."""
+    async with Orchestrator(home, config=fast_config()) as orch:
+        await orch.install_service(archive(tmp_path, "1.0.0"))
+        await orch.start_service("svc")
+        await orch.install_service(archive(tmp_path, "2.0.0", initialize="raise RuntimeError('bad')"))
+        revert = (await orch.get_service_info("svc"))["last_revert"]
+        assert (revert["from_version"], revert["to_version"]) == ("2.0.0", "1.0.0")
+    async with Orchestrator(home, config=fast_config()) as orch:
+        assert (await orch.get_service_info("svc"))["last_revert"] == revert
+        await orch.install_service(archive(tmp_path, "3.0.0"))  # a good upgrade keeps the history
+        info = await orch.get_service_info("svc")
+        assert (info["version"], info["last_revert"]) == ("3.0.0", revert)
+        await orch.uninstall_service("svc")
+        await orch.install_service(archive(tmp_path, "1.0.0"))  # a new service has none
+        assert (await orch.get_service_info("svc"))["last_revert"] is None
+
+
 async def test_an_upgrade_that_fails_its_health_checks_within_the_window_is_reverted(
     rt: Orchestrator, tmp_path: Path
 ) -> None:

@@ -1,0 +1,73 @@
+"""The store database's layout: older layouts are migrated in place, newer ones refused by name."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from p2p_orchestrator import Orchestrator, ServiceManagementError
+from tests.helpers import make_archive
+from tests.runtime.support import fast_config
+
+NAME = "example_service"
+
+
+def rewrite(home: Path, *statements: str) -> None:
+    """Run ``statements`` on the home's database, as another version of the code would have left it."""
+    conn = sqlite3.connect(home / "state.db", isolation_level=None)
+    try:
+        for statement in statements:
+            conn.execute(statement)
+    finally:
+        conn.close()
+
+
+def layout_of(home: Path) -> tuple[str, list[str]]:
+    conn = sqlite3.connect(home / "state.db")
+    try:
+        version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(services)")]
+    finally:
+        conn.close()
+    return version, columns
+
+
+async def test_a_store_of_the_first_layout_is_migrated_with_its_services_intact(
+    home: Path, tmp_path: Path
+) -> None:
+    async with Orchestrator(home, config=fast_config()) as orch:
+        await orch.install_service(make_archive(tmp_path / "v1", version="1.0.0"))
+        await orch.install_service(make_archive(tmp_path / "v2", version="2.0.0"))
+        await orch.start_service(NAME)
+        before = await orch.get_service_info(NAME)
+    rewrite(  # the first layout had no last_revert
+        home,
+        "ALTER TABLE services DROP COLUMN last_revert",
+        "UPDATE meta SET value = '1' WHERE key = 'schema_version'",
+    )
+    async with Orchestrator(home, config=fast_config()) as orch:
+        after = await orch.get_service_info(NAME)
+        assert orch.is_running(NAME)  # the desired state came through
+        same = ("version", "archive_hash", "versions", "desired_state", "last_revert")
+        assert {k: after[k] for k in same} == {k: before[k] for k in same}
+        await orch.rollback_service(NAME)
+    assert layout_of(home) == ("2", ["name", "current_version", "desired_state", "last_revert"])
+
+
+async def test_a_store_written_by_a_newer_version_is_refused_untouched(home: Path, tmp_path: Path) -> None:
+    async with Orchestrator(home, config=fast_config()) as orch:
+        await orch.install_service(make_archive(tmp_path / "v1"))
+    rewrite(home, "UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(ServiceManagementError) as refused:
+        async with Orchestrator(home, config=fast_config()):
+            pass
+    assert refused.value.code == "store_too_new"
+    assert "written by a newer p2p-orchestrator (store layout 99; this one reads up to 2)" in str(
+        refused.value
+    )
+    assert layout_of(home)[0] == "99"
+    rewrite(home, "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    async with Orchestrator(home, config=fast_config()) as orch:  # the refusal released the home
+        assert NAME in (await orch.list_services())["services"]
