@@ -25,7 +25,12 @@ import trio
 from p2p_orchestrator._clock import utc_now_iso
 from p2p_orchestrator.config import OrchestratorConfig
 from p2p_orchestrator.crashpoints import crashpoint
-from p2p_orchestrator.errors import OrchestratorError, ServiceInstallationError, ServiceManagementError
+from p2p_orchestrator.errors import (
+    OrchestratorError,
+    ServiceCallError,
+    ServiceInstallationError,
+    ServiceManagementError,
+)
 from p2p_orchestrator.events import EventBus
 from p2p_orchestrator.rpc import LOCAL_CALLER, Rpc
 from p2p_orchestrator.runtime.dependencies import (
@@ -43,6 +48,11 @@ from p2p_orchestrator.runtime.venvs import VenvCache, read_requirements
 from p2p_orchestrator.store import ServiceRecord, ServiceStore
 
 __all__ = ["RunningApi"]
+
+MAX_LOG_REPLY_LINES = 1000
+"""The most lines :meth:`RunningApi.get_service_logs` returns."""
+LOG_REPLY_BYTES = 1024 * 1024
+"""The most bytes of lines it returns (a reply travels in one frame of at most 4 MiB)."""
 
 log = logging.getLogger("p2p_orchestrator")
 
@@ -285,6 +295,26 @@ class RunningApi:
         """The last ``lines`` lines of the service's output (stdout and stderr), oldest first."""
         self.store.get(service_name)
         return await self.supervisor.logs.tail(service_name, lines)
+
+    async def get_service_logs(self, service_name: str, lines: int = 100) -> dict[str, Any]:
+        """The last ``lines`` (at most 1000) lines of the service's output, as a peer may read them.
+
+        ``{"service_name", "lines", "truncated"}``: the newest lines that fit in
+        :data:`LOG_REPLY_BYTES`; ``truncated`` says whether older ones were left out for that.
+        """
+        if not 0 <= lines <= MAX_LOG_REPLY_LINES:
+            raise ServiceCallError(
+                f"lines must be between 0 and {MAX_LOG_REPLY_LINES}, got {lines}", code="bad_params"
+            )
+        tail = await self.service_logs(service_name, lines)
+        kept: list[str] = []
+        budget = LOG_REPLY_BYTES
+        for line in reversed(tail):
+            budget -= len(line.encode()) + 16
+            if budget < 0:
+                break
+            kept.append(line)
+        return {"service_name": service_name, "lines": kept[::-1], "truncated": len(kept) < len(tail)}
 
     def follow_logs(self, service_name: str, lines: int = 0) -> LogFollower:
         """Follow the service's output: an async iterator of lines (see :class:`LogFollower`)."""

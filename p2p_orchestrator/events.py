@@ -9,6 +9,7 @@ events so that a new watcher can start with some history.
 from __future__ import annotations
 
 import collections
+import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -57,6 +58,11 @@ class Event:
             "time": self.time,
             "data": dict(self.data),
         }
+
+    def to_portable_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` as plain JSON types, data no codec could carry shown as its ``repr``."""
+        portable: dict[str, Any] = json.loads(json.dumps(self.to_dict(), default=repr))
+        return portable
 
 
 class Subscription:

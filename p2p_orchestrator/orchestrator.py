@@ -41,7 +41,12 @@ from p2p_orchestrator._clock import utc_now_iso
 from p2p_orchestrator._distribution import DistributionApi
 from p2p_orchestrator._upgrades import UpgradeApi
 from p2p_orchestrator.config import OrchestratorConfig, default_home, load_config
-from p2p_orchestrator.errors import OrchestratorError, ServiceInstallationError, ServiceManagementError
+from p2p_orchestrator.errors import (
+    OrchestratorError,
+    ServiceCallError,
+    ServiceInstallationError,
+    ServiceManagementError,
+)
 from p2p_orchestrator.events import EventBus
 from p2p_orchestrator.framework import merge_configuration
 from p2p_orchestrator.rpc import Rpc
@@ -51,6 +56,9 @@ from p2p_orchestrator.runtime.venvs import VenvCache
 from p2p_orchestrator.store import ServiceRecord, ServiceStore
 
 __all__ = ["ArchiveSource", "Orchestrator"]
+
+MAX_EVENTS_REPLY = 1000
+"""The most events :meth:`Orchestrator.get_events` returns."""
 
 log = logging.getLogger("p2p_orchestrator")
 
@@ -348,6 +356,27 @@ class Orchestrator(UpgradeApi, DistributionApi):
                 code="archive_missing",
             )
         return path
+
+    async def get_events(self, limit: int = 20, types: list[Any] | None = None) -> dict[str, Any]:
+        """The node's recent events, oldest first: ``{"events": [...]}``.
+
+        The last ``limit`` (at most 1000) events, then only those whose type is in ``types``
+        when given.  Each is ``{type, service, version, time, data}``, as ``events`` prints them.
+        """
+        if not 0 <= limit <= MAX_EVENTS_REPLY:
+            raise ServiceCallError(
+                f"limit must be between 0 and {MAX_EVENTS_REPLY}, got {limit}", code="bad_params"
+            )
+        if types is not None and not all(isinstance(t, str) for t in types):
+            raise ServiceCallError("types must be a list of event type names", code="bad_params")
+        wanted = frozenset(types) if types else None
+        return {
+            "events": [
+                event.to_portable_dict()
+                for event in self.events.recent(limit)
+                if wanted is None or event.type in wanted
+            ]
+        }
 
     async def get_orchestrator_status(self) -> dict[str, Any]:
         """The orchestrator's own state and counters."""

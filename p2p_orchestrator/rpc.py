@@ -29,7 +29,7 @@ class Permission(StrEnum):
     """What a method needs from its caller."""
 
     READ = "read"
-    """Inspect: list, info, status, export, events."""
+    """Inspect: list, info, status, export, logs, events."""
     DEPLOY = "deploy"
     """Change what runs: install, uninstall, start, stop, restart, rollback, distribute, fetch."""
     ADMIN = "admin"
@@ -90,6 +90,12 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("get_service_info", Permission.READ, _NAME),
         MethodSpec("export_service", Permission.READ, _NAME),
         MethodSpec("get_orchestrator_status", Permission.READ, {}),
+        MethodSpec("get_service_logs", Permission.READ, {**_NAME, "lines": Param((int,), required=False)}),
+        MethodSpec(
+            "get_events",
+            Permission.READ,
+            {"limit": Param((int,), required=False), "types": Param((list, type(None)), required=False)},
+        ),
         MethodSpec(
             "distribute_service",
             Permission.DEPLOY,

@@ -1,9 +1,10 @@
 """Calling and watching: ``call``, ``logs``, ``events``.
 
 With ``--json``: ``call`` prints the method's result; ``logs`` prints
-``{service_name, lines}`` and ``events`` ``{events}``; with ``--follow`` both
-print JSON Lines instead (one ``{service_name, line}`` or one event per line),
-until Ctrl-C, which ends them normally (exit 0).
+``{service_name, lines}`` (with ``--peer``, ``{service_name, lines, truncated}``) and
+``events`` ``{events}``; with ``--follow`` both print JSON Lines instead (one
+``{service_name, line}`` or one event per line), until Ctrl-C, which ends them normally
+(exit 0).  ``--follow`` is for the local node only.
 """
 
 from __future__ import annotations
@@ -69,11 +70,27 @@ def call(cli: CliContext, method: str, params: dict[str, Any], peer: str | None,
 @click.option(
     "-n", "--lines", default=50, show_default=True, help="How many of the last lines to show first."
 )
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C (this node only).")
+@peer_option
 @json_option
 @pass_cli
-def logs(cli: CliContext, name: str, lines: int, follow: bool, as_json: bool) -> None:
-    """Show the output (stdout and stderr) of service NAME."""
+def logs(cli: CliContext, *, name: str, lines: int, follow: bool, peer: str | None, as_json: bool) -> None:
+    """Show the output (stdout and stderr) of service NAME.
+
+    With --peer, the last lines (at most 1000, 1 MiB) of the service on that node, which must
+    give this one the read role.
+    """
+    if peer is not None:
+        _refuse_follow(follow)
+        remote = cli.orchestrator("get_service_logs", peer, service_name=name, lines=lines)
+        if as_json:
+            print_json(remote)
+            return
+        for line in remote["lines"]:
+            click.echo(line)
+        if remote["truncated"]:
+            click.echo("(older lines left out: a reply from another node carries at most 1 MiB)", err=True)
+        return
     items = cli.client().stream("node/logs", {"service_name": name, "lines": lines, "follow": follow})
     if as_json and not follow:
         print_json({"service_name": name, "lines": list(items)})
@@ -88,21 +105,38 @@ def logs(cli: CliContext, name: str, lines: int, follow: bool, as_json: bool) ->
         return  # the way to stop following
 
 
+def _refuse_follow(follow: bool) -> None:
+    if follow:
+        raise click.UsageError("--follow works on this node only; without it, --peer shows the last lines")
+
+
 @click.command()
 @click.option("-n", "--limit", default=20, show_default=True, help="How many recent events to show first.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new events until Ctrl-C.")
 @click.option("--type", "types", multiple=True, metavar="TYPE", help="Only events of this type (repeatable).")
+@peer_option
 @json_option
 @pass_cli
-def events(cli: CliContext, limit: int, follow: bool, types: tuple[str, ...], as_json: bool) -> None:
-    """Show what happened on this node.
+def events(
+    cli: CliContext, *, limit: int, follow: bool, types: tuple[str, ...], peer: str | None, as_json: bool
+) -> None:
+    """Show what happened on this node (or, with --peer, on that one: recent events only).
 
     Installs, starts, failures, health changes, reverts, distributions.
     """
-    params: dict[str, Any] = {"limit": limit, "follow": follow}
+    params: dict[str, Any] = {"limit": limit}
     if types:
         params["types"] = list(types)
-    items = cli.client().stream("node/events", params)
+    if peer is not None:
+        _refuse_follow(follow)
+        remote = cli.orchestrator("get_events", peer, **params)
+        if as_json:
+            print_json(remote)
+            return
+        for event in remote["events"]:
+            _render.line(_render.event_text(event))
+        return
+    items = cli.client().stream("node/events", {**params, "follow": follow})
     if as_json and not follow:
         print_json({"events": list(items)})
         return

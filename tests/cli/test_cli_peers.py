@@ -64,3 +64,17 @@ def test_peer_calls_are_refused_until_trusted(nodes: NodeFactory, tmp_path: Path
     assert refused.code == 1 and "permission_denied" in refused.stderr, str(refused)
     peers = {p["peer_id"]: p for p in there.ok("peers")["peers"]}
     assert peers[here.peer_id]["role"] == "reader"
+    remote_logs = here.ok("logs", "example_service", "--peer", there.peer_id)
+    assert remote_logs == {
+        "service_name": "example_service",
+        "lines": there.ok("logs", "example_service")["lines"],
+        "truncated": False,
+    }
+    started = here.ok("events", "--type", "service_started", "--peer", there.peer_id)["events"]
+    assert [(e["service"], e["version"]) for e in started] == [("example_service", "1.0.0")]
+    shown = here.cli("events", "--peer", there.peer_id)
+    assert shown.code == 0 and "service_started" in shown.stdout and "example_service" in shown.stdout, str(
+        shown
+    )
+    follow = here.cli("logs", "example_service", "--follow", "--peer", there.peer_id)
+    assert follow.code == 2 and "--follow works on this node only" in follow.stderr, str(follow)

@@ -48,7 +48,7 @@ def effective_params(method: str, v3: bytes) -> dict[str, Any]:
     """Parameters that would really change the target if the call were allowed."""
     if method == "install_service":
         return {"archive_data": v3}
-    return {} if not METHODS[method].params else dict(NAME)
+    return dict(NAME) if "service_name" in METHODS[method].params else {}
 
 
 def harmless_params(method: str, caller: str) -> dict[str, Any]:
@@ -61,7 +61,7 @@ def harmless_params(method: str, caller: str) -> dict[str, Any]:
         return {**GHOST, "from_peer": caller}
     if METHODS[method].permission is Permission.DEPLOY:
         return dict(GHOST)
-    return {} if not METHODS[method].params else dict(NAME)
+    return dict(NAME) if "service_name" in METHODS[method].params else {}
 
 
 async def allowed_outcome(call: Awaitable[Any]) -> str:
