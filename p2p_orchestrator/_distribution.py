@@ -101,12 +101,21 @@ class Distributor(Protocol):
 class DistributionProgress:
     """Where a distributor reports progress: publishes ``distribution_progress``, logs each target.
 
-    ``sent(target, n)`` after each chunk; ``finished(target, outcome)`` once per target.  Events
-    are throttled to one per :data:`PROGRESS_INTERVAL` seconds, except that every finished target
-    publishes one.  Their data: ``archive_hash``, ``bytes_sent`` (every chunk byte sent so far, to
-    all targets, retries included), ``bytes_total`` (the archive's size times the targets: what a
-    distribution without dedup or resume sends), ``targets_done``, ``targets_failed``,
-    ``targets_total``.
+    ``sent(target, n)`` after each chunk the origin sends; ``received(target, n)`` when what
+    ``target`` holds grows (its reports, the chunks written to it); ``finished(target,
+    outcome)`` once per target.  Events are throttled to one per :data:`PROGRESS_INTERVAL`
+    seconds, except that every finished target publishes one.  Their data:
+
+    * ``archive_hash``, ``archive_size``;
+    * ``bytes_sent``: every chunk byte the origin sent so far, to all targets, retries included;
+    * ``bytes_received``: the sum over the targets of the bytes of the archive each holds, from
+      any source (the origin, the other targets of a swarm, an earlier transfer);
+    * ``bytes_total``: the archive's size times the targets (what ``bytes_received`` reaches
+      when every target succeeded; also what a push without dedup or resume sends);
+    * ``targets_done``, ``targets_failed``, ``targets_total``;
+    * ``targets``: ``{peer ID: {"bytes_received", "bytes_sent", "state"}}`` for the targets whose
+      figures changed since the previous event (``state``: ``transferring``, ``succeeded`` or
+      ``failed``); a watcher keeps each target's latest figures.
     """
 
     def __init__(self, events: EventBus, request: DistributionRequest, *, clock: Callable[[], float]) -> None:
@@ -114,41 +123,87 @@ class DistributionProgress:
         self._request = request
         self._clock = clock
         self.bytes_sent = 0
+        self.bytes_received = 0
         self.succeeded = 0
         self.failed = 0
+        self._targets: dict[str, _TargetProgress] = {}
+        self._changed: dict[str, _TargetProgress] = {}
         self._last = -PROGRESS_INTERVAL
+
+    def _target(self, target: str) -> _TargetProgress:
+        figures = self._targets.get(target)
+        if figures is None:
+            figures = self._targets[target] = _TargetProgress()
+        self._changed[target] = figures
+        return figures
 
     def sent(self, target: str, count: int) -> None:
         """``count`` more chunk bytes went to ``target``."""
         self.bytes_sent += count
+        self._target(target).sent += count
+        self._tick()
+
+    def received(self, target: str, count: int) -> None:
+        """``target`` holds ``count`` bytes of the archive now (never less than it said before)."""
+        count = min(count, self._request.archive_size)
+        figures = self._targets.get(target)
+        if figures is not None and count <= figures.received:
+            return
+        figures = self._target(target)
+        self.bytes_received += count - figures.received
+        figures.received = count
+        self._tick()
+
+    def _tick(self) -> None:
         if self._clock() - self._last >= PROGRESS_INTERVAL:
             self._publish()
 
     def finished(self, target: str, outcome: TargetOutcome) -> None:
         """``target`` is done: log it and publish the progress."""
         name = self._request.service_name
+        figures = self._target(target)
         if isinstance(outcome, OrchestratorError):
             self.failed += 1
+            figures.state = "failed"
             log.warning("Distributing service %s to node %s failed: %s", name, target, outcome)
         else:
             self.succeeded += 1
+            figures.state = "succeeded"
+            self.bytes_received += self._request.archive_size - figures.received
+            figures.received = self._request.archive_size  # it installed the whole archive
             log.info("Successfully distributed service %s to node %s", name, target)
         self._publish()
 
     def _publish(self) -> None:
         request = self._request
         self._last = self._clock()
+        changed, self._changed = self._changed, {}
         self._events.publish(
             "distribution_progress",
             request.service_name,
             request.version,
             archive_hash=request.archive_hash,
+            archive_size=request.archive_size,
             bytes_sent=self.bytes_sent,
+            bytes_received=self.bytes_received,
             bytes_total=request.archive_size * len(request.targets),
             targets_done=self.succeeded + self.failed,
             targets_failed=self.failed,
             targets_total=len(request.targets),
+            targets={target: figures.to_dict() for target, figures in changed.items()},
         )
+
+
+@dataclass
+class _TargetProgress:
+    """One target's figures in ``distribution_progress`` events."""
+
+    sent: int = 0
+    received: int = 0
+    state: str = "transferring"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bytes_received": self.received, "bytes_sent": self.sent, "state": self.state}
 
 
 def _entry(outcome: TargetOutcome) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """The progress bar of a distribution, fed by ``distribution_progress`` events (on stderr).
 
 An event's ``data`` (see :class:`p2p_orchestrator._distribution.DistributionProgress`):
-``bytes_sent`` of ``bytes_total`` (the archive's size times the targets), and
-``targets_done``, ``targets_failed``, ``targets_total``.  Missing numbers are
-left as they were, so an older or newer node never breaks the bar.
+``bytes_received`` (what the targets hold, from the origin or, in a swarm, from each other)
+of ``bytes_total`` (the archive's size times the targets), and ``targets_done``,
+``targets_failed``, ``targets_total``.  The bar shows ``bytes_received``; a node too old to
+send it gets ``bytes_sent`` (what the origin sent) instead.  Missing numbers are left as they
+were, so an older or newer node never breaks the bar.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ __all__ = ["DistributionProgress"]
 
 
 class DistributionProgress:
-    """One bar for the bytes sent to all targets, and a count of finished targets (``with``: shown)."""
+    """One bar for the bytes all targets received, and a count of finished targets (``with``: shown)."""
 
     def __init__(self, service: str, targets: int) -> None:
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
@@ -47,9 +49,11 @@ class DistributionProgress:
         if event.get("service") != self._service:
             return
         data = event.get("data") or {}
-        sent, total = data.get("bytes_sent"), data.get("bytes_total")
-        if isinstance(sent, int) and isinstance(total, int) and total > 0:
-            self._progress.update(self._task, completed=min(sent, total), total=total)
+        received, total = data.get("bytes_received"), data.get("bytes_total")
+        if not isinstance(received, int):
+            received = data.get("bytes_sent")  # an older node: the origin's bytes only
+        if isinstance(received, int) and isinstance(total, int) and total > 0:
+            self._progress.update(self._task, completed=min(received, total), total=total)
         done, failed = data.get("targets_done"), data.get("targets_failed")
         if isinstance(done, int) and isinstance(failed, int):
             self._progress.update(self._task, description=self._describe(done, failed))

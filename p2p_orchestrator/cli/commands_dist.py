@@ -1,7 +1,7 @@
 """Between nodes: ``distribute`` and ``fetch`` (``orchestrator/distribute_service`` and ``fetch_service``).
 
-Without ``--json`` a distribution shows a progress bar per target node, fed
-by the node's ``distribution_progress`` events on the same connection.
+Without ``--json`` a distribution shows a progress bar (the bytes every target received, and the
+targets done), fed by the node's ``distribution_progress`` events on the same connection.
 """
 
 from __future__ import annotations

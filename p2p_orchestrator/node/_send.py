@@ -8,6 +8,9 @@ describes:
 * the **writer** takes each chunk asked for with ``sender.next_chunk`` -- read from disk and
   framed in a worker thread -- and writes it, and reports its bytes to ``on_chunk``.
 
+What the receiver holds, as far as this side knows (its ``have``s and every chunk written to
+it), is :attr:`SendSession.delivered`; ``on_delivered`` hears of each time it grows (progress).
+
 Calls into the sender never overlap (a lock: the reader may wait for one chunk read).  A swarm
 peer still receiving the archive serves what it verified so far and calls :meth:`SendSession.announce`
 as it verifies more: the writer sends the ``have`` update between two chunks.  The
@@ -38,6 +41,8 @@ from p2p_orchestrator.node._stream import StreamBroken
 from p2p_orchestrator.node._transfer_stream import ReadDeadline, TransferStream
 from p2p_orchestrator.transfer import (
     Abort,
+    Bitfield,
+    Have,
     Result,
     SenderAwaiting,
     SenderState,
@@ -45,12 +50,15 @@ from p2p_orchestrator.transfer import (
     TransferSender,
 )
 
-__all__ = ["ChunkSent", "SendSession"]
+__all__ = ["ChunkSent", "Delivered", "SendSession"]
 
 log = logging.getLogger("p2p_orchestrator.transfer")
 
 ChunkSent = Callable[[int], Awaitable[None]]
 """Awaited after each chunk written, with its size in bytes (progress; test hooks may cut here)."""
+
+Delivered = Callable[[Bitfield], None]
+"""Called with :attr:`SendSession.delivered` each time it grows."""
 
 
 class SendSession:
@@ -65,6 +73,7 @@ class SendSession:
         install_timeout: float,
         on_chunk: ChunkSent | None = None,
         wants_timeout: float | None = None,
+        on_delivered: Delivered | None = None,
     ) -> None:
         self._stream = stream
         self._wants_timeout = read_timeout if wants_timeout is None else wants_timeout
@@ -72,6 +81,7 @@ class SendSession:
         self._read_timeout = read_timeout
         self._install_timeout = install_timeout
         self._on_chunk = on_chunk
+        self._on_delivered = on_delivered
         self._lock = trio.Lock()
         self._bell = trio.Event()
         self._deadline = ReadDeadline()
@@ -82,6 +92,8 @@ class SendSession:
         """Chunk bytes written on this stream."""
         self.receiver_had = 0
         """Bytes of the archive the receiver held already, by its first ``have`` (resume, dedup)."""
+        self.delivered = Bitfield(sender.manifest.chunk_count)
+        """Chunks the receiver holds as far as this side knows: its ``have``s, and every chunk written."""
 
     @property
     def peer_id(self) -> str:
@@ -159,6 +171,12 @@ class SendSession:
         have = tx.receiver_have
         if not had_have and have is not None:
             self.receiver_had = sum(tx.manifest.chunk_length(index) for index in have)
+        if isinstance(message, Have) and have is not None and self.delivered.merge(have):
+            self._delivered()
+
+    def _delivered(self) -> None:
+        if self._on_delivered is not None:
+            self._on_delivered(self.delivered)
 
     def _read_seconds(self) -> float:
         awaiting = self._tx.waiting_for
@@ -208,7 +226,7 @@ class SendSession:
                 continue
             async with self._lock:
                 try:
-                    frame, size = await trio.to_thread.run_sync(self._next_frame)
+                    frame, size, index = await trio.to_thread.run_sync(self._next_frame)
                 except (OrchestratorError, OSError) as exc:
                     error = _read_failure(exc)
                     log.warning(
@@ -222,14 +240,16 @@ class SendSession:
             self.bytes_sent += size
             if self._on_chunk is not None:
                 await self._on_chunk(size)
+            if self.delivered.add(index):
+                self._delivered()
             self._deadline.expect(self._read_seconds())
 
-    def _next_frame(self) -> tuple[bytes | None, int]:
-        """The next chunk asked for, read and framed (in a worker thread, under the lock)."""
+    def _next_frame(self) -> tuple[bytes | None, int, int]:
+        """The next chunk asked for, read and framed, its size and index (in a worker thread, under the lock)."""
         chunk = self._tx.next_chunk()
         if chunk is None:
-            return None, 0
-        return self._stream.channel.send(chunk), len(chunk.data)
+            return None, 0, -1
+        return self._stream.channel.send(chunk), len(chunk.data), chunk.index
 
     # -- endings ------------------------------------------------------------------------------
 

@@ -27,6 +27,12 @@ A cut stream, a stall and ``busy``/``transfer_in_progress`` are retried, up to
 ``[node] transfer_attempts`` tries in all, after a short pause (0.1 s, then 0.4 s, ...): each
 new stream resumes from what the target verified (its first ``have``), so only missing chunks
 travel again.  A target that answered (installed or refused) is never retried.
+
+Progress: each chunk sent is reported to the distribution's ``progress`` (``sent``), and so is
+what each target holds (``received``): the chunks written to it and those its ``have``s list,
+across tries -- in a swarm the target's reports of what it verified, from the origin or from
+its peers (:mod:`p2p_orchestrator.node.swarm_member`), so its progress is not only the origin's
+share.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from p2p_orchestrator.errors import Busy, OrchestratorError, RemoteError, Servic
 from p2p_orchestrator.node._archives import ArchiveFile
 from p2p_orchestrator.node._send import SendSession
 from p2p_orchestrator.node._transfer_stream import TransferStream
-from p2p_orchestrator.transfer import TransferOptions, TransferSender
+from p2p_orchestrator.transfer import Bitfield, TransferOptions, TransferSender
 
 if TYPE_CHECKING:
     from p2p_orchestrator.node.transfers import NodeTransfers
@@ -77,6 +83,27 @@ class _Job:
     progress: DistributionProgress
     peers: tuple[str, ...] = ()
     outcomes: dict[str, TargetOutcome] = field(default_factory=dict)
+    held: dict[str, _Held] = field(default_factory=dict)
+    """Per target: what it holds as far as the origin knows, across tries (for ``progress``)."""
+
+    def delivered(self, target: str, chunks: Bitfield) -> None:
+        """``target`` holds ``chunks`` (one try's figures): report the bytes it holds in all."""
+        held = self.held.get(target)
+        if held is None:
+            held = self.held[target] = _Held(Bitfield(chunks.size))
+        added = held.chunks.merge(chunks)
+        if added:
+            manifest = self.archive.manifest
+            held.size += sum(manifest.chunk_length(index) for index in added)
+            self.progress.received(target, held.size)
+
+
+@dataclass
+class _Held:
+    """The chunks one target holds, as far as the origin knows, and their bytes."""
+
+    chunks: Bitfield
+    size: int = 0
 
 
 class ArchivePusher:
@@ -192,6 +219,7 @@ class ArchivePusher:
             read_timeout=settings.read_timeout,
             install_timeout=settings.install_timeout,
             on_chunk=on_chunk,
+            on_delivered=lambda chunks: job.delivered(target, chunks),
         )
         return session
 

@@ -133,6 +133,24 @@ class Bitfield:
                 )
         return result
 
+    def merge(self, other: Bitfield) -> list[int]:
+        """Add every index of ``other`` (of the same size); return the new ones, in increasing order."""
+        if other._size != self._size:
+            raise ValueError(f"cannot merge a bitfield of {other._size} chunks into one of {self._size}")
+        mine, theirs = int.from_bytes(self._bits), int.from_bytes(other._bits)
+        new = theirs & ~mine
+        if not new:
+            return []
+        last = len(self._bits) * 8 - 1  # the integer's bit ``last - i`` is index ``i``
+        added: list[int] = []
+        while new:
+            top = new.bit_length() - 1
+            added.append(last - top)
+            new ^= 1 << top
+        self._bits[:] = (mine | theirs).to_bytes(len(self._bits))
+        self._count += len(added)
+        return added
+
     def issuperset(self, other: Bitfield) -> bool:
         """Whether every index set in ``other`` (of the same size) is set here."""
         if other._size != self._size:

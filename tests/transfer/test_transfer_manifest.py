@@ -188,6 +188,20 @@ def test_bitfield_basics(size: int) -> None:
     assert size not in field and -1 not in field and "0" not in field
 
 
+@pytest.mark.parametrize("size", [0, 1, 7, 8, 9, 100])
+def test_bitfield_merge_adds_and_returns_the_new_indices(size: int) -> None:
+    mine = Bitfield.from_indices(size, range(0, size, 3))
+    theirs = Bitfield.from_indices(size, range(0, size, 2))
+    expected = sorted(set(range(0, size, 2)) - set(range(0, size, 3)))
+    assert mine.merge(theirs) == expected
+    assert list(mine) == sorted(set(range(0, size, 3)) | set(range(0, size, 2)))
+    assert mine.count == len(list(mine)) and mine.issuperset(theirs)
+    assert Bitfield.from_bytes(mine.to_bytes(), size) == mine
+    assert mine.merge(theirs) == [] and mine.merge(Bitfield(size)) == []
+    with pytest.raises(ValueError, match="cannot merge"):
+        mine.merge(Bitfield(size + 1))
+
+
 def test_bitfield_wire_form_is_msb_first_and_strict() -> None:
     assert Bitfield.from_indices(10, [0, 9]).to_bytes() == b"\x80\x40"
     for data, size in [(b"\x80", 10), (b"\x80\x00\x00", 10), (b"\x80\x20", 10), (b"\x01", 7)]:
