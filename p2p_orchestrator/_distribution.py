@@ -25,9 +25,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from p2p_orchestrator.config import OrchestratorConfig
-from p2p_orchestrator.errors import OrchestratorError, ServiceCallError, ServiceDistributionError
+from p2p_orchestrator.errors import (
+    OrchestratorError,
+    ServiceCallError,
+    ServiceDistributionError,
+)
 from p2p_orchestrator.events import EventBus
-from p2p_orchestrator.store import ServiceStore
+from p2p_orchestrator.store import ServiceStore, StagedArchive
 
 __all__ = [
     "DistributionApi",
@@ -243,6 +247,9 @@ class DistributionApi:
     async def install_service(self, archive_data: Any, force_reinstall: bool = False) -> dict[str, Any]:
         raise NotImplementedError
 
+    async def _stage(self, archive_data: Any) -> StagedArchive:
+        raise NotImplementedError
+
     async def start_service(self, service_name: str) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -354,6 +361,48 @@ class DistributionApi:
             "failed_distributions": len(targets) - succeeded,
             "results": results,
         }
+
+    async def install_on_peer(
+        self, archive: Any, peer: str, *, force_reinstall: bool = False, auto_start: bool = False
+    ) -> dict[str, Any]:
+        """Install an archive (bytes, or a path as for ``install_service``) on the node ``peer``, not here.
+
+        The archive is checked here first (a bad one fails before a byte travels), then pushed
+        from that checked copy by the transfer protocol, like a one-target ``distribute_service``
+        with ``strategy="push"``: chunked, hash-verified, resumed after a cut, whatever its size.
+        Returns the peer's install result with a ``"transfer"`` map; raises its refusal as its own
+        type, or ``ServiceDistributionError`` (``no_network``, ``peer_unreachable``...).
+        Not a method of the peer protocol: only this node's own callers may send its files.
+        """
+        distributor = self._network(f"install on {peer}")
+        targets = _targets([peer])
+        staged = await self._stage(archive)
+        try:
+            copy = staged.archive_file
+            request = DistributionRequest(
+                service_name=staged.service_name,
+                version=str(staged.unpacked.manifest.version),
+                archive_hash=staged.archive_hash,
+                archive_path=copy,
+                archive_size=copy.stat().st_size,
+                targets=targets,
+                force_reinstall=force_reinstall,
+                auto_start=auto_start,
+                strategy="push",
+                concurrency=1,
+            )
+            log.info("Installing service %s %s on node %s", request.service_name, request.version, peer)
+            progress = DistributionProgress(self.events, request, clock=time.monotonic)
+            outcome = (await distributor.distribute(request, progress)).get(targets[0])
+        finally:
+            self.store.discard(staged)
+        if outcome is None:
+            raise ServiceDistributionError(
+                f"the distributor returned no outcome for {peer}", code="transfer_failed"
+            )
+        if isinstance(outcome, OrchestratorError):
+            raise outcome
+        return outcome
 
     async def fetch_service(
         self, service_name: str, from_peer: str, *, force_reinstall: bool = False

@@ -53,7 +53,7 @@ from p2p_orchestrator.rpc import Rpc
 from p2p_orchestrator.runtime.revert import UpgradeTrials
 from p2p_orchestrator.runtime.supervisor import Supervisor, open_supervisor
 from p2p_orchestrator.runtime.venvs import VenvCache
-from p2p_orchestrator.store import ServiceRecord, ServiceStore
+from p2p_orchestrator.store import ServiceRecord, ServiceStore, StagedArchive
 
 __all__ = ["ArchiveSource", "Orchestrator"]
 
@@ -193,8 +193,7 @@ class Orchestrator(UpgradeApi, DistributionApi):
         """
         log.info("Installing service from %s", _describe_source(archive_data))
         try:
-            with _open_source(archive_data) as source:
-                staged = await trio.to_thread.run_sync(self.store.stage, source)
+            staged = await self._stage(archive_data)
             name = staged.service_name
             log.info("Installing service: %s", name)
             try:
@@ -228,6 +227,11 @@ class Orchestrator(UpgradeApi, DistributionApi):
             "archive_hash": record.current.archive_hash,
             **started.to_result(),
         }
+
+    async def _stage(self, archive_data: ArchiveSource) -> StagedArchive:
+        """Validate and unpack an archive into the store's staging area (in a worker thread)."""
+        with _open_source(archive_data) as source:
+            return await trio.to_thread.run_sync(self.store.stage, source)
 
     async def uninstall_service(self, service_name: str, force: bool = False) -> dict[str, Any]:
         """Stop a service if it runs, then remove it, all its kept versions and its cached archives.

@@ -24,7 +24,6 @@ from p2p_orchestrator.control.methods import CONTROL_METHODS, CONTROL_NAMESPACE
 from p2p_orchestrator.errors import (
     ProtocolError,
     ServiceCallError,
-    ServiceInstallationError,
     ServiceManagementError,
 )
 from p2p_orchestrator.events import Event
@@ -87,14 +86,7 @@ class ControlApi:
         force = params.get("force_reinstall", False)
         if peer is None:
             return await self._node.orchestrator.install_service(path, force_reinstall=force)
-        try:
-            data = await trio.to_thread.run_sync(path.read_bytes)
-        except OSError as exc:
-            raise ServiceInstallationError(
-                f"cannot read archive {path}: {exc}", code="unreadable_archive"
-            ) from exc
-        forwarded = {"archive_data": data, "force_reinstall": force}
-        return await self._node.rpc.call(_INSTALL, forwarded, caller=LOCAL_CALLER, peer=peer)
+        return await self._node.orchestrator.install_on_peer(path, peer, force_reinstall=force)
 
     async def _call_method(
         self, method: str, params: dict[str, Any] | None = None, peer: str | None = None
