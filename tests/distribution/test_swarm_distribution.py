@@ -128,3 +128,24 @@ def _ledger_chunks(partial_dir: Path) -> int:
     """Chunks the (first) partial transfer's ledger lists: 8-byte magic, then 4 bytes per chunk."""
     ledgers = list(partial_dir.glob("*/ledger"))
     return max(0, (ledgers[0].stat().st_size - 8) // 4) if ledgers else 0
+
+
+async def test_a_swarm_larger_than_a_nodes_transfer_streams_pulls_in_a_ring(tmp_path: Path) -> None:
+    """Seven targets, each taking 4 transfer streams: each pulls from its next two, and all complete."""
+    archive = blob_archive(tmp_path / "src", size=SIZE)
+    with trio.fail_after(90):
+        async with live_swarm(8, tmp_path, max_transfers_total=4, max_transfers_per_peer=4) as nodes:
+            origin = nodes[0]
+            await origin.orchestrator.install_service(archive)
+            targets = [nodes[i].peer_id for i in range(1, 8)]
+            result = await origin.orchestrator.distribute_service(SERVICE, targets, strategy="swarm")
+            assert (result["successful_distributions"], result["failed_distributions"]) == (7, 0), result
+            sent = fed = 0
+            for i, peer in enumerate(targets):
+                transfer = transfer_of(result, peer)
+                ring = {targets[(i + step) % 7] for step in (1, 2)}
+                assert set(transfer["from_peers"]) <= ring, (peer, transfer["from_peers"])
+                assert transfer["bytes_from_origin"] + transfer["bytes_from_peers"] == len(archive)
+                fed += transfer["bytes_from_peers"] > 0
+                sent += transfer["bytes_sent"]
+            assert fed == 7 and sent < 2 * len(archive)  # every target fed by its ring; the origin sent ~1x
