@@ -18,7 +18,10 @@ Policy:
   another).
 * Dedup: :meth:`PartialStore.has_archive` is true when the archive is in the service store's
   cache (``archives/<sha256>.tar.gz``) or a partial transfer of it is finished; opening such an
-  archive gives a finished transfer, so the receiver asks for nothing.
+  archive gives a finished transfer, so the receiver asks for nothing.  A partial transfer of an
+  archive the cache has is of no use: opening that archive removes it, and so do the start-up
+  and every collection (a node killed between installing a received archive and discarding its
+  transfer would otherwise keep a second copy until it expires).
 
 Blocking and single-threaded, like :class:`~p2p_orchestrator.transfer.PartialTransfer`.  The
 node calls :meth:`PartialStore.collect` now and then (e.g. hourly) besides the collection every
@@ -106,6 +109,12 @@ class PartialStore:
         for leftover in root.glob(".tmp-*"):
             log.info("Removing %s, left by a partial transfer whose creation was interrupted", leftover)
             remove_tree(leftover)
+        for info in self._entries():
+            if self.cached_archive(info.archive_hash) is not None:
+                log.info(
+                    "Removing the partial transfer of %s (its archive is installed)", info.archive_hash[:12]
+                )
+                remove_tree(root / info.archive_hash)
 
     # -- dedup -------------------------------------------------------------------------------
 
@@ -237,7 +246,8 @@ class PartialStore:
         return sum(info.reserved_bytes for info in self.entries())
 
     def collect(self, *, reserve: int = 0) -> list[str]:
-        """Delete expired transfers, then the least recently active until ``reserve`` more bytes fit.
+        """Delete transfers of installed archives (the store's cache has them) and expired ones,
+        then the least recently active until ``reserve`` more bytes fit.
 
         Returns the archive hashes removed.  Open transfers are never removed.
         """
@@ -246,10 +256,16 @@ class PartialStore:
         entries = self.entries()
         used = sum(info.reserved_bytes for info in entries)
         for info in entries:
-            expired = now - info.last_active > self.max_age
-            if info.active or not (expired or used + reserve > self.max_total_bytes):
+            if info.active:
                 continue
-            reason = "idle too long" if expired else "the partial store is full"
+            installed = self.cached_archive(info.archive_hash) is not None
+            expired = now - info.last_active > self.max_age
+            if not (installed or expired or used + reserve > self.max_total_bytes):
+                continue
+            if installed:
+                reason = "its archive is installed"
+            else:
+                reason = "idle too long" if expired else "the partial store is full"
             log.info("Removing the partial transfer of %s (%s)", info.archive_hash[:12], reason)
             self._remove_tree(self.root / info.archive_hash)
             used -= info.reserved_bytes

@@ -54,9 +54,15 @@ def expected_digest(archive: bytes, scratch: Path) -> tuple[str, str]:
 
 
 def debris(home: Path) -> list[Path]:
-    """Leftovers of interrupted operations: staging, trash, temporary files of atomic writes."""
+    """Leftovers of interrupted operations: staging, trash, temporary files of atomic writes.
+
+    A temporary file named with this process's pid is a write in progress, not a leftover: a node
+    opened here on ``home`` may be recording a peer it redialled (``.peers.json.<pid>.tmp``).
+    """
     found = [*(home / "staging").iterdir(), *(home / "trash").iterdir()]
-    found += [p for p in home.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
+    ours = f".{os.getpid()}.tmp"
+    temps = [p for p in home.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
+    found += [p for p in temps if not p.name.endswith(ours)]
     run = home / "run"
     if run.is_dir():
         found += [p for p in run.iterdir() if p.suffix == ".tmp"]

@@ -15,6 +15,7 @@ Commands (``{"op": ..., ...}``):
 * ``install`` (``archive``: a path, ``force``), ``uninstall``, ``rollback``,
   ``start``, ``stop``, ``restart`` (``name``): the orchestrator's methods;
 * ``distribute`` (``name``, ``targets``): ``distribute_service`` to those peer IDs;
+* ``fetch`` (``name``, ``peer``, ``force``): ``fetch_service`` from that peer ID;
 * ``connect`` (``address``): dial a peer by multiaddr;
 * ``role`` (``peer``, ``role``): give a peer a role (``node.set_role``);
 * ``call`` (``peer``, ``method``, ``params``, ``time_limit``): a remote call;
@@ -100,6 +101,10 @@ async def run_command(node: Node, command: dict[str, Any]) -> Any:
         )
     if op == "distribute":
         return await orch.distribute_service(command["name"], command["targets"])
+    if op == "fetch":
+        return await orch.fetch_service(
+            command["name"], command["peer"], force_reinstall=bool(command.get("force", False))
+        )
     if op == "role":
         return await node.set_role(command["peer"], command["role"])
     if op == "stats":

@@ -26,6 +26,22 @@ moment of a 16 MiB push (1 trial in ``make test``, 10 in ``make soak``); after
 the restart the same checks hold, a partial transfer is all that may remain,
 and the next distribution sends exactly the bytes the killed node had not
 verified yet.
+
+Fetching (``fetch_service``): the node process pulling v3 from an in-process
+peer is killed once the peer has written a random number of chunks, at a named
+step of the install that follows, or after a random delay (3 trials in ``make
+test``, 12 in ``make soak``); after the restart the same checks hold, at most
+v3's partial transfer remains (none once v3 is installed), and a second fetch
+receives exactly the bytes the killed node had not verified.
+
+The origin of a distribution: the node process distributing v3 to one target
+(a push) or two (a swarm), in-process nodes that keep running, is killed once a
+target has verified a random share of the archive or after a random delay (2
+trials in ``make test``, 10 in ``make soak``).  The targets are consistent, at
+v1 in the very process they ran before or wholly at v3, with at most v3's
+partial transfer, and keep serving; the restarted origin is consistent and runs
+its service; distributing again from it succeeds, each target resuming from the
+chunks it had verified.
 """
 
 from __future__ import annotations
@@ -34,6 +50,7 @@ import json
 import os
 import random
 import signal
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,11 +63,12 @@ from p2p_orchestrator.archive import pack_service_bytes
 from p2p_orchestrator.node import Node
 from p2p_orchestrator.runtime._procfs import process_start_ticks
 from p2p_orchestrator.testing import swarm
+from p2p_orchestrator.transfer._layout import read_ledger, read_stored_manifest
 from tests.helpers import make_archive, make_service
 from tests.node.support import fast_config
 from tests.reliability.consistency import check_store, expected_digest, recorded_processes
 from tests.reliability.procs import same_process_alive
-from tests.reliability.support import NodeExited, node_config, node_process, write_config
+from tests.reliability.support import NodeExited, NodeProcess, node_config, node_process, write_config
 
 NAME = "example_service"
 V1, V2 = "1.0.0", "2.0.0"
@@ -365,9 +383,8 @@ async def run_receive_trial(seed: int, world: World, blob: Blob, tmp_path: Path)
             if entry["success"]:
                 assert version == V3
             assert orch.is_running(NAME)  # desired state: running
-            partial = home / "partial"
-            leftovers = sorted(p.name for p in partial.iterdir()) if partial.is_dir() else []
-            assert set(leftovers) <= set(blob.digests), leftovers  # at most v3's partial, to resume
+            leftovers = partial_transfers(home)  # at most v3's partial transfer, to resume
+            assert set(leftovers) <= (set(blob.digests) if version == V1 else set()), leftovers
             survivors = [pid for pid, ticks in before.items() if same_process_alive(pid, ticks)]
             assert not survivors, f"service processes of the killed node still run: {survivors}"
             if version == V3:
@@ -398,6 +415,291 @@ async def test_sigkill_while_receiving_a_distribution_full(
 ) -> None:
     with trio.fail_after(120):
         await run_receive_trial(seed, world, blob, tmp_path)
+
+
+# -- killed while pulling an archive (fetch_service) --------------------------------------------
+
+FETCH_CHUNK = 256 * 1024
+"""Chunk size of the serving node's manifests (64 chunks of the 16 MiB archive)."""
+
+
+@dataclass(frozen=True)
+class Kill:
+    """Where a trial kills a node that moves an archive."""
+
+    seed: int
+    when: str
+    """``transfer``: once the sender has written a random number of chunks; ``install``: at a named
+    step of the install that follows the transfer (a fetch only); ``random``: after a random delay."""
+    targets: int = 1
+    """Targets of the distribution (a killed origin only; 2 or more: the ``swarm`` strategy)."""
+    point: str | None = None
+    """``install``: this named step (else one chosen by the seed)."""
+
+    def __str__(self) -> str:
+        where = self.point.rsplit(".", 1)[-1] if self.point else self.when
+        return f"{where}-{self.seed}" + (f"-{self.targets}targets" if self.targets > 1 else "")
+
+
+FETCH_QUICK = [
+    Kill(21, "transfer"),
+    Kill(22, "install"),
+    # installed, its partial transfer not yet discarded: the restarted node removes that copy
+    Kill(23, "install", point="store.install.after_commit"),
+]
+FETCH_FULL = [Kill(seed, ("transfer", "install", "random")[seed % 3]) for seed in range(300, 312)]
+
+
+def partial_transfers(home: Path) -> list[str]:
+    """The entries of ``home/partial`` (partial transfers are named by their archive's sha256)."""
+    partial = home / "partial"
+    return sorted(p.name for p in partial.iterdir()) if partial.is_dir() else []
+
+
+def verified_bytes(home: Path, archive_hash: str) -> int:
+    """Bytes of the archive ``home``'s partial transfer holds, as its ledger says.
+
+    After a SIGKILL the ledger is the truth: a chunk's index is appended only after its bytes
+    were written, and the kernel keeps what a killed process wrote.
+    """
+    directory = home / "partial" / archive_hash
+    if not directory.is_dir():
+        return 0
+    manifest = read_stored_manifest(directory)
+    if (directory / "complete").exists():
+        return manifest.total_size
+    claimed = read_ledger(directory / "ledger", manifest.chunk_count)
+    return sum(manifest.chunk_length(index) for index in claimed)
+
+
+def trigger(threshold: int) -> tuple[trio.Event, Callable[[str, int], bool]]:
+    """An event set once a transfer hook reports ``threshold`` bytes, and that hook (it never cuts)."""
+    reached = trio.Event()
+
+    def hook(peer: str, count: int) -> bool:
+        if count >= threshold:
+            reached.set()
+        return False
+
+    return reached, hook
+
+
+async def drain(node: NodeProcess) -> tuple[bool, list[dict[str, Any]]]:
+    """Read what a killed node process printed: whether its command was done, and its errors."""
+    try:
+        while True:
+            await node.next_event()
+    except NodeExited:
+        pass
+    done = any(e["event"] == "done" and e["op"] in ("fetch", "distribute") for e in node.events)
+    return done, [e for e in node.events if e["event"] == "error"]
+
+
+async def check_serving(orch: Orchestrator, version: str) -> None:
+    """The service is at ``version``, runs (its desired state) and answers."""
+    record = orch.store.get(NAME)
+    assert record.current.version == version, record.current.version
+    assert record.desired_state == "running" and orch.is_running(NAME)
+    assert await orch.rpc.call(f"{NAME}/example_method") == {"message": "Hello from service!"}
+
+
+async def run_fetch_trial(trial: Kill, world: World, blob: Blob, tmp_path: Path) -> None:
+    """Kill a node process while it fetches v3 from a peer and installs it; restart; fetch again."""
+    rng = random.Random(trial.seed)
+    home = tmp_path / "fetcher"
+    digests = world.digests | blob.digests
+    (v3_hash,) = blob.digests
+    write_config(home, node_config(fsync=True))
+    async with Orchestrator(home) as orch:
+        await orch.install_service(world.paths[V1])
+        orch.store.set_desired_state(NAME, "running")
+    async with swarm(1, tmp_dir=tmp_path / "server", config=fast_config()) as nodes:
+        server = nodes[0]
+        server.transfers.chunk_size = FETCH_CHUNK
+        await server.orchestrator.install_service(blob.path)
+        point = (trial.point or rng.choice(INSTALL_POINTS)) if trial.when == "install" else None
+        reached, hook = trigger(rng.randrange(1, blob.size // FETCH_CHUNK) * FETCH_CHUNK)
+        server.transfers.hooks.chunk_sent = hook
+        async with node_process(home) as fetcher:
+            before = _alive_now(set(fetcher.ready["pids"].values()))
+            await server.set_role(fetcher.peer_id, "reader")
+            assert (await fetcher.command("connect", address=server.listen_addrs[0]))["event"] == "done"
+            await fetcher.send("fetch", name=NAME, peer=server.peer_id, crashpoint=point)
+            await fetcher.wait_for("begin", limit=30)
+            if trial.when == "transfer":
+                with trio.fail_after(30):
+                    await reached.wait()
+            elif trial.when == "random":
+                await trio.sleep(rng.uniform(0.0, 1.5))  # about the transfer and the install
+            if point is None:
+                before |= recorded_processes(home)
+                fetcher.signal(signal.SIGKILL)
+            code = await fetcher.wait_exit(limit=60)
+            assert code == -signal.SIGKILL, f"{trial}: the node exited with {code}:\n{fetcher.stderr()}"
+            before |= recorded_processes(home)
+            done, errors = await drain(fetcher)
+            assert not errors, f"{trial}: the fetch failed on its own: {errors}"
+        server.transfers.hooks.chunk_sent = None
+
+        async with Node.open(home) as node:
+            orch = node.orchestrator
+            check_store(orch, digests)
+            version = orch.store.get(NAME).current.version
+            assert version in (V1, V3), f"{trial}: {version} is neither the old nor the new state"
+            if done:
+                assert version == V3, f"{trial}: reported done, but {version} after restart"
+            await check_serving(orch, version)
+            survivors = [pid for pid, ticks in before.items() if same_process_alive(pid, ticks)]
+            assert not survivors, f"{trial}: service processes of the killed node still run: {survivors}"
+            leftovers = partial_transfers(home)  # at most v3's partial transfer, to resume
+            assert set(leftovers) <= ({v3_hash} if version == V1 else set()), (trial, version, leftovers)
+            had = verified_bytes(home, v3_hash)
+            # the second fetch resumes: it receives exactly what the killed node had not verified
+            # (nothing when v3 is installed already: the store's cache has it; reinstalled by force)
+            await node.connect(server.listen_addrs[0])
+            again = await orch.fetch_service(NAME, server.peer_id, force_reinstall=version == V3)
+            received = again["transfer"]["bytes_received"]
+            assert received == (0 if version == V3 else blob.size - had), (trial, had, again["transfer"])
+            assert again["archive_hash"] == v3_hash
+            await check_serving(orch, V3)
+            check_store(orch, digests)
+            assert partial_transfers(home) == [], partial_transfers(home)
+
+
+@pytest.mark.parametrize("trial", FETCH_QUICK, ids=str)
+async def test_sigkill_while_fetching(trial: Kill, world: World, blob: Blob, tmp_path: Path) -> None:
+    with trio.fail_after(90):
+        await run_fetch_trial(trial, world, blob, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trial", FETCH_FULL, ids=str)
+async def test_sigkill_while_fetching_full(trial: Kill, world: World, blob: Blob, tmp_path: Path) -> None:
+    with trio.fail_after(120):
+        await run_fetch_trial(trial, world, blob, tmp_path)
+
+
+# -- the origin of a distribution killed --------------------------------------------------------
+
+ORIGIN_QUICK = [Kill(41, "transfer", targets=2), Kill(42, "random")]
+ORIGIN_FULL = [
+    Kill(seed, ("transfer", "random")[seed % 2], targets=1 if seed % 4 < 2 else 2) for seed in range(400, 410)
+]
+
+
+def service_pid(node: Node) -> int | None:
+    unit = node.orchestrator.supervisor.find(NAME)
+    return unit.process.pid if unit is not None and unit.process is not None else None
+
+
+async def settled(targets: Sequence[Node], limit: float = 30.0) -> None:
+    """Until no target has a transfer stream open (their ends are in the killed process: polled)."""
+    with trio.fail_after(limit):
+        while any(t.transfers.limiter.open_streams() for t in targets):  # noqa: ASYNC110
+            await trio.sleep(0.02)
+
+
+async def run_origin_trial(trial: Kill, world: World, blob: Blob, tmp_path: Path) -> None:
+    """Kill the node process that distributes v3; the targets carry on; restart it; distribute again."""
+    rng = random.Random(trial.seed)
+    home = tmp_path / "origin"
+    digests = world.digests | blob.digests
+    (v3_hash,) = blob.digests
+    write_config(home, node_config(fsync=True))
+    async with Orchestrator(home) as orch:
+        await orch.install_service(blob.path)
+        orch.store.set_desired_state(NAME, "running")
+    async with swarm(trial.targets, tmp_dir=tmp_path / "targets", config=fast_config()) as targets:
+        peers = [target.peer_id for target in targets]
+        running: dict[str, int | None] = {}
+        for target in targets:
+            await target.orchestrator.install_service(world.paths[V1])
+            await target.orchestrator.start_service(NAME)
+            running[target.peer_id] = service_pid(target)
+        reached, hook = trigger(int(rng.uniform(0.05, 0.9) * blob.size))
+        for target in targets:
+            target.transfers.hooks.chunk_stored = hook
+        async with node_process(home) as origin:
+            before = _alive_now(set(origin.ready["pids"].values()))
+            assert origin.ready["pids"].get(NAME), origin.ready
+            for target in targets:
+                await target.set_role(origin.peer_id, "deployer")
+                assert (await origin.command("connect", address=target.listen_addrs[0]))["event"] == "done"
+            await origin.send("distribute", name=NAME, targets=peers)
+            await origin.wait_for("begin", limit=30)
+            if trial.when == "transfer":
+                with trio.fail_after(30):
+                    await reached.wait()
+            else:
+                await trio.sleep(rng.uniform(0.0, 1.5))
+            before |= recorded_processes(home)
+            origin.signal(signal.SIGKILL)
+            assert await origin.wait_exit(limit=30) == -signal.SIGKILL, origin.stderr()
+            before |= recorded_processes(home)
+            done, errors = await drain(origin)
+            assert not errors, f"{trial}: the distribution failed on its own: {errors}"
+        for target in targets:
+            target.transfers.hooks.chunk_stored = None
+
+        # the targets, still running, notice the origin's death and are left consistent
+        await settled(targets)
+        versions = {}
+        for target in targets:
+            orch = target.orchestrator
+            check_store(orch, digests)
+            version = versions[target.peer_id] = orch.store.get(NAME).current.version
+            assert version in (V1, V3), f"{trial}: {version} is neither the old nor the new state"
+            if done:
+                assert version == V3, f"{trial}: reported done, but {version} on {target.peer_id}"
+            await check_serving(orch, version)
+            if version == V1:  # untouched: the same service process runs
+                assert service_pid(target) == running[target.peer_id]
+            leftovers = partial_transfers(orch.home)  # at most v3's partial transfer, to resume
+            assert set(leftovers) <= ({v3_hash} if version == V1 else set()), (trial, version, leftovers)
+
+        async with Node.open(home) as node:
+            orch = node.orchestrator
+            check_store(orch, digests)
+            await check_serving(orch, V3)
+            assert partial_transfers(home) == [], partial_transfers(home)
+            survivors = [pid for pid, ticks in before.items() if same_process_alive(pid, ticks)]
+            assert not survivors, f"{trial}: service processes of the killed node still run: {survivors}"
+            had = {target.peer_id: verified_bytes(target.orchestrator.home, v3_hash) for target in targets}
+            for target in targets:  # the targets still serve
+                await node.connect(target.listen_addrs[0])
+                answer = await node.proxy(target.peer_id).call_method(f"{NAME}/example_method")
+                assert answer == {"message": "Hello from service!"}
+            # distributed again (forced: a target may have v3 already), it succeeds everywhere
+            again = await orch.distribute_service(NAME, peers, force_reinstall=True)
+            assert again["successful_distributions"] == len(peers), again
+            for peer in peers:  # each target resumes from the chunks it had verified
+                transfer = again["results"][peer]["result"]["transfer"]
+                why = (trial, had[peer], transfer)
+                if versions[peer] == V1:
+                    assert transfer["tries"][0]["receiver_had"] == had[peer], why
+                if versions[peer] == V1 and transfer["attempts"] == 1:
+                    assert transfer["receiver"]["bytes"] + had[peer] == blob.size, why
+        for target in targets:
+            check_store(target.orchestrator, digests)
+            await check_serving(target.orchestrator, V3)
+            assert partial_transfers(target.orchestrator.home) == []
+
+
+@pytest.mark.parametrize("trial", ORIGIN_QUICK, ids=str)
+async def test_sigkill_the_origin_of_a_distribution(
+    trial: Kill, world: World, blob: Blob, tmp_path: Path
+) -> None:
+    with trio.fail_after(90):
+        await run_origin_trial(trial, world, blob, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trial", ORIGIN_FULL, ids=str)
+async def test_sigkill_the_origin_of_a_distribution_full(
+    trial: Kill, world: World, blob: Blob, tmp_path: Path
+) -> None:
+    with trio.fail_after(120):
+        await run_origin_trial(trial, world, blob, tmp_path)
 
 
 def _dead_pid() -> int:

@@ -214,6 +214,35 @@ def test_dedup_against_the_archive_cache(tmp_path: Path) -> None:
     assert cached.read_bytes() == data  # never deleted
 
 
+def test_a_partial_of_an_installed_archive_is_removed_at_start_up_and_collection(tmp_path: Path) -> None:
+    """A node killed after installing a received archive, before discarding its partial, leaves both.
+
+    The partial copy is of no use once the store's cache has the archive: the next partial store
+    on that home removes it (not only the next transfer of that very archive), and so does a
+    collection (e.g. after a local install of an archive a cut transfer had begun).
+    """
+    _, data, manifest = archive(tmp_path)
+    cache = tmp_path / "home" / "archives"
+    cache.mkdir(parents=True)
+    partials = store(tmp_path, archive_cache=cache)
+    with partials.open(manifest) as partial:
+        for index in range(manifest.chunk_count):
+            partial.write_chunk(index, chunk_of(data, index))
+        partial.finish()
+    _, other_data, other = archive(tmp_path, seed=1)
+    with partials.open(other) as partial:  # half received, its archive not installed: kept
+        partial.write_chunk(0, chunk_of(other_data, 0))
+    (cache / f"{manifest.archive_hash}.tar.gz").write_bytes(data)  # installed; then the kill
+    directory = partials.root / manifest.archive_hash
+    assert directory.is_dir()
+    reopened = store(tmp_path, archive_cache=cache)
+    assert not directory.exists()
+    assert [info.archive_hash for info in reopened.entries()] == [other.archive_hash]
+    (cache / f"{other.archive_hash}.tar.gz").write_bytes(other_data)  # installed from a file
+    assert reopened.collect() == [other.archive_hash]
+    assert reopened.entries() == []
+
+
 def test_size_limits(tmp_path: Path) -> None:
     _, _, manifest = archive(tmp_path, 10 * CHUNK)
     for kwargs in ({"max_transfer_bytes": 10 * CHUNK - 1}, {"max_total_bytes": 10 * CHUNK - 1}):
