@@ -101,3 +101,34 @@ def test_configuration_layers_merge_nested_objects() -> None:
 def test_example_service_directory_has_the_spec_layout() -> None:
     for relative in ("main.py", "manifest.json", "config/default.json", "assets/motd.txt"):
         assert (Path(EXAMPLE) / relative).is_file()
+
+
+async def test_each_class_keeps_its_own_methods_and_signatures_across_calls() -> None:
+    """The exposed methods and signatures are found once per class; a subclass has its own."""
+
+    class Parent(BaseService):
+        @service_method()
+        async def add(self, a: int, b: int) -> int:
+            return a + b
+
+    class Child(Parent):
+        @service_method()
+        async def add(self, a: int, b: int = 10, c: int = 0) -> int:  # type: ignore[override]
+            return a + b + c
+
+    parent, child = Parent(), Child()
+    for _ in range(2):  # the second round uses what the first found
+        assert await parent.call_method("add", {"a": 1, "b": 2}) == 3
+        assert await child.call_method("add", {"a": 1, "c": 5}) == 16
+        with pytest.raises(TypeError, match="bad parameters"):
+            await parent.call_method("add", {"a": 1, "c": 5})
+    parent.exposed_methods().clear()  # a caller's copy: the class's own stays whole
+    assert set(Parent.exposed_methods()) == {"add"}
+
+    async def own(a: int) -> int:  # an instance's own attribute wins over the class's method
+        return -a
+
+    child.add = own  # type: ignore[method-assign]
+    assert await child.call_method("add", {"a": 4}) == -4
+    with pytest.raises(TypeError, match="bad parameters"):
+        await child.call_method("add", {"a": 4, "b": 1})

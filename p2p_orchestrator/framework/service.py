@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -31,6 +32,11 @@ from typing import Any, ClassVar, Protocol, TypeVar
 __all__ = ["BaseService", "MethodInfo", "ServiceProxy", "service_method"]
 
 _MARK = "__service_method__"
+
+_EXPOSED: weakref.WeakKeyDictionary[type, dict[str, MethodInfo]] = weakref.WeakKeyDictionary()
+"""Each service class's exposed methods, found once (walking the MRO on every call costs)."""
+_SIGNATURES: weakref.WeakKeyDictionary[type, dict[str, inspect.Signature]] = weakref.WeakKeyDictionary()
+"""The signatures of each class's exposed functions (``self`` included), computed once."""
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -130,15 +136,17 @@ class BaseService:
     @classmethod
     def exposed_methods(cls) -> dict[str, MethodInfo]:
         """Every method marked with :func:`service_method`, by name."""
-        found: dict[str, MethodInfo] = {}
-        for klass in reversed(cls.__mro__):
-            for attr, value in vars(klass).items():
-                info = getattr(value, _MARK, None)
-                if isinstance(info, MethodInfo):
-                    found[attr] = info
-                elif attr in found:
-                    del found[attr]  # overridden without the decorator: no longer exposed
-        return found
+        found = _EXPOSED.get(cls)
+        if found is None:
+            found = _EXPOSED[cls] = {}
+            for klass in reversed(cls.__mro__):
+                for attr, value in vars(klass).items():
+                    info = getattr(value, _MARK, None)
+                    if isinstance(info, MethodInfo):
+                        found[attr] = info
+                    elif attr in found:
+                        del found[attr]  # overridden without the decorator: no longer exposed
+        return dict(found)
 
     def describe(self) -> dict[str, Any]:
         """Name, state, configuration and exposed methods, JSON-able."""
@@ -167,7 +175,20 @@ class BaseService:
         bound = getattr(self, method)
         kwargs = dict(params or {})
         try:
-            inspect.signature(bound).bind(**kwargs)
+            function: Callable[..., Any] | None = getattr(type(self), method, None)
+            if getattr(bound, "__func__", None) is function and function is not None:  # not an instance's own
+                _class_signature(type(self), method, function).bind(self, **kwargs)
+            else:
+                inspect.signature(bound).bind(**kwargs)
         except TypeError as exc:
             raise TypeError(f"bad parameters for {self.name}/{method}: {exc}") from None
         return await bound(**kwargs)
+
+
+def _class_signature(cls: type, method: str, function: Callable[..., Any]) -> inspect.Signature:
+    """The signature of ``cls.method`` (``self`` included), computed once per class."""
+    signatures = _SIGNATURES.setdefault(cls, {})
+    signature = signatures.get(method)
+    if signature is None:
+        signature = signatures[method] = inspect.signature(function)
+    return signature
