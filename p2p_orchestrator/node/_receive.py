@@ -60,6 +60,7 @@ from p2p_orchestrator.transfer import (
 )
 
 __all__ = [
+    "DISK_FAILURES",
     "QUEUE",
     "CompleteArchive",
     "CutHook",
@@ -87,6 +88,9 @@ ReceiverCall = Callable[[TransferReceiver], list[Action]]
 """A call on the receiver (e.g. ``lambda rx: rx.unstick()``); its actions are carried out."""
 
 SessionOutcome = dict[str, Any] | OrchestratorError
+
+DISK_FAILURES = frozenset({"storage_failed", "write_failed"})
+"""Error codes of a disk that refused to be read or written."""
 
 
 @dataclass
@@ -142,6 +146,23 @@ class ReceiveSession:
         self._nursery: trio.Nursery | None = None
         self._outcome: SessionOutcome | None = None
         self._last_error: OrchestratorError | None = None
+        self._failed_here: OrchestratorError | None = None
+        """This node's own failure (its disk, its install), as opposed to a source's."""
+
+    @property
+    def partial_spent(self) -> bool:
+        """Whether the partial transfer is not worth keeping now the session ended.
+
+        After an install the store has the archive.  After this node's disk failed
+        (``storage_failed``, ``write_failed``) the partial holds the very space it lacks, and a retry
+        would fail the same way.  Any other end -- a source's abort, even one that says its *own*
+        disk failed, a cut, a refusal -- keeps it, so the next attempt resumes.
+        """
+        if self._outcome is None:
+            return False
+        if not isinstance(self._outcome, OrchestratorError):
+            return True
+        return self._failed_here is not None and self._failed_here.code in DISK_FAILURES
 
     @property
     def receiver(self) -> TransferReceiver:
@@ -277,6 +298,7 @@ class ReceiveSession:
         except (ProtocolError, ServiceDistributionError) as exc:
             if rx.state is ReceiverState.FAILED:  # our disk failed: nobody's fault, the end for all
                 log.error("Receiving %s failed: %s", rx.manifest.archive_hash[:12], exc)  # noqa: TRY400
+                self._failed_here = exc
                 await self._conclude(exc)
             else:
                 await self._refuse(source, exc)
@@ -375,12 +397,13 @@ class ReceiveSession:
             path = await trio.to_thread.run_sync(self._rx.finish)
         except OrchestratorError as exc:
             log.warning("The transfer of %s failed its final check: %s", archive, exc)
+            self._failed_here = exc
             await self._conclude(exc)
             return
         try:
             outcome: SessionOutcome = await self._complete(path)
         except OrchestratorError as exc:
-            outcome = exc
+            self._failed_here = outcome = exc
         except Exception as exc:
             log.exception("Handling the received archive %s failed unexpectedly", archive)
             outcome = RemoteError(f"{type(exc).__name__}: {exc}", code="internal_error")

@@ -105,7 +105,7 @@ class ArchiveFetcher:
             outcome = await session.run(stream, offer)
         finally:
             with trio.CancelScope(shield=True):
-                await transfers.release_partial(partial, discard=not isinstance(outcome, OrchestratorError))
+                await transfers.release_partial(partial, discard=session.partial_spent)
         return outcome, session.bytes_received
 
     async def _offer(self, stream: TransferStream) -> Offer:

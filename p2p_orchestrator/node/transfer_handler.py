@@ -20,8 +20,8 @@ a py-libp2p handler takes the whole host down (trap 1 of ``py-libp2p-notes.md``)
    rest, and the verified archive is installed by
    :meth:`~p2p_orchestrator.Orchestrator.install_received` -- exactly a local install.  The
    result (or the error) goes back to the sender; the partial is discarded after an install or
-   a failure of the disk (``storage_failed``, ``write_failed``: the space it holds is what the node
-   lacks), and kept otherwise, so the sender's retry resumes it.  A peer that offers an archive
+   a failure of this node's disk (see :attr:`ReceiveSession.partial_spent`), and kept otherwise,
+   so the sender's retry resumes it.  A peer that offers an archive
    whose transfer from that same peer is still open (it reconnected after a cut we have not
    noticed yet) replaces the old stream.
 5. **Fetch**: the service's current archive (or the archive named by hash, from the store's
@@ -260,7 +260,7 @@ class TransferStreamHandler:
                     outcome = await member.receive(session, stream, offer)
         finally:
             with trio.CancelScope(shield=True):
-                await transfers.release_partial(partial, discard=_spent(outcome))
+                await transfers.release_partial(partial, discard=session.partial_spent)
             if self._inbound.get(partial.archive_hash) is entry:
                 del self._inbound[partial.archive_hash]
             entry.done.set()
@@ -339,20 +339,6 @@ class TransferStreamHandler:
                 f"this node holds no archive with sha256 {fetch.archive_hash}", code="archive_not_found"
             )
         return path
-
-
-DISK_FAILURES = frozenset({"storage_failed", "write_failed"})
-"""Error codes of a receive that failed on this node's disk: its partial is not worth keeping."""
-
-
-def _spent(outcome: SessionOutcome) -> bool:
-    """Whether a push's partial transfer should be discarded once the push ended with ``outcome``.
-
-    After an install the store has the archive.  After a disk failure the partial holds the very
-    space the node ran out of, and a retry would fail the same way: keeping it to resume would only
-    leave the disk full.  Every other failure keeps it, so the sender's next attempt resumes.
-    """
-    return not isinstance(outcome, OrchestratorError) or outcome.code in DISK_FAILURES
 
 
 async def _refuse(stream: TransferStream, message: TransferMessage) -> None:

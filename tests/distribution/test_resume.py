@@ -114,3 +114,39 @@ async def test_fetch_cut_mid_way_resumes(tmp_path: Path) -> None:
             assert first["bytes_received"] + second["bytes_received"] == len(archive)
             with pytest.raises(ServiceDistributionError):
                 await fetcher.orchestrator.fetch_service(SERVICE, fetcher.peer_id)
+
+
+async def test_a_sender_whose_disk_fails_leaves_the_receiver_its_verified_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: the sender's ``storage_failed`` abort made the receiver discard its partial.
+
+    Only the receiver's own disk failing makes its partial worthless; a source saying its disk
+    failed (or lying that it did) must not cost the receiver what it verified.
+    """
+    from p2p_orchestrator.node._archives import ArchiveFile
+
+    archive = blob_archive(tmp_path / "src", size=SIZE)
+    real, served = ArchiveFile.read_chunk, [0]
+
+    def failing_after_ten(self: ArchiveFile, index: int) -> bytes:
+        served[0] += 1
+        if served[0] > 10:
+            raise OSError(5, "Input/output error")
+        return real(self, index)
+
+    with trio.fail_after(60):
+        async with transfer_swarm(2, tmp_path) as nodes:
+            origin, target = nodes
+            await origin.orchestrator.install_service(archive)
+            with monkeypatch.context() as patch:
+                patch.setattr(ArchiveFile, "read_chunk", failing_after_ten)
+                failed = await origin.orchestrator.distribute_service(
+                    SERVICE, [target.peer_id], strategy="push"
+                )
+            assert failed["results"][target.peer_id]["error"].startswith("[storage_failed] ")
+            (partial,) = (target.orchestrator.home / "partial").iterdir()
+            assert partial.name == sha256(archive)
+            done = await origin.orchestrator.distribute_service(SERVICE, [target.peer_id])
+            (only,) = done["results"][target.peer_id]["result"]["transfer"]["tries"]
+            assert only["receiver_had"] == 10 * CHUNK  # it resumed after the ten chunks it had

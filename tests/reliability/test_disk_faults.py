@@ -246,16 +246,19 @@ async def test_a_pid_file_that_cannot_be_written_fails_the_start(
         pytest.param(12_000_000, {"write_failed", "storage_failed"}, id="transfer-does-not-fit"),
     ],
 )
+@pytest.mark.parametrize("pull", [False, True], ids=["pushed", "fetched"])
 async def test_a_distribution_bigger_than_the_free_space(
-    small_tmpfs: Path, tmp_path: Path, blob_bytes: int, codes: set[str]
+    small_tmpfs: Path, tmp_path: Path, blob_bytes: int, codes: set[str], pull: bool
 ) -> None:
     """Regression: the partial transfer of a distribution that failed for lack of space was kept.
 
     It held 5.9 MB of the 8 MB when the install failed, and every free byte when the chunks did not
-    fit, so the node was left on a (nearly) full disk.
+    fit, so the node was left on a (nearly) full disk -- whether the archive was pushed to it
+    (``distribute_service``) or it pulled it (``fetch_service``).
     """
     from dataclasses import replace
 
+    from p2p_orchestrator import OrchestratorError
     from p2p_orchestrator.archive import pack_service_bytes
     from p2p_orchestrator.config import AccessSettings
     from p2p_orchestrator.node import Node
@@ -273,6 +276,7 @@ async def test_a_distribution_bigger_than_the_free_space(
             origin.transfers.chunk_size = 256 * 1024
             await origin.orchestrator.install_service(big)
             config = replace(node_fast_config(), access=AccessSettings(roles={origin.peer_id: "deployer"}))
+            config = replace(config, node=replace(config.node, transfer_attempts=1))
             async with Node.open(small_tmpfs / "home", config=config) as target:
                 orch = target.orchestrator
                 await orch.install_service(v1)
@@ -281,11 +285,18 @@ async def test_a_distribution_bigger_than_the_free_space(
                 pid, digest = info["pid"], version_digest(Path(info["directory"]))
                 free = free_bytes(small_tmpfs)
                 await origin.connect(target.listen_addrs[0])
-                result = await origin.orchestrator.distribute_service(NAME, [target.peer_id])
-                entry = result["results"][target.peer_id]
-                assert not entry["success"]
-                assert entry["error"].split("]")[0].lstrip("[") in codes, entry
-                assert "No space left on device" in entry["error"]
+                if pull:
+                    await origin.set_role(target.peer_id, "reader")
+                    with pytest.raises(OrchestratorError) as fetched:
+                        await orch.fetch_service(NAME, origin.peer_id)
+                    error = str(fetched.value)
+                else:
+                    result = await origin.orchestrator.distribute_service(NAME, [target.peer_id])
+                    entry = result["results"][target.peer_id]
+                    assert not entry["success"]
+                    error = entry["error"]
+                assert error.split("]")[0].lstrip("[") in codes, error
+                assert "No space left on device" in error
                 await running_intact(orch, "1.0.0", pid, digest)
                 check_store(orch, dict([expected_digest(v1, tmp_path / "tree")]))
                 # no debris: the space the failed transfer took is free again
