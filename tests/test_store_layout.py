@@ -71,3 +71,51 @@ async def test_a_store_written_by_a_newer_version_is_refused_untouched(home: Pat
     rewrite(home, "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     async with Orchestrator(home, config=fast_config()) as orch:  # the refusal released the home
         assert NAME in (await orch.list_services())["services"]
+
+
+def tables_of(home: Path) -> list[str]:
+    conn = sqlite3.connect(home / "state.db")
+    try:
+        return sorted(row[0] for row in conn.execute("SELECT name FROM sqlite_master"))
+    finally:
+        conn.close()
+
+
+async def test_a_newer_layout_is_refused_before_anything_is_written(home: Path) -> None:
+    """Regression: the tables of this layout were created in a newer database before refusing it."""
+    home.mkdir(parents=True, exist_ok=True)
+    rewrite(
+        home,
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "INSERT INTO meta VALUES ('schema_version', '3')",
+    )
+    with pytest.raises(ServiceManagementError) as refused:
+        async with Orchestrator(home, config=fast_config()):
+            pass
+    assert refused.value.code == "store_too_new"
+    assert tables_of(home) == ["meta", "sqlite_autoindex_meta_1"]
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        pytest.param(b"this is not a database" * 100, "file is not a database", id="not-sqlite"),
+        pytest.param(None, "its store layout is 'two', not a version", id="bad-layout"),
+    ],
+)
+async def test_a_damaged_database_is_refused_with_a_typed_error(
+    home: Path, tmp_path: Path, damage: bytes | None, why: str
+) -> None:
+    async with Orchestrator(home, config=fast_config()) as orch:
+        await orch.install_service(make_archive(tmp_path / "v1"))
+    if damage is None:
+        rewrite(home, "UPDATE meta SET value = 'two' WHERE key = 'schema_version'")
+    else:
+        for leftover in home.glob("state.db*"):
+            leftover.unlink()
+        (home / "state.db").write_bytes(damage)
+    with pytest.raises(ServiceManagementError) as refused:
+        async with Orchestrator(home, config=fast_config()):
+            pass
+    assert refused.value.code == "store_corrupt"
+    assert why in refused.value.message and "restore it from a backup" in refused.value.message

@@ -58,23 +58,44 @@ class Database:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
         try:
-            self._conn.executescript(_SCHEMA)  # a new database gets the latest layout; others keep theirs
-            row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if row is None:
-                self._conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            found = self._layout()
+            if found is None:  # a new database: the latest layout
+                with self.transaction() as cur:
+                    for statement in filter(str.strip, _SCHEMA.split(";")):
+                        cur.execute(statement)
+                    cur.execute(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                        (str(SCHEMA_VERSION),),
+                    )
             else:
-                self._migrate(int(row[0]))
+                self._migrate(found)
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise _corrupt(path, str(exc)) from exc
         except BaseException:
             self._conn.close()
             raise
 
+    def _layout(self) -> int | None:
+        """The layout the database says it has; ``None`` for one that has none yet (new)."""
+        if self._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() is None:
+            return None
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            return None
+        text = str(row[0])
+        if not text.isdigit() or int(text) < 1:
+            raise _corrupt(self.path, f"its store layout is {text!r}, not a version")
+        return int(text)
+
     def _migrate(self, found: int) -> None:
-        """Bring a database of layout ``found`` to :data:`SCHEMA_VERSION` in one transaction."""
+        """Bring a database of layout ``found`` to :data:`SCHEMA_VERSION` in one transaction.
+
+        A newer layout is refused before anything is written to the database.
+        """
         if found > SCHEMA_VERSION:
             raise ServiceManagementError(
                 f"{self.path} was written by a newer p2p-orchestrator (store layout {found}; this one "
@@ -164,6 +185,14 @@ class Database:
                 "SELECT id FROM versions WHERE service NOT IN (SELECT name FROM services)"
             )
         ]
+
+
+def _corrupt(path: Path, why: str) -> ServiceManagementError:
+    return ServiceManagementError(
+        f"cannot open the store database {path}: {why}; restore it from a backup, or move it away "
+        "to start this home afresh",
+        code="store_corrupt",
+    )
 
 
 def _write_failed(error: type[OrchestratorError], path: Path, exc: sqlite3.Error) -> OrchestratorError:
