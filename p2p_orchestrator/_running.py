@@ -23,6 +23,7 @@ from typing import Any
 import trio
 
 from p2p_orchestrator._clock import utc_now_iso
+from p2p_orchestrator.archive import Version
 from p2p_orchestrator.config import OrchestratorConfig
 from p2p_orchestrator.crashpoints import crashpoint
 from p2p_orchestrator.errors import (
@@ -35,6 +36,7 @@ from p2p_orchestrator.events import EventBus
 from p2p_orchestrator.rpc import LOCAL_CALLER, Rpc
 from p2p_orchestrator.runtime.dependencies import (
     Installed,
+    broken_by,
     dependents_in_stop_order,
     direct_dependents,
     graph_of,
@@ -64,6 +66,8 @@ class RunningApi:
     rpc: Rpc
     _supervisor: Supervisor | None
     _venvs: VenvCache
+    _starting: set[str]
+    """Services whose start passed its last dependency check and is under way."""
 
     # provided by Orchestrator
     @property
@@ -168,7 +172,14 @@ class RunningApi:
         if not already:
             log.info("Starting service: %s", name)
             await self._ensure_environment(name)
-        unit = await self.supervisor.start(name)
+            # The ranges again, with no await before the service counts as starting: an install
+            # that went on meanwhile committed already (refused here) or sees it (refused there).
+            start_order(name, self._graph())
+        self._starting.add(name)
+        try:
+            unit = await self.supervisor.start(name)
+        finally:
+            self._starting.discard(name)
         crashpoint("runtime.start.before_desired")
         self.store.set_desired_state(name, "running")
         message = f"Service {name} is already running" if already else f"Service {name} loaded and started"
@@ -281,6 +292,17 @@ class RunningApi:
         await self._start_locked(name)
         unit = self.supervisor.unit(name)
         self.events.publish("service_restarted", name, unit.version, manual=True)
+
+    def _dependents_left_out(self, name: str, version: Version) -> str:
+        """The running (or starting) services whose range for ``name`` leaves ``version`` out, in words.
+
+        ``""`` when there are none.  A graph that cannot be read raises ``bad_dependency``.
+        """
+        return ", ".join(
+            f"{other} (needs {dep})"
+            for other, dep in broken_by(name, version, self._graph())
+            if self._is_up(other) or other in self._starting
+        )
 
     def _is_up(self, name: str) -> bool:
         """Running, starting or waiting to restart: a process is (or will be) there."""

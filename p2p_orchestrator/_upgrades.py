@@ -18,8 +18,8 @@ import trio
 
 from p2p_orchestrator._clock import utc_now_iso
 from p2p_orchestrator._running import RunningApi
+from p2p_orchestrator.archive import Version
 from p2p_orchestrator.errors import OrchestratorError, ServiceInstallationError
-from p2p_orchestrator.runtime.dependencies import broken_by
 from p2p_orchestrator.runtime.health import HealthPolicy
 from p2p_orchestrator.runtime.policy import RestartPolicy
 from p2p_orchestrator.runtime.revert import RevertRecord, Trial, UpgradeTrials
@@ -81,14 +81,17 @@ class UpgradeApi(RunningApi):
     def _refuse_breaking_upgrade(self, staged: StagedArchive, *, force: bool) -> None:
         """``breaks_dependents`` when running services need this one in a range the new version leaves.
 
-        Forced, the install goes ahead and the dependents keep running, against a version they did
-        not ask for (logged): their next start is refused with ``dependency_version``.
+        Checked before the environment is built (fail early) and again, with no await, right before
+        the switch (a dependent may have started meanwhile).  Forced, the install goes ahead and the
+        dependents keep running, against a version they did not ask for (logged); a restart by
+        their policy does not check again, while an operator's start is refused with
+        ``dependency_version``.
         """
         name, version = staged.service_name, staged.unpacked.manifest.version
-        graph = self._graph()
-        broken = ", ".join(
-            f"{other} (needs {dep})" for other, dep in broken_by(name, version, graph) if self._is_up(other)
-        )
+        try:
+            broken = self._dependents_left_out(name, version)
+        except OrchestratorError as exc:  # another service's manifest no longer parses
+            raise ServiceInstallationError(exc.message, code=exc.code) from exc
         if not broken:
             return
         if force:
@@ -186,6 +189,17 @@ class UpgradeApi(RunningApi):
         )
         self.store.set_current(name, trial.good_version_id, revert=record.to_dict())
         self._stats["reverts"] = self._stats.get("reverts", 0) + 1
+        try:  # a revert is not refused for them (a broken upgrade is worse), but it is said
+            left_out = self._dependents_left_out(name, Version.parse(trial.good_version))
+        except OrchestratorError as exc:
+            left_out = f"(the dependency graph is unreadable: {exc.message})"
+        if left_out:
+            log.warning(
+                "Service %s was reverted to %s, which running services do not accept: %s",
+                name,
+                trial.good_version,
+                left_out,
+            )
         error = None
         if restart:
             try:
@@ -208,6 +222,7 @@ class UpgradeApi(RunningApi):
             reason=reason,
             restarted=restart and error is None,
             **({"error": error} if error else {}),
+            **({"dependents_left_out": left_out} if left_out else {}),
         )
         return record
 

@@ -84,6 +84,7 @@ class Orchestrator(UpgradeApi, DistributionApi):
         self._stack: AsyncExitStack | None = None
         self._supervisor: Supervisor | None = None
         self._trials = UpgradeTrials()
+        self._starting: set[str] = set()
         self._venvs = VenvCache(self.home / "venvs")
 
     # -- life of the orchestrator itself ------------------------------------------
@@ -201,6 +202,7 @@ class Orchestrator(UpgradeApi, DistributionApi):
                     await self._prepare_install(staged, force=force_reinstall)
                     was_running = self._is_up(name)
                     before = self.store.records.get(name)
+                    self._refuse_breaking_upgrade(staged, force=force_reinstall)
                     record = self.store.install(staged, force=force_reinstall)
                     self._stats["installs"] += 1
                     log.info("Service %s installed successfully", name)
@@ -259,14 +261,25 @@ class Orchestrator(UpgradeApi, DistributionApi):
         self.events.publish("service_uninstalled", service_name, record.current.version)
         return {"success": True, "service_name": service_name, "uninstalled_at": utc_now_iso()}
 
-    async def rollback_service(self, service_name: str) -> dict[str, Any]:
+    async def rollback_service(self, service_name: str, force: bool = False) -> dict[str, Any]:
         """Switch a service back to the version installed before the current one.
 
-        A running service is restarted on that version.
+        A running service is restarted on that version.  Refused (``breaks_dependents``) when
+        running services need this one in a range that version leaves out, unless ``force``.
         """
         async with self._service_lock(service_name):
-            before = self.store.get(service_name).current
+            current = self.store.get(service_name)
+            before = current.current
             was_running = self._is_up(service_name)
+            previous = current.previous()
+            if previous is not None and not force:
+                broken = self._dependents_left_out(service_name, previous.semver)
+                if broken:
+                    raise ServiceManagementError(
+                        f"cannot roll {service_name} back to {previous.version}: running service(s) need "
+                        f"another version: {broken}; stop them first, or pass force=True",
+                        code="breaks_dependents",
+                    )
             record = self.store.rollback(service_name)
             self._trials.end(service_name)
             self._stats["rollbacks"] += 1

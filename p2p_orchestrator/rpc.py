@@ -85,7 +85,7 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("start_service", Permission.DEPLOY, _NAME),
         MethodSpec("stop_service", Permission.DEPLOY, {**_NAME, "force": Param((bool,), required=False)}),
         MethodSpec("restart_service", Permission.DEPLOY, _NAME),
-        MethodSpec("rollback_service", Permission.DEPLOY, _NAME),
+        MethodSpec("rollback_service", Permission.DEPLOY, {**_NAME, "force": Param((bool,), required=False)}),
         MethodSpec("list_services", Permission.READ, {}),
         MethodSpec("get_service_info", Permission.READ, _NAME),
         MethodSpec("export_service", Permission.READ, _NAME),

@@ -45,7 +45,10 @@ def install(cli: CliContext, archive: Path, force: bool, peer: str | None, as_js
     cli.output(result, as_json, show)
 
 
-def _life_cycle(method: str, verb: str, doc: str, *, forceable: bool = False) -> click.Command:
+_STOP_DEPENDENTS = "Stop the running services that need it first."
+
+
+def _life_cycle(method: str, verb: str, doc: str, *, force_help: str | None = None) -> click.Command:
     @click.argument("name")
     @peer_option
     @json_option
@@ -63,10 +66,8 @@ def _life_cycle(method: str, verb: str, doc: str, *, forceable: bool = False) ->
         cli.output(result, as_json, show)
 
     command.__doc__ = doc
-    if forceable:
-        command = click.option("--force", is_flag=True, help="Stop the running services that need it first.")(
-            command
-        )
+    if force_help is not None:
+        command = click.option("--force", is_flag=True, help=force_help)(command)
     return click.command(name=method.removesuffix("_service"))(command)
 
 
@@ -134,16 +135,23 @@ def register(group: click.Group) -> None:
             "uninstall_service",
             "uninstalled",
             "Uninstall service NAME and all its kept versions.",
-            forceable=True,
+            force_help=_STOP_DEPENDENTS,
         )
     )
     group.add_command(_life_cycle("start_service", "started", "Start service NAME (and what it needs)."))
     group.add_command(
-        _life_cycle("stop_service", "stopped", "Stop service NAME (it stays stopped).", forceable=True)
+        _life_cycle(
+            "stop_service", "stopped", "Stop service NAME (it stays stopped).", force_help=_STOP_DEPENDENTS
+        )
     )
     group.add_command(_life_cycle("restart_service", "restarted", "Restart service NAME."))
     group.add_command(
-        _life_cycle("rollback_service", "rolled back", "Switch service NAME back to its previous version.")
+        _life_cycle(
+            "rollback_service",
+            "rolled back",
+            "Switch service NAME back to its previous version.",
+            force_help="Even if running services need a version in a range it leaves out.",
+        )
     )
     group.add_command(list_)
     group.add_command(info)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
+import trio.testing
 
 from p2p_orchestrator import Orchestrator, ServiceInstallationError, ServiceManagementError
 from p2p_orchestrator.runtime.dependencies import (
@@ -227,3 +230,57 @@ def test_graph_orders() -> None:
         ["api", "cache"],
         ["db"],
     ]
+
+
+async def test_a_start_racing_a_breaking_install_is_refused_not_run_against_it(
+    rt: Orchestrator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: a dependent started while the install of its dependency built its environment
+    was checked against the old version, then ran against the new one, out of its range."""
+    await install(rt, tmp_path, "c", [])
+    await install(rt, tmp_path, "b", ["c<2"])
+    building, release = trio.Event(), trio.Event()
+    real_ensure = rt._venvs.ensure
+
+    async def slow_ensure(name: str, requirements: Any) -> Any:
+        if name == "c" and not release.is_set():
+            building.set()
+            await release.wait()
+        return await real_ensure(name, requirements)
+
+    monkeypatch.setattr(rt._venvs, "ensure", slow_ensure)
+    outcome: dict[str, Any] = {}
+
+    async def start_b() -> None:
+        try:
+            await rt.start_service("b")
+        except ServiceManagementError as exc:
+            outcome["start"] = exc.code
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(partial(install, rt, tmp_path, "c", [], version="2.0.0"))
+        await building.wait()  # c's install passed its first check and builds its environment
+        nursery.start_soon(start_b)
+        await trio.testing.wait_all_tasks_blocked()  # b's start checked c 1.0.0, now waits for c
+        release.set()
+    assert (await rt.get_service_info("c"))["version"] == "2.0.0"
+    assert outcome == {"start": "dependency_version"}
+    assert not rt.is_running("b")
+
+
+async def test_a_rollback_outside_a_running_dependents_range_is_refused_unless_forced(
+    rt: Orchestrator, tmp_path: Path
+) -> None:
+    await install(rt, tmp_path, "c", [])
+    await install(rt, tmp_path, "c", [], version="2.0.0")
+    await install(rt, tmp_path, "b", ["c>=2"])
+    await rt.start_service("b")
+    with pytest.raises(ServiceManagementError) as refused:
+        await rt.rollback_service("c")
+    assert refused.value.code == "breaks_dependents"
+    assert "cannot roll c back to 1.0.0: running service(s) need another version: b (needs c>=2.0.0)" in str(
+        refused.value
+    )
+    assert (await rt.get_service_info("c"))["version"] == "2.0.0" and rt.is_running("b")
+    rolled = await rt.rollback_service("c", force=True)
+    assert rolled["to_version"] == "1.0.0"
