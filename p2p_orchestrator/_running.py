@@ -23,6 +23,7 @@ from typing import Any
 import trio
 
 from p2p_orchestrator._clock import utc_now_iso
+from p2p_orchestrator._replies import ITEM_BYTES, newest_within
 from p2p_orchestrator.archive import Version
 from p2p_orchestrator.config import OrchestratorConfig
 from p2p_orchestrator.crashpoints import crashpoint
@@ -53,8 +54,6 @@ __all__ = ["RunningApi"]
 
 MAX_LOG_REPLY_LINES = 1000
 """The most lines :meth:`RunningApi.get_service_logs` returns."""
-LOG_REPLY_BYTES = 1024 * 1024
-"""The most bytes of lines it returns (a reply travels in one frame of at most 4 MiB)."""
 
 log = logging.getLogger("p2p_orchestrator")
 
@@ -322,21 +321,16 @@ class RunningApi:
         """The last ``lines`` (at most 1000) lines of the service's output, as a peer may read them.
 
         ``{"service_name", "lines", "truncated"}``: the newest lines that fit in
-        :data:`LOG_REPLY_BYTES`; ``truncated`` says whether older ones were left out for that.
+        :data:`~p2p_orchestrator._replies.REPLY_BYTES`; ``truncated`` says whether older ones
+        were left out for that.
         """
         if not 0 <= lines <= MAX_LOG_REPLY_LINES:
             raise ServiceCallError(
                 f"lines must be between 0 and {MAX_LOG_REPLY_LINES}, got {lines}", code="bad_params"
             )
         tail = await self.service_logs(service_name, lines)
-        kept: list[str] = []
-        budget = LOG_REPLY_BYTES
-        for line in reversed(tail):
-            budget -= len(line.encode()) + 16
-            if budget < 0:
-                break
-            kept.append(line)
-        return {"service_name": service_name, "lines": kept[::-1], "truncated": len(kept) < len(tail)}
+        kept, truncated = newest_within(tail, lambda line: len(line.encode()) + ITEM_BYTES)
+        return {"service_name": service_name, "lines": kept, "truncated": truncated}
 
     def follow_logs(self, service_name: str, lines: int = 0) -> LogFollower:
         """Follow the service's output: an async iterator of lines (see :class:`LogFollower`)."""

@@ -39,6 +39,7 @@ import trio
 
 from p2p_orchestrator._clock import utc_now_iso
 from p2p_orchestrator._distribution import DistributionApi
+from p2p_orchestrator._replies import json_weight, newest_within
 from p2p_orchestrator._upgrades import UpgradeApi
 from p2p_orchestrator.config import OrchestratorConfig, default_home, load_config
 from p2p_orchestrator.errors import (
@@ -375,10 +376,12 @@ class Orchestrator(UpgradeApi, DistributionApi):
         return path
 
     async def get_events(self, limit: int = 20, types: list[Any] | None = None) -> dict[str, Any]:
-        """The node's recent events, oldest first: ``{"events": [...]}``.
+        """The node's recent events, oldest first: ``{"events": [...], "truncated": bool}``.
 
         The last ``limit`` (at most 1000) events, then only those whose type is in ``types``
-        when given.  Each is ``{type, service, version, time, data}``, as ``events`` prints them.
+        when given, then the newest that fit in :data:`~p2p_orchestrator._replies.REPLY_BYTES`
+        (``truncated`` says whether older ones were left out for that).  Each is ``{type,
+        service, version, time, data}``, as ``events`` prints them.
         """
         if not 0 <= limit <= MAX_EVENTS_REPLY:
             raise ServiceCallError(
@@ -387,13 +390,13 @@ class Orchestrator(UpgradeApi, DistributionApi):
         if types is not None and not all(isinstance(t, str) for t in types):
             raise ServiceCallError("types must be a list of event type names", code="bad_params")
         wanted = frozenset(types) if types else None
-        return {
-            "events": [
-                event.to_portable_dict()
-                for event in self.events.recent(limit)
-                if wanted is None or event.type in wanted
-            ]
-        }
+        chosen = [
+            event.to_portable_dict()
+            for event in self.events.recent(limit)
+            if wanted is None or event.type in wanted
+        ]
+        kept, truncated = newest_within(chosen, json_weight)
+        return {"events": kept, "truncated": truncated}
 
     async def get_orchestrator_status(self) -> dict[str, Any]:
         """The orchestrator's own state and counters."""

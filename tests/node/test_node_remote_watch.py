@@ -101,3 +101,20 @@ async def test_a_remote_log_reply_keeps_the_newest_lines_within_its_byte_bound(t
         assert logs["lines"][-1] == f"{wide} 399"
         assert 200 < len(logs["lines"]) < 400
         assert sum(len(line) for line in logs["lines"]) <= 1024 * 1024
+
+
+async def test_a_remote_events_reply_keeps_the_newest_within_its_byte_bound(tmp_path: Path) -> None:
+    """Wide distributions publish big events: 1000 of them would not fit in one frame."""
+    async with swarm(2, tmp_dir=tmp_path / "swarm", config=fast_config()) as nodes:
+        target, caller = nodes
+        wide = {
+            f"peer{i:03}": {"bytes_received": i, "bytes_sent": i, "state": "transferring"} for i in range(64)
+        }
+        for i in range(1000):
+            target.orchestrator.events.publish("distribution_progress", "svc", "1.0.0", step=i, targets=wide)
+        reply = await caller.proxy(target.peer_id).call_method("orchestrator/get_events", {"limit": 1000})
+        assert reply["truncated"] is True
+        steps = [event["data"]["step"] for event in reply["events"]]
+        assert 50 < len(steps) < 1000 and steps == list(
+            range(1000 - len(steps), 1000)
+        )  # the newest, in order
