@@ -14,8 +14,9 @@ set to exactly what is still missing, and epoll reports the socket readable only
 has arrived -- or at end of file or an error, which epoll reports whatever the low-water mark.
 A nonblocking ``recv`` still returns whatever is there, so nothing else changes; the mark goes
 back to 1 after the frame.  Only reads of a known, due length use it (``read_exactly`` of
-the Noise message reader), never a read of "up to n bytes", which could wait for bytes that
-never come.
+the Noise message reader, from :data:`MIN_MARKED` bytes), never a read of "up to n bytes",
+which could wait for bytes that never come.  A frame that arrived whole is returned as read,
+without a copy.
 
 :func:`install` patches the module once per process (idempotent); the node installs it.
 Where the socket option cannot be set (not TCP, not Linux), reads go on as before.
@@ -31,10 +32,14 @@ from typing import Any
 from libp2p.io import msgio
 from libp2p.io.exceptions import IncompleteReadError
 
-__all__ = ["MAX_LOWAT", "install"]
+__all__ = ["MAX_LOWAT", "MIN_MARKED", "install"]
 
 MAX_LOWAT = 65536
 """The largest low-water mark set (a Noise frame is at most 65535 bytes)."""
+
+MIN_MARKED = 1024
+"""Shorter reads (the 2-byte length in front of each Noise frame, small frames) nearly always
+arrive in one segment: a mark would cost two system calls for nothing."""
 
 _MARK = "_p2p_orchestrator_frame_reads"
 
@@ -52,23 +57,27 @@ def install() -> None:
         return
 
     async def read_exactly(reader: Any, n: int, *args: Any, **kwargs: Any) -> bytes:
-        sock = _socket_of(reader) if n > 1 else None
+        sock = _socket_of(reader) if n >= MIN_MARKED else None
         if sock is None:
             return await original(reader, n, *args, **kwargs)
-        buffer = bytearray()
         try:
-            while len(buffer) < n:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, min(n, MAX_LOWAT))
+            data: bytes = await reader.read(n)
+            if len(data) == n:
+                return data  # the usual case: the whole frame in one read, kept as is
+            buffer = bytearray(data)
+            while data and len(buffer) < n:
                 missing = n - len(buffer)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, min(missing, MAX_LOWAT))
                 data = await reader.read(missing)
-                if not data:
-                    raise IncompleteReadError(
-                        f"Connection closed during read operation: expected {n} bytes but "
-                        f"received {len(buffer)} bytes",
-                        expected_bytes=n,
-                        received_bytes=len(buffer),
-                    )
                 buffer += data
+            if len(buffer) < n:
+                raise IncompleteReadError(
+                    f"Connection closed during read operation: expected {n} bytes but "
+                    f"received {len(buffer)} bytes",
+                    expected_bytes=n,
+                    received_bytes=len(buffer),
+                )
         finally:
             with contextlib.suppress(OSError):  # closed meanwhile: nothing to restore
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)

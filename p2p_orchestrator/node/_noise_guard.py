@@ -46,11 +46,13 @@ def install() -> None:
         return
 
     async def write_msg(self: Any, msg: bytes, prefix_encoded: bool = False) -> None:
+        # One scope, shielded from outside cancellation but not from its own deadline (a
+        # window update per read goes through here: it is worth keeping cheap).
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + WRITE_LIMIT) as timer:
+            await original(self, msg, prefix_encoded)
+        if not timer.cancelled_caught:
+            return
         with trio.CancelScope(shield=True):
-            with trio.move_on_after(WRITE_LIMIT) as timer:
-                await original(self, msg, prefix_encoded)
-            if not timer.cancelled_caught:
-                return
             log.warning("A Noise write took over %g s; closing its connection", WRITE_LIMIT)
             with trio.move_on_after(2.0):
                 try:

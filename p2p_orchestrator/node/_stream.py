@@ -27,6 +27,8 @@ from typing import Protocol
 
 import trio
 
+from p2p_orchestrator.node import _yamux_reads
+
 __all__ = ["NetStream", "RawStream", "StreamBroken"]
 
 log = logging.getLogger("p2p_orchestrator.node")
@@ -77,10 +79,12 @@ class NetStream:
         """Whether :meth:`close` or :meth:`reset` was called."""
         return self._done
 
-    async def receive(self, max_bytes: int = _RECEIVE_BYTES) -> bytes:
+    async def receive(self, max_bytes: int = _RECEIVE_BYTES, *, gather: int = 0) -> bytes:
         """Up to ``max_bytes`` bytes; ``b""`` at EOF (which may also be a remote reset).
 
-        Raises :class:`StreamBroken` if the stream fails or is reset (by us, even meanwhile).
+        ``gather``: bytes that are due (the rest of a frame) and may be waited for first, so
+        that one read takes them (see ``_yamux_reads``).  Raises :class:`StreamBroken` if the
+        stream fails or is reset (by us, even meanwhile).
         """
         data = b""
         with trio.CancelScope() as scope:
@@ -88,6 +92,8 @@ class NetStream:
                 scope.cancel()
             self._receiving = scope
             try:
+                if gather > 1:
+                    await _yamux_reads.gather(self.raw, gather)
                 data = await self.raw.read(max_bytes)
             except EOFError:  # libp2p's StreamEOF derives from EOFError
                 return b""

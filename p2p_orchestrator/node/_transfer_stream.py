@@ -30,7 +30,8 @@ from p2p_orchestrator.wire import Sentinel
 
 __all__ = ["OUTBOX", "Outbox", "ReadDeadline", "TransferStream"]
 
-_READ_BYTES = 65536  # Yamux hands out at most what it buffered; 64 KiB keeps each read small
+_READ_BYTES = 65536
+"""Bytes read at most while a frame's length is not known (more once it is: the rest of the frame)."""
 
 OUTBOX = 64
 """Messages an :class:`Outbox` holds for its stream (control messages: a few per chunk)."""
@@ -57,7 +58,10 @@ class TransferStream:
                 return message
             if message is Sentinel.CLOSED:
                 return None
-            self.channel.receive_data(await self.net.receive(_READ_BYTES))
+            # The rest of a large frame is due: let it gather and take it in one read.
+            needed = self.channel.bytes_needed
+            gather = needed if needed > _READ_BYTES else 0
+            self.channel.receive_data(await self.net.receive(max(needed, _READ_BYTES), gather=gather))
 
     async def send(self, message: TransferMessage) -> None:
         """Write ``message`` (``ProtocolError`` if it cannot be encoded; nothing is written then)."""

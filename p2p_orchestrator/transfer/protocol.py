@@ -26,6 +26,7 @@ from typing import NoReturn
 
 from ..errors import OrchestratorError, ProtocolError
 from ..wire import CLOSED, NEED_DATA, FrameDecoder, Sentinel, decode_payload, encode_frame, encode_payload
+from ._chunk_frames import chunk_from_pieces
 from ._constants import DEFAULT_MAX_TRANSFER_BYTES, TRANSFER_FRAME_BYTES
 from .messages import TransferMessage, message_from_wire
 
@@ -72,6 +73,11 @@ class TransferChannel:
         """Bytes received and not yet returned as a message."""
         return self._decoder.buffered_bytes
 
+    @property
+    def bytes_needed(self) -> int:
+        """Bytes that must still arrive before the next message is complete (0: one is)."""
+        return self._decoder.bytes_needed
+
     def send(self, message: TransferMessage) -> bytes:
         """The frame of ``message`` (``ProtocolError`` if it cannot be sent, e.g. too large)."""
         return encode_message(message, self._max_frame_bytes)
@@ -93,13 +99,17 @@ class TransferChannel:
         """The next complete message, :data:`NEED_DATA`, or :data:`CLOSED` (clean EOF)."""
         self._raise_if_broken()
         try:
-            payload = self._decoder.next_frame()
-            if payload is None:
+            pieces = self._decoder.next_frame_pieces()
+            if pieces is None:
                 if not self._eof:
                     return NEED_DATA
                 if not self._decoder.at_frame_boundary or self._decoder.buffered_bytes:
                     raise ProtocolError("the stream ended inside a frame", code="truncated_frame")
                 return CLOSED
+            chunk = chunk_from_pieces(pieces)  # chunks: their data copied once, not twice
+            if chunk is not None:
+                return chunk
+            payload = b"".join(pieces)
             return message_from_wire(decode_payload(payload), max_total_bytes=self._max_total_bytes)
         except OrchestratorError as exc:
             self._break(exc)

@@ -25,7 +25,7 @@ from ._constants import (
     PROTOCOL_VERSION,
     RPC_PROTOCOL_ID,
 )
-from ._framing import FrameDecoder, encode_frame
+from ._framing import FrameDecoder, Piece, encode_frame
 from .connection import (
     CLOSED,
     NEED_DATA,
@@ -67,6 +67,7 @@ __all__ = [
     "Hello",
     "Message",
     "OutstandingRequests",
+    "Piece",
     "Request",
     "Response",
     "Role",

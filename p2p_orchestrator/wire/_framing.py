@@ -16,12 +16,19 @@ size, and pulls complete payloads out.  It never reads or writes anything itself
 
 from __future__ import annotations
 
-from typing import NoReturn
+from collections import deque
+from typing import NoReturn, TypeAlias
 
 from ..errors import ProtocolError
 from ._constants import DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES, MAX_FRAME_LIMIT
 
-__all__ = ["FrameDecoder", "encode_frame"]
+__all__ = ["FrameDecoder", "Piece", "encode_frame"]
+
+Piece: TypeAlias = bytes | bytearray | memoryview
+"""A run of a payload's bytes as it arrived (see :meth:`FrameDecoder.next_frame_pieces`)."""
+
+_SMALL_PART = 16 * 1024
+"""Pieces of a payload smaller than this are copied together at once rather than kept apart."""
 
 
 def _check_cap(max_frame_bytes: int) -> int:
@@ -57,7 +64,7 @@ class FrameDecoder:
 
         decoder = FrameDecoder()
         while (payload := decoder.next_frame()) is None:
-            data = await stream.receive_some(65536)
+            data = await stream.receive_some(max(decoder.bytes_needed, 65536))
             if not data:  # EOF
                 if not decoder.at_frame_boundary:
                     raise ProtocolError("...", code="truncated_frame")
@@ -69,13 +76,13 @@ class FrameDecoder:
     * Each frame's declared length is checked as soon as its 4 header bytes have arrived, in the
       :meth:`feed` call that completed the header, so an oversized or empty frame is refused before
       the decoder waits for, or keeps, any of its payload.
-    * A partial frame never occupies more than ``4 + max_frame_bytes`` bytes.  Complete frames
-      stay buffered until :meth:`next_frame` takes them, so a caller that feeds only when
-      :meth:`next_frame` returns ``None`` (the loop above) keeps memory bounded by one frame plus
-      one read.
-    * Work is linear in the bytes fed: consumed bytes are dropped lazily (only once they make up
-      at least half the buffer), so neither many tiny feeds nor one large frame arriving in
-      64 KiB pieces causes quadratic copying.  Each payload is copied out exactly once.
+    * A partial frame never occupies more than ``4 + max_frame_bytes`` bytes (plus the rest of
+      the pieces its bytes came in).  Complete frames stay buffered until :meth:`next_frame`
+      takes them, so a caller that feeds only when :meth:`next_frame` returns ``None`` (the loop
+      above) keeps memory bounded by one frame plus one read.
+    * Work is linear in the bytes fed, whatever the pieces.  A frame is assembled from its
+      pieces once, when its last byte arrives; a payload fed as one whole ``bytes`` piece (e.g.
+      a read of exactly :attr:`bytes_needed`) is returned as is, without a copy.
 
     After a :class:`ProtocolError` the decoder is broken: it drops its buffer and every later
     call raises the same error again.
@@ -83,12 +90,15 @@ class FrameDecoder:
 
     def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
         self._max = _check_cap(max_frame_bytes)
-        self._buf = bytearray()
-        self._start = 0  # index of the first byte not yet returned by next_frame()
-        self._scan = 0  # index of the next header whose length has not been checked yet
+        self._ready: deque[tuple[list[Piece], int]] = deque()  # complete payloads not yet taken
+        self._ready_bytes = 0  # their bytes, headers included
+        self._header = bytearray()  # a partial header (fewer than 4 bytes)
+        self._parts: list[Piece] = []  # the frame in progress
+        self._length = 0  # its declared payload length (0: no frame in progress)
+        self._missing = 0  # its payload bytes still to come
         self._error: ProtocolError | None = None
-        self.bytes_moved = 0
-        """Bytes copied by buffer compaction so far (for tests of the linear-time claim)."""
+        self.bytes_copied = 0
+        """Payload bytes copied so far (at most twice each; for tests of the copying claims)."""
 
     @property
     def max_frame_bytes(self) -> int:
@@ -98,7 +108,8 @@ class FrameDecoder:
     @property
     def buffered_bytes(self) -> int:
         """Bytes received but not yet returned as part of a frame."""
-        return len(self._buf) - self._start
+        partial = FRAME_HEADER_BYTES + self._length - self._missing if self._length else len(self._header)
+        return self._ready_bytes + partial
 
     @property
     def at_frame_boundary(self) -> bool:
@@ -106,65 +117,117 @@ class FrameDecoder:
 
         An EOF is clean only at a frame boundary; EOF anywhere else means a truncated frame.
         """
-        return self._scan == len(self._buf)
+        return not self._length and not self._header
+
+    @property
+    def bytes_needed(self) -> int:
+        """Bytes that must still arrive before :meth:`next_frame` can return a payload.
+
+        0 when a complete frame is waiting; otherwise what the frame in progress lacks (or its
+        header, while the length is not known yet).  An adapter may read exactly this much to
+        get a large payload in one piece.
+        """
+        if self._ready:
+            return 0
+        return self._missing if self._length else FRAME_HEADER_BYTES - len(self._header)
 
     def feed(self, data: bytes) -> None:
-        """Append received bytes (any amount, including none) and check any newly complete headers.
+        """Add received bytes (any amount, including none) and check any newly complete headers.
 
         Raises :class:`ProtocolError` with code ``frame_too_large`` or ``empty_frame``.
         """
         self._raise_if_broken()
-        if not data:
-            return
-        if self._start and self._start >= len(self._buf) - self._start:
-            # Drop consumed bytes only when they are at least half of the buffer: every byte
-            # moved here was fed once and will be moved at most once per halving, so total
-            # copying stays linear in the input.
-            self.bytes_moved += len(self._buf) - self._start
-            del self._buf[: self._start]
-            self._scan -= self._start
-            self._start = 0
-        self._buf += data
-        self._check_headers()
+        if type(data) is not bytes:
+            data = bytes(data)  # the caller may reuse a mutable buffer: keep a snapshot
+        pos, end = 0, len(data)
+        while pos < end:
+            if not self._length:
+                if not self._header and end - pos >= FRAME_HEADER_BYTES:
+                    self._start_frame(int.from_bytes(data[pos : pos + FRAME_HEADER_BYTES], "big"))
+                    pos += FRAME_HEADER_BYTES
+                    continue
+                take = min(FRAME_HEADER_BYTES - len(self._header), end - pos)
+                self._header += data[pos : pos + take]
+                pos += take
+                if len(self._header) == FRAME_HEADER_BYTES:
+                    self._start_frame(int.from_bytes(self._header, "big"))
+                    self._header.clear()
+                continue
+            take = min(self._missing, end - pos)
+            self._add_part(data, pos, take, end)
+            pos += take
+            self._missing -= take
+            if not self._missing:
+                self._finish_frame()
 
     def next_frame(self) -> bytes | None:
         """Return the next complete payload, or ``None`` if more bytes are needed."""
-        self._raise_if_broken()
-        buf, start = self._buf, self._start
-        body = start + FRAME_HEADER_BYTES
-        if body > len(buf):
+        pieces = self.next_frame_pieces()
+        if pieces is None:
             return None
-        end = body + int.from_bytes(buf[start:body], "big")
-        if end > len(buf):
-            return None
-        with memoryview(buf) as view, view[body:end] as part:
-            payload = part.tobytes()
-        if end == len(buf):
-            buf.clear()
-            self._start = self._scan = 0
-        else:
-            self._start = end
+        if len(pieces) == 1 and type(pieces[0]) is bytes:
+            return pieces[0]
+        payload = b"".join(pieces)
+        self.bytes_copied += len(payload)
         return payload
 
-    def _check_headers(self) -> None:
-        buf, size = self._buf, len(self._buf)
-        while self._scan + FRAME_HEADER_BYTES <= size:
-            length = int.from_bytes(buf[self._scan : self._scan + FRAME_HEADER_BYTES], "big")
-            if length == 0:
-                self._break(ProtocolError("received an empty (zero-length) frame", code="empty_frame"))
-            if length > self._max:
-                self._break(
-                    ProtocolError(
-                        f"peer declared a frame of {length} bytes; the limit is {self._max} bytes",
-                        code="frame_too_large",
-                    )
+    def next_frame_pieces(self) -> list[Piece] | None:
+        """The next complete payload as the pieces it arrived in, or ``None`` if more bytes are needed.
+
+        ``b"".join(pieces)`` is the payload; a caller that needs only part of it (a chunk's data)
+        can copy just that part.  The pieces are the caller's, for reading only.
+        """
+        self._raise_if_broken()
+        if not self._ready:
+            return None
+        pieces, length = self._ready.popleft()
+        self._ready_bytes -= FRAME_HEADER_BYTES + length
+        return pieces
+
+    def _start_frame(self, length: int) -> None:
+        if length == 0:
+            self._break(ProtocolError("received an empty (zero-length) frame", code="empty_frame"))
+        if length > self._max:
+            self._break(
+                ProtocolError(
+                    f"peer declared a frame of {length} bytes; the limit is {self._max} bytes",
+                    code="frame_too_large",
                 )
-            self._scan += FRAME_HEADER_BYTES + length
+            )
+        self._length = self._missing = length
+
+    def _add_part(self, data: bytes, pos: int, take: int, end: int) -> None:
+        parts = self._parts
+        if take == end:  # the whole piece (pos is 0)
+            parts.append(data)
+        elif not parts and take == self._missing:  # the whole payload, within the piece
+            parts.append(data[pos : pos + take])
+            self.bytes_copied += take
+        elif take >= _SMALL_PART:
+            parts.append(memoryview(data)[pos : pos + take])
+        else:
+            # Small pieces are gathered in one bytearray, so that a frame fed a byte at a time
+            # costs a byte per byte, not an object per byte.
+            last = parts[-1] if parts else None
+            if isinstance(last, bytearray):
+                last += data[pos : pos + take]
+            else:
+                parts.append(bytearray(data[pos : pos + take]))
+            self.bytes_copied += take
+
+    def _finish_frame(self) -> None:
+        self._ready.append((self._parts, self._length))
+        self._ready_bytes += FRAME_HEADER_BYTES + self._length
+        self._parts = []
+        self._length = 0
 
     def _break(self, error: ProtocolError) -> NoReturn:
         self._error = error
-        self._buf = bytearray()
-        self._start = self._scan = 0
+        self._ready.clear()
+        self._ready_bytes = 0
+        self._header.clear()
+        self._parts.clear()
+        self._length = self._missing = 0
         raise error
 
     def _raise_if_broken(self) -> None:

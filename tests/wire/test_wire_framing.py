@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from p2p_orchestrator.errors import ProtocolError
 from p2p_orchestrator.wire import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, encode_frame
+from tests.wire.reference_framing import ReferenceFrameDecoder
 
 FAST = settings(max_examples=150, deadline=None, database=None)
 
@@ -151,7 +152,7 @@ def test_large_frame_in_64k_pieces_is_linear() -> None:
         elapsed = time.perf_counter() - began
         assert frame is not None
         assert len(frame) == size
-        assert decoder.bytes_moved == 0  # compaction never copied the partial frame
+        assert decoder.bytes_copied == size  # assembled once, at the end
         return elapsed
 
     small = min(feed_time(1024 * 1024) for _ in range(3))
@@ -169,10 +170,10 @@ def test_many_small_feeds_of_many_small_frames_copy_linearly() -> None:
         while decoder.next_frame() is not None:
             count += 1
     assert count == 5000
-    assert decoder.bytes_moved <= len(stream)
+    assert decoder.bytes_copied <= 2 * len(stream)
 
 
-def test_compaction_while_frames_stay_unread() -> None:
+def test_feeding_while_frames_stay_unread() -> None:
     """Feeding before reading everything still keeps copying linear and frames intact."""
     payloads = [bytes([i % 256]) * (50 + i % 30) for i in range(2000)]
     stream = b"".join(encode_frame(p) for p in payloads)
@@ -185,4 +186,98 @@ def test_compaction_while_frames_stay_unread() -> None:
             got.append(frame)
     got.extend(drain(decoder))
     assert got == payloads
-    assert decoder.bytes_moved <= len(stream)
+    assert decoder.bytes_copied <= 2 * len(stream)
+
+
+def test_bytes_needed_follows_the_header_then_the_payload() -> None:
+    decoder = FrameDecoder()
+    assert decoder.bytes_needed == 4
+    decoder.feed(b"\x00\x00")
+    assert decoder.bytes_needed == 2
+    decoder.feed(b"\x00\x05ab")
+    assert decoder.bytes_needed == 3
+    decoder.feed(b"cde\x00")  # the frame completes; a complete frame waits
+    assert decoder.bytes_needed == 0
+    assert decoder.next_frame() == b"abcde"
+    assert decoder.bytes_needed == 3  # the rest of the next header
+
+
+def test_a_payload_fed_whole_is_returned_without_a_copy() -> None:
+    """What an adapter reading exactly ``bytes_needed`` gets: the piece itself."""
+    body = bytes(range(256)) * 4096  # 1 MiB
+    decoder = FrameDecoder()
+    decoder.feed(len(body).to_bytes(4, "big"))
+    assert decoder.bytes_needed == len(body)
+    decoder.feed(body)
+    assert decoder.next_frame() is body
+    assert decoder.bytes_copied == 0
+
+
+def test_a_payload_read_in_pieces_of_bytes_needed() -> None:
+    body = b"\x5a" * 300_000
+    stream = encode_frame(body) + encode_frame(b"tail")
+    decoder = FrameDecoder()
+    decoder.feed(stream[:65536])  # a first read: the header and the start of the payload
+    rest = stream[65536:]
+    wanted = decoder.bytes_needed
+    assert wanted == len(body) - (65536 - 4)
+    decoder.feed(rest[:wanted])
+    decoder.feed(rest[wanted:])
+    assert drain(decoder) == [body, b"tail"]
+    assert decoder.bytes_copied == len(body) + 4  # each payload byte copied once
+
+
+def test_a_mutable_piece_is_not_kept_by_reference() -> None:
+    decoder = FrameDecoder()
+    piece = bytearray(encode_frame(b"abc"))
+    decoder.feed(piece)  # type: ignore[arg-type]
+    piece[4:7] = b"xyz"
+    assert decoder.next_frame() == b"abc"
+
+
+def _run_both(stream: bytes, points: list[int], cap: int, read_every: int) -> None:
+    """Feed both decoders the same pieces; they must agree on everything, errors included."""
+    new, old = FrameDecoder(cap), ReferenceFrameDecoder(cap)
+    for number, (start, end) in enumerate(itertools.pairwise(points)):
+        outcomes = []
+        for decoder in (new, old):
+            try:
+                decoder.feed(stream[start:end])
+                frames = drain(decoder) if number % read_every == 0 else []
+                outcomes.append(("ok", frames, decoder.buffered_bytes, decoder.at_frame_boundary))
+            except ProtocolError as exc:
+                outcomes.append(("error", exc.code))
+        assert outcomes[0] == outcomes[1]
+        if outcomes[0][0] == "error":
+            return
+    assert drain(new) == drain(old)
+    assert (new.buffered_bytes, new.at_frame_boundary) == (old.buffered_bytes, old.at_frame_boundary)
+
+
+_FRAME_PIECES = st.one_of(
+    st.binary(min_size=1, max_size=300).map(lambda p: len(p).to_bytes(4, "big") + p),
+    st.sampled_from([b"\x00\x00\x00\x00", b"\x00\x00\x01\x2d", b"\xff\xff\xff\xff"]),  # bad headers
+    st.binary(min_size=1, max_size=8),  # raw bytes: half headers, garbage
+)
+
+
+@FAST
+@given(
+    pieces=st.lists(_FRAME_PIECES, max_size=10),
+    cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=20),
+    read_every=st.integers(min_value=1, max_value=3),
+)
+def test_the_decoder_agrees_with_the_reference_on_any_split(
+    pieces: list[bytes], cuts: list[int], read_every: int
+) -> None:
+    stream = b"".join(pieces)
+    _run_both(stream, sorted({0, len(stream), *(c for c in cuts if c < len(stream))}), 300, read_every)
+
+
+def test_the_decoder_agrees_with_the_reference_split_at_every_point() -> None:
+    payloads = [b"a", b"\x01" * 70_000, b"bc" * 10, b"\x02" * 20_000, b"z"]
+    stream = b"".join(encode_frame(p) for p in payloads) + b"\x00\x00"
+    for cut in range(len(stream) + 1):
+        _run_both(stream, sorted({0, cut, len(stream)}), DEFAULT_MAX_FRAME_BYTES, 1)
+    for cut in range(0, len(stream) - 7, 997):  # three pieces, the middle one small
+        _run_both(stream, [0, cut, cut + 7, len(stream)], DEFAULT_MAX_FRAME_BYTES, 1)
