@@ -26,7 +26,6 @@ if TYPE_CHECKING:
         unpack_archive,
     )
     from p2p_orchestrator.config import (
-        ConfigError,
         OrchestratorConfig,
         RuntimeSettings,
         ServiceSettings,
@@ -35,6 +34,9 @@ if TYPE_CHECKING:
     )
     from p2p_orchestrator.errors import (
         Busy,
+        ConfigError,
+        ControlError,
+        IdentityError,
         OrchestratorError,
         PermissionDenied,
         ProtocolError,
@@ -46,8 +48,10 @@ if TYPE_CHECKING:
     )
     from p2p_orchestrator.events import Event, EventBus
     from p2p_orchestrator.framework import BaseService, MethodInfo, ServiceProxy, service_method
-    from p2p_orchestrator.orchestrator import Orchestrator
+    from p2p_orchestrator.node import Node, RemoteProxy, Role
+    from p2p_orchestrator.orchestrator import ArchiveSource, Orchestrator
     from p2p_orchestrator.rpc import Caller, Permission
+    from p2p_orchestrator.runtime.logs import LogFollower
     from p2p_orchestrator.runtime.states import ServiceState
 
 _LAZY: dict[str, str] = {
@@ -57,13 +61,15 @@ _LAZY: dict[str, str] = {
     "pack_service": "p2p_orchestrator.archive",
     "pack_service_bytes": "p2p_orchestrator.archive",
     "unpack_archive": "p2p_orchestrator.archive",
-    "ConfigError": "p2p_orchestrator.config",
     "OrchestratorConfig": "p2p_orchestrator.config",
     "RuntimeSettings": "p2p_orchestrator.config",
     "ServiceSettings": "p2p_orchestrator.config",
     "StoreSettings": "p2p_orchestrator.config",
     "load_config": "p2p_orchestrator.config",
     "Busy": "p2p_orchestrator.errors",
+    "ConfigError": "p2p_orchestrator.errors",
+    "ControlError": "p2p_orchestrator.errors",
+    "IdentityError": "p2p_orchestrator.errors",
     "OrchestratorError": "p2p_orchestrator.errors",
     "PermissionDenied": "p2p_orchestrator.errors",
     "ProtocolError": "p2p_orchestrator.errors",
@@ -78,7 +84,12 @@ _LAZY: dict[str, str] = {
     "MethodInfo": "p2p_orchestrator.framework",
     "ServiceProxy": "p2p_orchestrator.framework",
     "service_method": "p2p_orchestrator.framework",
+    "Node": "p2p_orchestrator.node",
+    "RemoteProxy": "p2p_orchestrator.node",
+    "Role": "p2p_orchestrator.node",
+    "ArchiveSource": "p2p_orchestrator.orchestrator",
     "Orchestrator": "p2p_orchestrator.orchestrator",
+    "LogFollower": "p2p_orchestrator.runtime.logs",
     "Caller": "p2p_orchestrator.rpc",
     "Permission": "p2p_orchestrator.rpc",
     "ServiceState": "p2p_orchestrator.runtime.states",
@@ -88,14 +99,19 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ArchiveLimits",
+    "ArchiveSource",
     "BaseService",
     "Busy",
     "Caller",
     "ConfigError",
+    "ControlError",
     "Event",
     "EventBus",
+    "IdentityError",
+    "LogFollower",
     "Manifest",
     "MethodInfo",
+    "Node",
     "Orchestrator",
     "OrchestratorConfig",
     "OrchestratorError",
@@ -103,6 +119,8 @@ __all__ = [
     "PermissionDenied",
     "ProtocolError",
     "RemoteError",
+    "RemoteProxy",
+    "Role",
     "RuntimeSettings",
     "ServiceCallError",
     "ServiceDistributionError",

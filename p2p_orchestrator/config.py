@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from p2p_orchestrator.archive import ArchiveLimits
-from p2p_orchestrator.errors import OrchestratorError
+from p2p_orchestrator.errors import ConfigError
 from p2p_orchestrator.runtime.health import HealthPolicy
 from p2p_orchestrator.runtime.policy import RestartPolicy
 
@@ -37,12 +37,6 @@ __all__ = [
 CONFIG_FILE_NAME = "config.toml"
 HOME_ENV = "P2P_ORCHESTRATOR_HOME"
 _T = TypeVar("_T")
-
-
-class ConfigError(OrchestratorError):
-    """The configuration file is unreadable or holds an unknown or ill-typed key."""
-
-    default_code = "bad_config"
 
 
 @dataclass(frozen=True)

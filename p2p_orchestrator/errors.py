@@ -14,6 +14,9 @@ from typing import Any, ClassVar
 
 __all__ = [
     "Busy",
+    "ConfigError",
+    "ControlError",
+    "IdentityError",
     "OrchestratorError",
     "PermissionDenied",
     "ProtocolError",
@@ -95,6 +98,24 @@ class RemoteError(OrchestratorError):
     default_code = "remote_error"
 
 
+class ConfigError(OrchestratorError):
+    """The configuration file is unreadable or holds an unknown or ill-typed key."""
+
+    default_code = "bad_config"
+
+
+class IdentityError(OrchestratorError):
+    """The identity key file is unsafe (group/world accessible), unreadable or corrupt."""
+
+    default_code = "bad_identity"
+
+
+class ControlError(OrchestratorError):
+    """The control socket cannot be created, reached or used."""
+
+    default_code = "control_error"
+
+
 _WIRE_TYPES: dict[str, type[OrchestratorError]] = {
     cls.__name__: cls
     for cls in (
@@ -107,14 +128,21 @@ _WIRE_TYPES: dict[str, type[OrchestratorError]] = {
         ProtocolError,
         Busy,
         RemoteError,
+        ConfigError,
+        IdentityError,
+        ControlError,
     )
 }
 
 
 def error_to_wire(exc: BaseException) -> dict[str, str]:
-    """Describe an exception as ``{"code", "type", "message"}`` for the wire."""
+    """Describe an exception as ``{"code", "type", "message"}`` for the wire.
+
+    ``type`` is the nearest class the other side rebuilds (a subclass of its own crosses as it).
+    """
     if isinstance(exc, OrchestratorError):
-        return {"code": exc.code, "type": type(exc).__name__, "message": exc.message}
+        wire_type = next(cls for cls in type(exc).__mro__ if _WIRE_TYPES.get(cls.__name__) is cls)
+        return {"code": exc.code, "type": wire_type.__name__, "message": exc.message}
     return {"code": "internal_error", "type": "RemoteError", "message": f"{type(exc).__name__}: {exc}"}
 
 

@@ -25,6 +25,8 @@ def test_every_public_name_resolves_and_the_three_lists_agree() -> None:
     assert set(p2p_orchestrator._LAZY) == public
     for name in sorted(public):
         value = getattr(p2p_orchestrator, name)
+        if name == "ArchiveSource":  # a type alias (a union), not a class
+            continue
         assert value.__name__ == name or name[0].islower(), name
 
 

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from p2p_orchestrator.errors import OrchestratorError
+from p2p_orchestrator.errors import ControlError
 
 __all__ = ["ControlError", "NodeNotRunning"]
-
-
-class ControlError(OrchestratorError):
-    """The control socket cannot be created, reached or used."""
-
-    default_code = "control_error"
 
 
 class NodeNotRunning(ControlError):

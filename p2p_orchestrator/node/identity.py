@@ -28,18 +28,12 @@ from libp2p.crypto.keys import KeyPair, KeyType
 from libp2p.crypto.serialization import deserialize_private_key
 from libp2p.peer.id import ID
 
-from p2p_orchestrator.errors import OrchestratorError
+from p2p_orchestrator.errors import IdentityError
 
 __all__ = ["IDENTITY_FILE_NAME", "IdentityError", "load_or_create_identity", "peer_id_of"]
 
 IDENTITY_FILE_NAME = "identity.key"
 _MAX_KEY_FILE_BYTES = 4096
-
-
-class IdentityError(OrchestratorError):
-    """The identity key file is unsafe (group/world accessible), unreadable or corrupt."""
-
-    default_code = "bad_identity"
 
 
 def peer_id_of(key_pair: KeyPair) -> str:

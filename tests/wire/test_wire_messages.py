@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from p2p_orchestrator.control.errors import NodeNotRunning
 from p2p_orchestrator.errors import (
     Busy,
+    ConfigError,
+    ControlError,
+    IdentityError,
     OrchestratorError,
     ProtocolError,
     RemoteError,
@@ -89,6 +94,16 @@ def test_error_replies_rebuild_the_error_class() -> None:
     )
     assert isinstance(unknown, ErrorReply)
     assert isinstance(unknown.error, RemoteError)
+
+
+@pytest.mark.parametrize("cls", [ConfigError, IdentityError, ControlError, NodeNotRunning])
+def test_every_error_class_of_the_package_crosses_as_itself(cls: type[OrchestratorError]) -> None:
+    """Regression: configuration, identity and control errors crossed as ``RemoteError``."""
+    sent = cls(Path("/srv/node")) if cls is NodeNotRunning else cls("it went wrong", code="some_code")  # type: ignore[call-arg]
+    got = message_from_wire(ErrorReply(1, sent).to_wire())
+    assert isinstance(got, ErrorReply)
+    expected = ControlError if cls is NodeNotRunning else cls  # a subclass crosses as its wire class
+    assert type(got.error) is expected and (got.error.code, got.error.message) == (sent.code, sent.message)
 
 
 def test_error_reply_equality_uses_the_wire_form() -> None:
