@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import time
-from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -39,6 +38,7 @@ import trio
 
 from p2p_orchestrator._clock import utc_now_iso
 from p2p_orchestrator._distribution import DistributionApi
+from p2p_orchestrator._keyed_locks import KeyedLocks
 from p2p_orchestrator._replies import json_weight, newest_within
 from p2p_orchestrator._upgrades import UpgradeApi
 from p2p_orchestrator.config import OrchestratorConfig, default_home, load_config
@@ -78,7 +78,7 @@ class Orchestrator(UpgradeApi, DistributionApi):
         self.events = EventBus()
         self.rpc = Rpc(self)
         self._store: ServiceStore | None = None
-        self._locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
+        self._locks = KeyedLocks()
         self._started_at = 0.0
         self._started_at_iso = ""
         self._stats = {"installs": 0, "failed_installs": 0, "uninstalls": 0, "rollbacks": 0, "reverts": 0}
@@ -163,7 +163,7 @@ class Orchestrator(UpgradeApi, DistributionApi):
     @asynccontextmanager
     async def _service_lock(self, name: str) -> AsyncIterator[None]:
         """Serialise life-cycle operations on one service."""
-        async with self._locks[name]:
+        async with self._locks.hold(name):
             yield
 
     # -- install, uninstall, rollback ------------------------------------------------

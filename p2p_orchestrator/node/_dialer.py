@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import random
-from collections import defaultdict
 
 import multiaddr
 import trio
@@ -28,6 +27,7 @@ from libp2p.abc import IHost
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
+from p2p_orchestrator._keyed_locks import KeyedLocks
 from p2p_orchestrator.config import NodeSettings
 from p2p_orchestrator.errors import ServiceCallError
 from p2p_orchestrator.node._host import allow_dial, dial_only, parse_peer_address, parse_peer_id
@@ -48,7 +48,7 @@ class Dialer:
         self._book = book
         self._settings = settings
         self._nursery = nursery
-        self._locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
+        self._locks = KeyedLocks()
         self._redialing: set[str] = set()
         self._connected_events: dict[str, trio.Event] = {}
         self._closing = False
@@ -107,7 +107,7 @@ class Dialer:
         while the old one is known: each address is tried in turn, alone in the
         peerstore (:func:`dial_only`), most recent first.
         """
-        async with self._locks[peer.to_base58()]:
+        async with self._locks.hold(peer.to_base58()):
             if self.is_connected(peer):
                 return None
             timeout = self._settings.dial_timeout

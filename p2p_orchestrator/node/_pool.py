@@ -25,6 +25,7 @@ from typing import Any
 
 import trio
 
+from p2p_orchestrator._keyed_locks import KeyedLocks
 from p2p_orchestrator.errors import ServiceCallError
 from p2p_orchestrator.node._client import ClientChannel, NotSent
 from p2p_orchestrator.node._server import Deadlines
@@ -54,7 +55,7 @@ class ChannelPool:
         self._deadlines = deadlines
         self._max_in_flight = max_in_flight
         self._channels: dict[str, ClientChannel] = {}
-        self._opening: dict[str, trio.Lock] = {}
+        self._opening = KeyedLocks()
         self._closed = False
 
     async def call(self, peer_id: str, method: str, params: dict[str, Any], *, time_limit: float) -> Any:
@@ -84,8 +85,7 @@ class ChannelPool:
         channel = self._channels.get(peer_id)
         if channel is not None and channel.usable:
             return channel
-        lock = self._opening.setdefault(peer_id, trio.Lock())
-        async with lock:
+        async with self._opening.hold(peer_id):
             channel = self._channels.get(peer_id)
             if channel is not None and channel.usable:
                 return channel
