@@ -146,10 +146,10 @@ class Outbox:
         self._send, self._receive = trio.open_memory_channel[TransferMessage](size)
 
     def put(self, message: TransferMessage) -> bool:
-        """Queue ``message``; ``False`` when the queue is full or closed (nothing queued)."""
+        """Queue ``message``; ``False`` when the queue is full, closed, or its writer ended (nothing queued)."""
         try:
             self._send.send_nowait(message)
-        except (trio.WouldBlock, trio.ClosedResourceError):
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
             return False
         return True
 
