@@ -22,21 +22,17 @@ from typing import Any
 
 import trio
 
-from p2p_orchestrator.errors import OrchestratorError, ProtocolError, RemoteError, ServiceCallError
-from p2p_orchestrator.wire import (
-    CLOSED,
-    NEED_DATA,
-    Cancel,
-    ConnectionState,
-    ErrorReply,
-    Hello,
-    Message,
-    Request,
-    Response,
-    RpcConnection,
-    StreamEnd,
-    StreamItem,
+from p2p_orchestrator._rpc_session import (
+    STREAM_GONE,
+    Answer,
+    MessageReader,
+    RequestTasks,
+    StreamWriter,
+    receive_or_eof,
+    send_answer,
 )
+from p2p_orchestrator.errors import ProtocolError, RemoteError
+from p2p_orchestrator.wire import ErrorReply, Hello, Request, Response, RpcConnection, StreamEnd, StreamItem
 
 __all__ = ["Emit", "Handler", "ControlSession", "Streaming"]
 
@@ -56,8 +52,6 @@ class Streaming:
 Handler = Callable[[Request], Awaitable[Any]]
 """Serves one request: a result, :class:`Streaming`, or an :class:`OrchestratorError` raised."""
 
-_RECEIVE_SIZE = 65536
-
 
 class ControlSession:
     """One client connection of the control socket; see the module docstring."""
@@ -73,121 +67,64 @@ class ControlSession:
         self._stream = stream
         self._handler = handler
         self._hello = hello
-        self._send_timeout = send_timeout
         self._conn = RpcConnection("server", exchange_hello=True)
-        self._send_lock = trio.Lock()
-        self._serving: dict[int, trio.CancelScope] = {}
+        self._writer = StreamWriter(
+            stream,
+            self._conn,
+            timeout=send_timeout,
+            stalled=f"the control client did not read for {send_timeout:g} s",
+        )
+        self._requests = RequestTasks(
+            self._respond,
+            self._reply,
+            internal_error=RemoteError,
+            log_failure=lambda request: log.exception("control method %s failed", request.method),
+            gone=STREAM_GONE,  # the client is gone: the session ends
+            task_prefix="control",
+        )
 
     async def run(self) -> None:
         """Serve the connection until the client closes it or breaks the protocol; then close it."""
         try:
-            await self._send(self._hello)
-            async with trio.open_nursery() as nursery:
-                try:
-                    await self._read_loop(nursery)
-                finally:
-                    nursery.cancel_scope.cancel()
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            await self._writer.send(self._hello)
+            await self._requests.run(self._read_loop)
+        except STREAM_GONE as exc:
             log.debug("control client went away: %s", exc)
         finally:
             await self._stream.aclose()
 
-    async def _read_loop(self, nursery: trio.Nursery) -> None:
-        conn = self._conn
-        while True:
-            try:
-                event = conn.next_event()
-            except ProtocolError as exc:
-                log.info("a control client broke the protocol: %s", exc)
-                await self._flush()
-                return
-            await self._flush()
-            if event is NEED_DATA:
-                try:
-                    data = await self._stream.receive_some(_RECEIVE_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    data = b""
-                try:
-                    conn.receive_data(data)
-                except ProtocolError as exc:
-                    log.info("a control client broke the protocol: %s", exc)
-                    await self._flush()
+    async def _read_loop(self) -> None:
+        reader = MessageReader(
+            self._conn,
+            receive=lambda: receive_or_eof(self._stream),
+            flush=self._flush,
+            on_violation=lambda exc: log.info("a control client broke the protocol: %s", exc),
+        )
+        try:
+            async for event in reader:
+                if self._requests.route(event):  # a Request or a Cancel
+                    continue
+                if isinstance(event, ErrorReply):
+                    log.info("a control client gave up: %s", event.error)
                     return
-            elif event is CLOSED:
-                return
-            elif isinstance(event, Request):
-                scope = self._serving[event.id] = trio.CancelScope()
-                nursery.start_soon(self._serve, event, scope, name=f"control {event.method}")
-            elif isinstance(event, Cancel):
-                if (serving := self._serving.get(event.id)) is not None:
-                    serving.cancel()
-            elif isinstance(event, ErrorReply):
-                log.info("a control client gave up: %s", event.error)
-                return
-            # its Hello needs no action: the codec checked the version
+                # its Hello needs no action: the codec checked the version
+        except ProtocolError:
+            return  # the notice telling the client why is sent
 
-    async def _serve(self, request: Request, scope: trio.CancelScope) -> None:
-        reply: Response | StreamEnd | ErrorReply
-        try:
-            with scope:
-                reply = await self._answer(request)
-            if scope.cancelled_caught:
-                reply = ErrorReply(
-                    request.id, ServiceCallError(f"{request.method} was cancelled", code="cancelled")
-                )
-            await self._reply(request, reply)
-        finally:
-            if self._serving.get(request.id) is scope:
-                del self._serving[request.id]
+    async def _respond(self, request: Request) -> Response | StreamEnd:
+        result = await self._handler(request)
+        if isinstance(result, Streaming):
 
-    async def _answer(self, request: Request) -> Response | StreamEnd | ErrorReply:
-        try:
-            result = await self._handler(request)
-            if isinstance(result, Streaming):
+            async def emit(item: Any) -> None:
+                await self._writer.send(StreamItem(request.id, item))
 
-                async def emit(item: Any) -> None:
-                    await self._send(StreamItem(request.id, item))
+            await result.run(emit)
+            return StreamEnd(request.id)
+        return Response(request.id, result)
 
-                await result.run(emit)
-                return StreamEnd(request.id)
-            return Response(request.id, result)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise  # the client is gone: the session ends
-        except OrchestratorError as exc:
-            return ErrorReply(request.id, exc)
-        except Exception as exc:
-            log.exception("control method %s failed", request.method)
-            return ErrorReply(request.id, RemoteError(f"{type(exc).__name__}: {exc}", code="internal_error"))
+    async def _reply(self, request: Request, answer: Answer) -> None:
+        await send_answer(self._conn, self._writer.send, request, answer, gone=STREAM_GONE)
 
-    async def _reply(self, request: Request, reply: Message) -> None:
-        try:
-            await self._send(reply)
-        except ProtocolError as exc:
-            if self._conn.state is not ConnectionState.OPEN:
-                return  # the client is gone: nobody waits for this answer
-            error = ServiceCallError(
-                f"{request.method} returned a result that cannot be sent: {exc.message}",
-                code="unencodable_result",
-            )
-            await self._send(ErrorReply(request.id, error))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the client is gone: nobody waits for this answer
-
-    async def _send(self, msg: Message) -> None:
-        async with self._send_lock:
-            await self._write(self._conn.send(msg))
-
-    async def _flush(self) -> None:
-        data = self._conn.data_to_send()
-        if data:
-            async with self._send_lock:
-                await self._write(data)
-
-    async def _write(self, data: bytes) -> None:
-        if not data:
-            return
-        with trio.CancelScope(shield=True), trio.move_on_after(self._send_timeout) as timer:
-            await self._stream.send_all(data)
-        if timer.cancelled_caught:
-            await self._stream.aclose()
-            raise trio.BrokenResourceError(f"the control client did not read for {self._send_timeout:g} s")
+    async def _flush(self) -> bool:
+        await self._writer.flush()  # a client that is gone ends the session
+        return True

@@ -23,19 +23,12 @@ from typing import Any
 
 import trio
 
+from p2p_orchestrator._rpc_session import MessageReader, PendingCalls
 from p2p_orchestrator.errors import OrchestratorError, ProtocolError, ServiceCallError
+from p2p_orchestrator.node._read_deadline import ReadDeadline
 from p2p_orchestrator.node._sender import FrameSender
 from p2p_orchestrator.node._stream import NetStream, StreamBroken
-from p2p_orchestrator.wire import (
-    CLOSED,
-    NEED_DATA,
-    Cancel,
-    ConnectionState,
-    ErrorReply,
-    Request,
-    Response,
-    RpcConnection,
-)
+from p2p_orchestrator.wire import Cancel, ConnectionState, ErrorReply, Request, Response, RpcConnection
 
 __all__ = ["ClientChannel", "NotSent"]
 
@@ -44,15 +37,6 @@ log = logging.getLogger("p2p_orchestrator.node")
 
 class NotSent(Exception):
     """The request never left: the channel had ended (or ended while we wrote it)."""
-
-
-class _Pending:
-    __slots__ = ("done", "error", "result")
-
-    def __init__(self) -> None:
-        self.done = trio.Event()
-        self.result: Any = None
-        self.error: OrchestratorError | None = None
 
 
 class ClientChannel:
@@ -73,9 +57,9 @@ class ClientChannel:
         self._slots = trio.Semaphore(max_in_flight)
         self._read_timeout = read_timeout
         self._idle_close = idle_close
-        self._pending: dict[int, _Pending] = {}
+        self._pending = PendingCalls()
         self._idle_since = trio.current_time()
-        self._read_scope: trio.CancelScope | None = None
+        self._reads = ReadDeadline(stream, self._deadline)
         self._closing = False
         self._closed = trio.Event()
         self.close_reason: OrchestratorError | None = None
@@ -105,7 +89,7 @@ class ClientChannel:
             if not self.usable:
                 raise NotSent(self._describe_end())
             rid = self._conn.next_request_id()
-            pending = self._pending[rid] = _Pending()
+            pending = self._pending.add(rid)
             self._lift_idle_deadline()
             try:
                 await self._send_request(rid, method, params)
@@ -116,12 +100,9 @@ class ClientChannel:
                         await self._cancel_remote(rid)
                     raise
             finally:
-                self._pending.pop(rid, None)
+                self._pending.discard(rid)
                 self._maybe_idle()
-        if pending.error is not None:
-            error = pending.error  # may be shared by several calls: raise a copy
-            raise type(error)(error.message, code=error.code)
-        return pending.result
+        return pending.outcome()
 
     async def _send_request(self, rid: int, method: str, params: dict[str, Any]) -> None:
         try:
@@ -147,14 +128,12 @@ class ClientChannel:
 
     def _lift_idle_deadline(self) -> None:
         """A call is in flight: the reader must not close the stream for resting (see :meth:`_receive`)."""
-        if self._read_scope is not None:
-            self._read_scope.deadline = self._deadline()
+        self._reads.move()
 
     def _maybe_idle(self) -> None:
         if not self._pending:
             self._idle_since = trio.current_time()
-            if self._read_scope is not None:
-                self._read_scope.deadline = self._deadline()
+            self._reads.move()
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -167,53 +146,34 @@ class ClientChannel:
             self._finish()
 
     async def _read_loop(self) -> None:
-        conn = self._conn
-        while True:
-            try:
-                event = conn.next_event()
-            except ProtocolError as exc:
-                log.info("peer %s broke the RPC protocol: %s", self.peer_id, exc)
-                self.close_reason = exc
-                await self._flush()
-                return
-            await self._flush()
-            if event is NEED_DATA:
-                data = await self._receive()
-                if data is None:
+        reader = MessageReader(
+            self._conn, receive=self._receive, flush=self._flush, on_violation=self._violated
+        )
+        try:
+            async for event in reader:
+                if isinstance(event, Response | ErrorReply) and event.id is not None:
+                    self._pending.resolve(event)
+                elif isinstance(event, ErrorReply):  # id None: the peer is ending the stream
+                    log.info("peer %s ended our RPC stream: %s", self.peer_id, event.error)
+                    self.close_reason = event.error
                     return
-                try:
-                    conn.receive_data(data)
-                except ProtocolError as exc:
-                    log.info("peer %s broke the RPC protocol: %s", self.peer_id, exc)
-                    self.close_reason = exc
-                    await self._flush()
-                    return
-            elif event is CLOSED:
-                return
-            elif isinstance(event, Response | ErrorReply) and event.id is not None:
-                if (pending := self._pending.get(event.id)) is not None:
-                    if isinstance(event, ErrorReply):
-                        pending.error = event.error
-                    else:
-                        pending.result = event.result
-                    pending.done.set()
-            elif isinstance(event, ErrorReply):  # id None: the peer is ending the stream
-                log.info("peer %s ended our RPC stream: %s", self.peer_id, event.error)
-                self.close_reason = event.error
-                return
-            else:
-                log.warning("peer %s sent an unexpected %s; ignored", self.peer_id, type(event).__name__)
+                else:
+                    log.warning("peer %s sent an unexpected %s; ignored", self.peer_id, type(event).__name__)
+        except ProtocolError:
+            return  # _violated() said why
+
+    def _violated(self, exc: ProtocolError) -> None:
+        log.info("peer %s broke the RPC protocol: %s", self.peer_id, exc)
+        self.close_reason = exc
 
     async def _receive(self) -> bytes | None:
-        with trio.CancelScope(deadline=self._deadline()) as scope:
-            self._read_scope = scope
-            try:
-                return await self._stream.receive()
-            except StreamBroken as exc:
-                log.debug("our RPC stream to %s broke: %s", self.peer_id, exc)
-                return None
-            finally:
-                self._read_scope = None
+        try:
+            data = await self._reads.receive()
+        except StreamBroken as exc:
+            log.debug("our RPC stream to %s broke: %s", self.peer_id, exc)
+            return None
+        if data is not None:
+            return data
         if self._closing:
             return None  # the peer did not finish closing in time: the reset follows
         if self._pending:  # a call began just as the idle deadline passed: not idle after all
@@ -231,11 +191,12 @@ class ClientChannel:
             return math.inf
         return self._idle_since + self._idle_close
 
-    async def _flush(self) -> None:
+    async def _flush(self) -> bool:
         try:
             await self._sender.flush()
         except StreamBroken as exc:
             log.debug("our RPC stream to %s broke: %s", self.peer_id, exc)
+        return True  # a broken stream ends at the next read
 
     def _describe_end(self) -> str:
         if self.close_reason is not None:
@@ -248,16 +209,13 @@ class ClientChannel:
         )
         self.close_reason = reason
         self._closing = True
-        for pending in self._pending.values():
-            if not pending.done.is_set():
-                pending.error = reason
-                pending.done.set()
+        self._pending.fail_all(reason)
         self._closed.set()
 
     async def aclose(self) -> None:
         """Stop taking calls and close our side of the stream; :meth:`run` then ends."""
         self._closing = True
         await self._stream.close()
-        if self._read_scope is not None:
+        if self._reads.waiting:
             self._idle_since = trio.current_time()
-            self._read_scope.deadline = self._deadline()
+            self._reads.move()

@@ -26,19 +26,12 @@ from typing import Any
 
 import trio
 
-from p2p_orchestrator.errors import OrchestratorError, ProtocolError, RemoteError, ServiceCallError
+from p2p_orchestrator._rpc_session import Answer, MessageReader, RequestTasks, send_answer
+from p2p_orchestrator.errors import ProtocolError, RemoteError
+from p2p_orchestrator.node._read_deadline import ReadDeadline
 from p2p_orchestrator.node._sender import FrameSender
 from p2p_orchestrator.node._stream import NetStream, StreamBroken
-from p2p_orchestrator.wire import (
-    CLOSED,
-    NEED_DATA,
-    Cancel,
-    ConnectionState,
-    ErrorReply,
-    Request,
-    Response,
-    RpcConnection,
-)
+from p2p_orchestrator.wire import Request, Response, RpcConnection
 
 __all__ = ["Deadlines", "RequestHandler", "ServerStream"]
 
@@ -83,12 +76,20 @@ class ServerStream:
         self._deadlines = deadlines
         self._conn = RpcConnection("server", max_in_flight=max_in_flight)
         self._sender = FrameSender(stream, self._conn, write_timeout=deadlines.write)
-        self._serving: dict[int, trio.CancelScope] = {}
+        self._requests = RequestTasks(
+            self._respond,
+            self._reply,
+            internal_error=RemoteError,
+            log_failure=self._log_failure,
+            cancelled="was cancelled by the caller",
+            task_prefix="rpc",
+            on_done=self._request_done,
+        )
         self._opened_at = trio.current_time()
         self._got_frame = False
         self._frame_started: float | None = None
         self._idle_since = self._opened_at
-        self._read_scope: trio.CancelScope | None = None
+        self._reads = ReadDeadline(stream, self._deadline)
 
     @property
     def peer_id(self) -> str:
@@ -97,50 +98,28 @@ class ServerStream:
     async def serve(self) -> None:
         """Read and answer until the stream ends; then reset or close it."""
         try:
-            async with trio.open_nursery() as nursery:
-                try:
-                    await self._read_loop(nursery)
-                finally:
-                    nursery.cancel_scope.cancel()
+            await self._requests.run(self._read_loop)
         finally:
             await self._stream.reset()  # no-op when already closed; frees the stream
 
     # -- reading --------------------------------------------------------------------------
 
-    async def _read_loop(self, nursery: trio.Nursery) -> None:
-        conn = self._conn
-        while True:
-            try:
-                event = conn.next_event()
-            except ProtocolError as exc:
-                await self._refuse(exc)
-                return
-            if not await self._flush():
-                return
-            if event is not NEED_DATA and event is not CLOSED:
+    async def _read_loop(self) -> None:
+        reader = MessageReader(
+            self._conn, receive=self._receive, flush=self._flush, on_violation=self._violated
+        )
+        try:
+            async for event in reader:
                 self._got_frame = True
                 self._idle_since = trio.current_time()
-            if event is NEED_DATA:
-                data = await self._receive()
-                if data is None:
+                if not self._requests.route(event):  # ErrorReply(None, ...): the peer gave up on the stream
+                    log.info("peer %s ended an RPC stream: %s", self.peer_id, event)
                     return
-                try:
-                    conn.receive_data(data)
-                except ProtocolError as exc:
-                    await self._refuse(exc)
-                    return
-            elif event is CLOSED:
-                await self._stream.close()
-                return
-            elif isinstance(event, Request):
-                scope = self._serving[event.id] = trio.CancelScope()
-                nursery.start_soon(self._serve_request, event, scope, name=f"rpc {event.method}")
-            elif isinstance(event, Cancel):
-                if (serving := self._serving.get(event.id)) is not None:
-                    serving.cancel()
-            else:  # ErrorReply(None, ...): the peer gave up on the stream
-                log.info("peer %s ended an RPC stream: %s", self.peer_id, event)
-                return
+        except ProtocolError:
+            await self._stream.reset()  # after the notice saying why
+            return
+        if reader.closed:
+            await self._stream.close()
 
     async def _receive(self) -> bytes | None:
         """The next bytes (``b""`` at EOF), or ``None`` when the stream must end now."""
@@ -149,15 +128,13 @@ class ServerStream:
             self._frame_started = None
         elif self._frame_started is None:
             self._frame_started = now
-        with trio.CancelScope(deadline=self._deadline()) as scope:
-            self._read_scope = scope
-            try:
-                return await self._stream.receive()
-            except StreamBroken as exc:
-                log.debug("RPC stream of %s broke: %s", self.peer_id, exc)
-                return None
-            finally:
-                self._read_scope = None
+        try:
+            data = await self._reads.receive()
+        except StreamBroken as exc:
+            log.debug("RPC stream of %s broke: %s", self.peer_id, exc)
+            return None
+        if data is not None:
+            return data
         if self._frame_started is not None:
             why = f"did not finish a frame within {self._deadlines.read:g} s"
         elif not self._got_frame:
@@ -172,15 +149,12 @@ class ServerStream:
             return self._frame_started + self._deadlines.read
         if not self._got_frame:
             return self._opened_at + self._deadlines.read
-        if self._serving:
+        if self._requests:
             return math.inf
         return self._idle_since + self._deadlines.idle
 
-    async def _refuse(self, exc: ProtocolError) -> None:
-        """The peer broke the protocol: tell it why (the codec queued the notice), then reset."""
+    def _violated(self, exc: ProtocolError) -> None:
         log.info("peer %s broke the RPC protocol: %s", self.peer_id, exc)
-        await self._flush()
-        await self._stream.reset()
 
     async def _flush(self) -> bool:
         try:
@@ -192,47 +166,23 @@ class ServerStream:
 
     # -- serving --------------------------------------------------------------------------
 
-    async def _serve_request(self, request: Request, scope: trio.CancelScope) -> None:
-        reply: Response | ErrorReply
-        try:
-            with scope:
-                reply = await self._answer(request)
-            if scope.cancelled_caught:
-                cancelled = ServiceCallError(
-                    f"{request.method} was cancelled by the caller", code="cancelled"
-                )
-                reply = ErrorReply(request.id, cancelled)
-            await self._send_reply(request, reply)
-        finally:
-            if self._serving.get(request.id) is scope:  # the id may already serve a new request
-                del self._serving[request.id]
-            if not self._serving:
-                self._idle_since = trio.current_time()
-                if self._read_scope is not None:
-                    self._read_scope.deadline = self._deadline()
+    async def _respond(self, request: Request) -> Response:
+        return Response(request.id, await self._handler(request))
 
-    async def _answer(self, request: Request) -> Response | ErrorReply:
-        try:
-            return Response(request.id, await self._handler(request))
-        except OrchestratorError as exc:
-            return ErrorReply(request.id, exc)
-        except Exception as exc:
-            log.exception("%s failed unexpectedly for peer %s", request.method, self.peer_id)
-            return ErrorReply(request.id, RemoteError(f"{type(exc).__name__}: {exc}", code="internal_error"))
+    def _log_failure(self, request: Request) -> None:
+        log.exception("%s failed unexpectedly for peer %s", request.method, self.peer_id)
 
-    async def _send_reply(self, request: Request, reply: Response | ErrorReply) -> None:
+    async def _reply(self, request: Request, answer: Answer) -> None:
+        def unencodable(exc: ProtocolError) -> None:
+            log.warning("%s for %s: cannot send its result: %s", request.method, self.peer_id, exc)
+
         try:
-            try:
-                await self._sender.send(reply)
-            except ProtocolError as exc:
-                if self._conn.state is not ConnectionState.OPEN:
-                    return  # the stream is ending: nobody is waiting for this answer
-                log.warning("%s for %s: cannot send its result: %s", request.method, self.peer_id, exc)
-                error = ServiceCallError(
-                    f"{request.method} returned a result that cannot be sent: {exc.message}",
-                    code="unencodable_result",
-                )
-                await self._sender.send(ErrorReply(request.id, error))
+            await send_answer(self._conn, self._sender.send, request, answer, on_unencodable=unencodable)
         except StreamBroken as exc:
             log.info("could not answer %s to %s: %s", request.method, self.peer_id, exc)
             await self._stream.reset()  # ends the read loop with an EOF or an error
+
+    def _request_done(self) -> None:
+        if not self._requests:
+            self._idle_since = trio.current_time()
+            self._reads.move()

@@ -2,9 +2,9 @@
 
 The wire package knows messages and bytes; this module adds the I/O: one reader
 task, request/response matching, concurrent handling of incoming requests,
-deadlines and cancellation.  It works over any :class:`trio.abc.Stream` (the
-socketpair to a service's child process here; a libp2p stream or a Unix socket
-could use the same pattern)::
+deadlines and cancellation, from the parts in :mod:`p2p_orchestrator._rpc_session`
+(which the node's and the control socket's adapters share).  It works over any
+:class:`trio.abc.Stream` (the socketpair to a service's child process here)::
 
     channel = FramedChannel(stream, RpcConnection("peer", exchange_hello=True), handler=serve)
     async with trio.open_nursery() as nursery:
@@ -38,19 +38,18 @@ from typing import Any
 
 import trio
 
-from p2p_orchestrator.errors import OrchestratorError, ProtocolError, ServiceCallError
-from p2p_orchestrator.wire import (
-    CLOSED,
-    NEED_DATA,
-    Cancel,
-    ConnectionState,
-    ErrorReply,
-    Hello,
-    Message,
-    Request,
-    Response,
-    RpcConnection,
+from p2p_orchestrator._rpc_session import (
+    STREAM_GONE,
+    Answer,
+    MessageReader,
+    PendingCalls,
+    RequestTasks,
+    StreamWriter,
+    receive_or_eof,
+    send_answer,
 )
+from p2p_orchestrator.errors import OrchestratorError, ProtocolError, ServiceCallError
+from p2p_orchestrator.wire import Cancel, ErrorReply, Hello, Message, Request, Response, RpcConnection
 
 __all__ = ["FramedChannel", "RequestHandler"]
 
@@ -59,20 +58,9 @@ log = logging.getLogger("p2p_orchestrator.runtime")
 RequestHandler = Callable[[Request], Awaitable[Any]]
 """Serves one incoming request: returns the result or raises an :class:`OrchestratorError`."""
 
-_RECEIVE_SIZE = 65536
-
 
 async def _serves_nothing(request: Request) -> Any:
     raise ServiceCallError(f"{request.method}: this side serves no requests", code="unknown_method")
-
-
-class _Pending:
-    __slots__ = ("done", "error", "result")
-
-    def __init__(self) -> None:
-        self.done = trio.Event()
-        self.result: Any = None
-        self.error: OrchestratorError | None = None
 
 
 class FramedChannel:
@@ -95,10 +83,16 @@ class FramedChannel:
         """Serves incoming requests (settable until :meth:`run` starts)."""
         self.on_notice = on_notice
         """Called with the error of a connection-level ``ErrorReply(None, ...)`` from the peer."""
-        self._send_timeout = send_timeout
-        self._send_lock = trio.Lock()
-        self._pending: dict[int, _Pending] = {}
-        self._serving: dict[int, trio.CancelScope] = {}
+        self._writer = StreamWriter(
+            stream, conn, timeout=send_timeout, stalled=f"{name} did not read for {send_timeout} s"
+        )
+        self._pending = PendingCalls()
+        self._requests = RequestTasks(
+            self._respond,
+            self._reply,
+            internal_error=ServiceCallError,
+            log_failure=lambda request: log.exception("Handler of %s failed", request.method),
+        )
         self._hello_received = trio.Event()
         self._closed = trio.Event()
         self.close_reason: OrchestratorError | None = None
@@ -113,62 +107,34 @@ class FramedChannel:
         it why).  Whatever the outcome, pending calls fail and handlers are cancelled.
         """
         try:
-            async with trio.open_nursery() as handlers:
-                try:
-                    await self._read_loop(handlers)
-                finally:
-                    handlers.cancel_scope.cancel()
+            await self._requests.run(self._read_loop)
         finally:
             self._finish()
 
-    async def _read_loop(self, handlers: trio.Nursery) -> None:
-        while True:
-            try:
-                event = self.conn.next_event()
-            except ProtocolError as exc:
-                log.warning("%s broke the protocol: %s", self.name, exc)
-                self.close_reason = exc
-                await self._flush_outbox()
-                raise
-            await self._flush_outbox()
-            if event is NEED_DATA:
-                try:
-                    data = await self.stream.receive_some(_RECEIVE_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    data = b""
-                try:
-                    self.conn.receive_data(data)
-                except ProtocolError as exc:
-                    self.close_reason = exc
-                    await self._flush_outbox()
-                    raise
-            elif event is CLOSED:
-                return
-            else:
-                self._dispatch(event, handlers)
+    async def _read_loop(self) -> None:
+        reader = MessageReader(
+            self.conn,
+            receive=lambda: receive_or_eof(self.stream),
+            flush=self._flush_outbox,
+            on_violation=self._violated,
+        )
+        async for msg in reader:
+            self._dispatch(msg)
 
-    def _dispatch(self, msg: Message, handlers: trio.Nursery) -> None:
+    def _violated(self, exc: ProtocolError) -> None:
+        log.warning("%s broke the protocol: %s", self.name, exc)
+        self.close_reason = exc
+
+    def _dispatch(self, msg: Message) -> None:
+        if self._requests.route(msg):  # a Request or a Cancel
+            return
         if isinstance(msg, Hello):
             self._hello_received.set()
-        elif isinstance(msg, Request):
-            scope = trio.CancelScope()
-            self._serving[msg.id] = scope
-            handlers.start_soon(self._serve, msg, scope)
-        elif isinstance(msg, Cancel):
-            if (serving := self._serving.get(msg.id)) is not None:
-                serving.cancel()
         elif isinstance(msg, ErrorReply) and msg.id is None:
             log.info("%s reported: %s", self.name, msg.error)
             if self.on_notice is not None:
                 self.on_notice(msg.error)
-        elif isinstance(msg, Response | ErrorReply) and msg.id is not None and msg.id in self._pending:
-            pending = self._pending[msg.id]
-            if isinstance(msg, ErrorReply):
-                pending.error = msg.error
-            else:
-                pending.result = msg.result
-            pending.done.set()
-        else:
+        elif not (isinstance(msg, Response | ErrorReply) and self._pending.resolve(msg)):
             log.warning("%s sent an unexpected %s; ignored", self.name, type(msg).__name__)
 
     def _finish(self) -> None:
@@ -176,74 +142,29 @@ class FramedChannel:
             f"the channel to {self.name} closed", code="channel_closed"
         )
         self.close_reason = reason
-        for pending in self._pending.values():
-            if not pending.done.is_set():
-                pending.error = reason
-                pending.done.set()
+        self._pending.fail_all(reason)
         self._closed.set()
         self._hello_received.set()  # wake wait_hello(), which then sees the channel closed
 
     # -- serving -------------------------------------------------------------------------
 
-    async def _serve(self, request: Request, scope: trio.CancelScope) -> None:
-        reply: Response | ErrorReply
+    async def _respond(self, request: Request) -> Response:
         handler = self.handler or _serves_nothing
-        with scope:
-            try:
-                reply = Response(request.id, await handler(request))
-            except OrchestratorError as exc:
-                reply = ErrorReply(request.id, exc)
-            except Exception as exc:
-                log.exception("Handler of %s failed", request.method)
-                reply = ErrorReply(
-                    request.id, ServiceCallError(f"{type(exc).__name__}: {exc}", code="internal_error")
-                )
-        self._serving.pop(request.id, None)
-        if scope.cancelled_caught:
-            reply = ErrorReply(
-                request.id, ServiceCallError(f"{request.method} was cancelled", code="cancelled")
-            )
-        try:
-            await self.send(reply)
-        except ProtocolError as exc:
-            if self.conn.state is not ConnectionState.OPEN:
-                return  # the peer is gone: nobody is waiting for this answer
-            await self.send(
-                ErrorReply(
-                    request.id,
-                    ServiceCallError(
-                        f"{request.method} returned a result that cannot be sent: {exc.message}",
-                        code="unencodable_result",
-                    ),
-                )
-            )
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the peer is gone: nobody is waiting for this answer
+        return Response(request.id, await handler(request))
+
+    async def _reply(self, request: Request, answer: Answer) -> None:
+        await send_answer(self.conn, self.send, request, answer, gone=STREAM_GONE)
 
     # -- sending -------------------------------------------------------------------------
 
     async def send(self, msg: Message) -> None:
         """Send one message; :class:`ProtocolError` (nothing sent) if it is not allowed now."""
-        async with self._send_lock:
-            data = self.conn.send(msg)
-            await self._write(data)
+        await self._writer.send(msg)
 
-    async def _flush_outbox(self) -> None:
-        data = self.conn.data_to_send()
-        if data:
-            # if the peer is gone, the reader sees the EOF next
-            async with self._send_lock:
-                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                    await self._write(data)
-
-    async def _write(self, data: bytes) -> None:
-        if not data:
-            return
-        with trio.CancelScope(shield=True), trio.move_on_after(self._send_timeout) as timer:
-            await self.stream.send_all(data)
-        if timer.cancelled_caught:
-            await self.stream.aclose()
-            raise trio.BrokenResourceError(f"{self.name} did not read for {self._send_timeout} s")
+    async def _flush_outbox(self) -> bool:
+        with contextlib.suppress(*STREAM_GONE):
+            await self._writer.flush()
+        return True  # if the peer is gone, the reader sees the EOF next
 
     async def wait_hello(self) -> Hello:
         """Wait for the peer's :class:`Hello`; the channel's close reason if it closes first."""
@@ -266,7 +187,7 @@ class FramedChannel:
             assert self.close_reason is not None
             raise type(self.close_reason)(self.close_reason.message, code=self.close_reason.code)
         rid = self.conn.next_request_id()
-        pending = self._pending[rid] = _Pending()
+        pending = self._pending.add(rid)
         try:
             try:
                 await self.send(Request(rid, method, params or {}))
@@ -274,7 +195,7 @@ class FramedChannel:
                 if self.close_reason is not None:
                     raise self.close_reason from exc
                 raise ServiceCallError(f"{method}: {exc.message}", code="unencodable_params") from exc
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            except STREAM_GONE as exc:
                 raise ServiceCallError(
                     f"{method}: the channel to {self.name} is broken", code="channel_closed"
                 ) from exc
@@ -290,17 +211,14 @@ class FramedChannel:
                 await self._cancel_remote(rid)
             raise
         finally:
-            self._pending.pop(rid, None)
-        if pending.error is not None:
-            error = pending.error  # may be shared by several calls: raise a copy of it
-            raise type(error)(error.message, code=error.code)
-        return pending.result
+            self._pending.discard(rid)
+        return pending.outcome()
 
     async def _cancel_remote(self, rid: int) -> None:
         # the peer may be gone or have answered already: then there is nothing left to cancel
         with (
             trio.CancelScope(shield=True),
-            contextlib.suppress(ProtocolError, trio.BrokenResourceError, trio.ClosedResourceError),
+            contextlib.suppress(ProtocolError, *STREAM_GONE),
         ):
             await self.send(Cancel(rid))
 
