@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import multiaddr
 import trio
@@ -22,6 +23,8 @@ from p2p_orchestrator.node._host import build_host, close_host
 from p2p_orchestrator.node._stream import NetStream, RawStream, StreamBroken
 from p2p_orchestrator.wire import RPC_PROTOCOL_ID, FrameDecoder, decode_payload
 from tests.helpers import make_archive
+
+_T = TypeVar("_T")
 
 RPC = TProtocol(RPC_PROTOCOL_ID)
 HEADER = "import trio\nfrom service_framework import BaseService, service_method\n"
@@ -113,3 +116,46 @@ async def read_to_end(stream: NetStream, limit: float = 5.0) -> tuple[list[dict[
 
 def frame(payload: bytes) -> bytes:
     return len(payload).to_bytes(4, "big") + payload
+
+
+@contextmanager
+def trio_loop_in_thread(
+    main: Callable[[Callable[[_T], Awaitable[None]]], Awaitable[None]], *, name: str
+) -> Iterator[_T]:
+    """Run ``main(publish)`` in a trio loop of its own thread; yield what it publishes.
+
+    For hypothesis tests, which are synchronous: ``main`` sets things up (a swarm, a raw peer),
+    then ``await publish(value)``, which hands ``value`` (typically holding the loop's
+    :class:`trio.lowlevel.TrioToken`) to the test and waits until the test is done.  A failure
+    before ``publish`` is raised in the test's thread.
+    """
+    published: list[_T] = []
+    started, failed = threading.Event(), []
+    stop: list[tuple[trio.lowlevel.TrioToken, trio.Event]] = []
+
+    async def publish(value: _T) -> None:
+        done = trio.Event()
+        stop.append((trio.lowlevel.current_trio_token(), done))
+        published.append(value)
+        started.set()
+        await done.wait()
+
+    def thread() -> None:
+        try:
+            trio.run(main, publish)
+        except BaseException as exc:  # reported to the test thread
+            failed.append(exc)
+            started.set()
+
+    worker = threading.Thread(target=thread, name=name)
+    worker.start()
+    assert started.wait(60), f"{name}: the trio loop did not start"
+    if failed:
+        raise failed[0]
+    try:
+        yield published[0]
+    finally:
+        token, done = stop[0]
+        trio.from_thread.run_sync(done.set, trio_token=token)
+        worker.join(30)
+        assert not worker.is_alive()

@@ -9,10 +9,8 @@ through a :class:`Portal`.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import cbor2
@@ -24,7 +22,7 @@ from libp2p.abc import IHost
 
 from p2p_orchestrator.node import Node
 from p2p_orchestrator.testing import swarm
-from tests.node.support import fast_config, frame, open_raw_stream, raw_peer, read_to_end
+from tests.node.support import fast_config, frame, open_raw_stream, raw_peer, read_to_end, trio_loop_in_thread
 
 T = TypeVar("T")
 FUZZ = settings(
@@ -52,35 +50,14 @@ class Portal:
 
 @pytest.fixture(scope="module")
 def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
-    ready: list[Portal] = []
-    started, failed = threading.Event(), []
-    stop: list[trio.Event] = []
+    root = tmp_path_factory.mktemp("fuzz")
 
-    async def main(root: Path) -> None:
+    async def main(publish: Callable[[Portal], Awaitable[None]]) -> None:
         async with swarm(2, tmp_dir=root, config=fast_config()) as nodes, raw_peer() as attacker:
-            stop.append(trio.Event())
-            ready.append(Portal(trio.lowlevel.current_trio_token(), nodes[0], nodes[1], attacker))
-            started.set()
-            await stop[0].wait()
+            await publish(Portal(trio.lowlevel.current_trio_token(), nodes[0], nodes[1], attacker))
 
-    def thread() -> None:
-        try:
-            trio.run(main, tmp_path_factory.mktemp("fuzz"))
-        except BaseException as exc:  # report it to the test thread
-            failed.append(exc)
-            started.set()
-
-    worker = threading.Thread(target=thread, name="fuzz-trio-loop")
-    worker.start()
-    assert started.wait(60), "the fuzz swarm did not start"
-    if failed:
-        raise failed[0]
-    try:
-        yield ready[0]
-    finally:
-        trio.from_thread.run_sync(stop[0].set, trio_token=ready[0].token)
-        worker.join(30)
-        assert not worker.is_alive()
+    with trio_loop_in_thread(main, name="fuzz-trio-loop") as ready:
+        yield ready
 
 
 plain = st.recursive(

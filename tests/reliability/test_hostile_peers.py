@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -55,7 +54,14 @@ from p2p_orchestrator.runtime._procfs import process_start_ticks
 from p2p_orchestrator.runtime.admission import AdmissionLimits, CallAdmission
 from p2p_orchestrator.testing import swarm
 from p2p_orchestrator.wire import RPC_PROTOCOL_ID
-from tests.node.support import fast_config, frame, open_raw_stream, raw_peer, read_to_end
+from tests.node.support import (
+    fast_config,
+    frame,
+    open_raw_stream,
+    raw_peer,
+    read_to_end,
+    trio_loop_in_thread,
+)
 from tests.node.test_node_bad_input import CASES
 from tests.reliability.consistency import check_store, expected_digest, version_digest
 from tests.reliability.support import LOAD_SERVICE, service_archive
@@ -287,38 +293,17 @@ def admin_portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
     root = tmp_path_factory.mktemp("admin-fuzz")
     archive = service_archive(root / "src", SERVICE, LOAD_SERVICE)
     digest = dict([expected_digest(archive, root / "tree")])
-    ready: list[Portal] = []
-    started, failed, stop = threading.Event(), [], []
 
-    async def main() -> None:
+    async def main(publish: Callable[[Portal], Awaitable[None]]) -> None:
         async with swarm(2, tmp_dir=root / "swarm", config=fast_config()) as nodes, raw_peer() as attacker:
             victim = nodes[0]
             await victim.rpc.call("orchestrator/install_service", {"archive_data": archive})
             await victim.rpc.call("orchestrator/start_service", {"service_name": SERVICE})
             await victim.set_role(attacker.get_id().to_base58(), "admin")
-            stop.append(trio.Event())
-            ready.append(Portal(trio.lowlevel.current_trio_token(), victim, nodes[1], attacker, digest))
-            started.set()
-            await stop[0].wait()
+            await publish(Portal(trio.lowlevel.current_trio_token(), victim, nodes[1], attacker, digest))
 
-    def thread() -> None:
-        try:
-            trio.run(main)
-        except BaseException as exc:  # reported to the test thread
-            failed.append(exc)
-            started.set()
-
-    worker = threading.Thread(target=thread, name="admin-fuzz-loop")
-    worker.start()
-    assert started.wait(60), "the fuzz swarm did not start"
-    if failed:
-        raise failed[0]
-    try:
-        yield ready[0]
-    finally:
-        trio.from_thread.run_sync(stop[0].set, trio_token=ready[0].token)
-        worker.join(30)
-        assert not worker.is_alive()
+    with trio_loop_in_thread(main, name="admin-fuzz-loop") as ready:
+        yield ready
 
 
 values = st.recursive(
@@ -607,42 +592,21 @@ def transfer_portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Transf
     manifest = build_manifest(root / "v2.tar.gz", MIN_CHUNK_SIZE)
     chunks = [v2[i : i + MIN_CHUNK_SIZE] for i in range(0, len(v2), MIN_CHUNK_SIZE)]
     digests = dict([expected_digest(v1, root / "t1"), expected_digest(v2, root / "t2")])
-    ready: list[TransferPortal] = []
-    started, failed, stop = threading.Event(), [], []
 
-    async def main() -> None:
+    async def main(publish: Callable[[TransferPortal], Awaitable[None]]) -> None:
         config = fast_config(read_timeout=1.0, write_timeout=1.0)
         async with swarm(2, tmp_dir=root / "swarm", config=config) as nodes, raw_peer() as attacker:
             victim = nodes[0]
             await victim.rpc.call("orchestrator/install_service", {"archive_data": v1})
             await victim.rpc.call("orchestrator/start_service", {"service_name": SERVICE})
             await victim.set_role(attacker.get_id().to_base58(), "deployer")
-            stop.append(trio.Event())
             token = trio.lowlevel.current_trio_token()
-            ready.append(
+            await publish(
                 TransferPortal(token, victim, nodes[1], attacker, digests, manifest.to_wire(), chunks)
             )
-            started.set()
-            await stop[0].wait()
 
-    def thread() -> None:
-        try:
-            trio.run(main)
-        except BaseException as exc:  # reported to the test thread
-            failed.append(exc)
-            started.set()
-
-    worker = threading.Thread(target=thread, name="transfer-fuzz-loop")
-    worker.start()
-    assert started.wait(60), "the fuzz swarm did not start"
-    if failed:
-        raise failed[0]
-    try:
-        yield ready[0]
-    finally:
-        trio.from_thread.run_sync(stop[0].set, trio_token=ready[0].token)
-        worker.join(30)
-        assert not worker.is_alive()
+    with trio_loop_in_thread(main, name="transfer-fuzz-loop") as ready:
+        yield ready
 
 
 manifest_faults = st.sampled_from(
