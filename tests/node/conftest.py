@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-_LISTEN = "0A"  # TCP state in /proc/net/tcp
+from tests.reliability.procs import listening_sockets as _listening
 
 
 def _children() -> set[int]:
@@ -20,25 +20,6 @@ def _children() -> set[int]:
                 continue
             if stat.rsplit(")", 1)[1].split()[1] == me:
                 found.add(int(entry.name))
-    return found
-
-
-def _listening() -> set[str]:
-    """Local addresses of this process's listening TCP sockets."""
-    inodes = set()
-    for fd in Path("/proc/self/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:"):
-            inodes.add(target[8:-1])
-    found = set()
-    for table in ("tcp", "tcp6"):
-        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[9] in inodes and fields[3] == _LISTEN:
-                found.add(fields[1])
     return found
 
 
