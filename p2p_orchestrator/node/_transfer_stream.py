@@ -18,12 +18,14 @@ It joins a :class:`~p2p_orchestrator.node._stream.NetStream` (bytes, typed failu
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import trio
 
+from p2p_orchestrator.errors import ProtocolError
 from p2p_orchestrator.node._stream import NetStream, StreamBroken
 from p2p_orchestrator.transfer import TransferChannel, TransferMessage
 from p2p_orchestrator.wire import Sentinel
@@ -32,6 +34,8 @@ __all__ = ["OUTBOX", "Outbox", "ReadDeadline", "TransferStream"]
 
 _READ_BYTES = 65536
 """Bytes read at most while a frame's length is not known (more once it is: the rest of the frame)."""
+
+log = logging.getLogger("p2p_orchestrator.transfer")
 
 OUTBOX = 64
 """Messages an :class:`Outbox` holds for its stream (control messages: a few per chunk)."""
@@ -80,6 +84,14 @@ class TransferStream:
                     )
                     await self.net.reset()
                     raise StreamBroken(self.failure)
+
+    async def send_last(self, message: TransferMessage) -> None:
+        """Send one last message (a refusal, an abort) if the peer takes it, then close; never raises."""
+        try:
+            await self.send(message)
+        except (StreamBroken, ProtocolError) as exc:
+            log.debug("could not send %s to %s: %s", message.TYPE, self.peer_id, exc)
+        await self.close()
 
     async def close(self) -> None:
         """Half-close our side (a clean end after our last frame); never raises."""

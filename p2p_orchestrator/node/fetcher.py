@@ -92,7 +92,7 @@ class ArchiveFetcher:
         try:
             partial = await transfers.open_partial(offer.manifest)
         except OrchestratorError as exc:
-            await _tell(stream, Result.failure(exc))
+            await stream.send_last(Result.failure(exc))
             return exc, 0
         session = ReceiveSession(
             TransferReceiver(partial),
@@ -127,17 +127,9 @@ class ArchiveFetcher:
                 f"{stream.peer_id} answered a fetch with {message.TYPE!r}, not an offer to fetch",
                 code="unexpected_message",
             )
-            await _tell(stream, Result.failure(error))
+            await stream.send_last(Result.failure(error))
             raise error
         return message
-
-
-async def _tell(stream: TransferStream, message: Result) -> None:
-    try:
-        await stream.send(message)
-    except (StreamBroken, ProtocolError) as exc:
-        log.debug("could not tell %s: %s", stream.peer_id, exc)
-    await stream.close()
 
 
 def _cut(peer: str, why: str) -> ServiceDistributionError:

@@ -125,7 +125,7 @@ class TransferStreamHandler:
                 f"peer {stream.peer_id} has no role on this node: it may neither push nor fetch archives"
             )
             log.info("Refusing a transfer stream of %s: no role", stream.peer_id)
-            await _refuse(stream, Abort(stranger))
+            await stream.send_last(Abort(stranger))
             return
         limiter = self._transfers.limiter
         with limiter.slot(stream.peer_id) as admitted:
@@ -135,7 +135,7 @@ class TransferStreamHandler:
                     "in all; retry later"
                 )
                 log.info("Refusing a transfer stream of %s: %s", stream.peer_id, busy.message)
-                await _refuse(stream, Abort(busy))
+                await stream.send_last(Abort(busy))
                 return
             with trio.CancelScope() as scope:
                 self._serving.add(scope)
@@ -156,7 +156,7 @@ class TransferStreamHandler:
                 code="unexpected_message",
             )
             log.info("Refusing a transfer stream of %s: %s", stream.peer_id, error)
-            await _refuse(stream, Abort(error))
+            await stream.send_last(Abort(error))
 
     async def _first_message(self, stream: TransferStream) -> TransferMessage | None:
         seconds = self._transfers.settings.read_timeout
@@ -169,7 +169,7 @@ class TransferStreamHandler:
                 return None
             except (ProtocolError, ServiceDistributionError) as exc:
                 log.info("Refusing a transfer stream of %s: %s", stream.peer_id, exc)
-                await _refuse(stream, Abort(exc))
+                await stream.send_last(Abort(exc))
                 return None
         if scope.cancelled_caught:
             log.info(
@@ -194,7 +194,7 @@ class TransferStreamHandler:
                 refusal = exc
         if refusal is not None:
             log.info("Refusing the archive %s offered by %s: %s", name, peer, refusal)
-            await _refuse(stream, Result.failure(refusal))
+            await stream.send_last(Result.failure(refusal))
             return
         log.info(
             "Receiving archive %s (%d bytes, %d already here) from %s",
@@ -292,7 +292,7 @@ class TransferStreamHandler:
             archive = ArchiveFile(path, manifest)
         except OrchestratorError as exc:
             log.info("Refusing to serve %s to %s: %s", what, peer, exc)
-            await _refuse(stream, Abort(exc))
+            await stream.send_last(Abort(exc))
             return
         log.info(
             "Serving %s (%s, %d bytes) to %s", what, manifest.archive_hash[:12], manifest.total_size, peer
@@ -339,15 +339,6 @@ class TransferStreamHandler:
                 f"this node holds no archive with sha256 {fetch.archive_hash}", code="archive_not_found"
             )
         return path
-
-
-async def _refuse(stream: TransferStream, message: TransferMessage) -> None:
-    """Send one refusal and close the stream (best effort)."""
-    try:
-        await stream.send(message)
-    except (StreamBroken, ProtocolError) as exc:
-        log.debug("could not send a refusal to %s: %s", stream.peer_id, exc)
-    await stream.close()
 
 
 async def _reset_raw(raw: Any) -> None:
