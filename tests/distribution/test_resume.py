@@ -9,6 +9,7 @@ import pytest
 import trio
 
 from p2p_orchestrator import ServiceDistributionError
+from p2p_orchestrator.node._receive import QUEUE
 from tests.distribution.support import CHUNK, blob_archive, partials_gone, sha256, transfer_swarm, transfers
 
 SERVICE = "example_service"
@@ -71,8 +72,10 @@ async def test_receiver_cut_resumes_from_exactly_what_it_verified(tmp_path: Path
             entry = result["results"][target.peer_id]
             assert entry["success"], entry
             _, second = entry["result"]["transfer"]["tries"]
-            assert second["receiver_had"] == cut.seen  # every verified chunk was kept
-            assert second["bytes_sent"] == len(archive) - cut.seen
+            # every chunk verified by the cut was kept (and a chunk already read when the stream
+            # was reset may be verified and kept too: at most the session's read-ahead)
+            assert cut.seen <= second["receiver_had"] <= cut.seen + (QUEUE + 1) * CHUNK
+            assert second["bytes_sent"] == len(archive) - second["receiver_had"]  # only the rest
             assert entry["result"]["transfer"]["receiver"]["bytes"] == second["bytes_sent"]
 
 
