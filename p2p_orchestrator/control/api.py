@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -191,7 +190,7 @@ async def _emit_event(emit: Emit, event: Event) -> None:
     try:
         await emit(event.to_dict())
     except ProtocolError:
-        await emit(json.loads(json.dumps(event.to_dict(), default=repr)))
+        await emit(event.to_portable_dict())
 
 
 def _absolute(text: str, what: str) -> Path:
