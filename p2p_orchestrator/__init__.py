@@ -47,7 +47,17 @@ if TYPE_CHECKING:
         ServiceManagementError,
     )
     from p2p_orchestrator.events import Event, EventBus
-    from p2p_orchestrator.framework import BaseService, MethodInfo, ServiceProxy, service_method
+    from p2p_orchestrator.framework import (
+        BaseService,
+        CallerInfo,
+        MethodInfo,
+        ServiceInfo,
+        ServiceMetrics,
+        ServiceProxy,
+        ServiceStatus,
+        current_caller,
+        service_method,
+    )
     from p2p_orchestrator.node import Node, RemoteProxy, Role
     from p2p_orchestrator.orchestrator import ArchiveSource, Orchestrator
     from p2p_orchestrator.rpc import Caller, Permission
@@ -84,6 +94,11 @@ _LAZY: dict[str, str] = {
     "MethodInfo": "p2p_orchestrator.framework",
     "ServiceProxy": "p2p_orchestrator.framework",
     "service_method": "p2p_orchestrator.framework",
+    "CallerInfo": "p2p_orchestrator.framework",
+    "ServiceInfo": "p2p_orchestrator.framework",
+    "ServiceMetrics": "p2p_orchestrator.framework",
+    "ServiceStatus": "p2p_orchestrator.framework",
+    "current_caller": "p2p_orchestrator.framework",
     "Node": "p2p_orchestrator.node",
     "RemoteProxy": "p2p_orchestrator.node",
     "Role": "p2p_orchestrator.node",
@@ -103,6 +118,7 @@ __all__ = [
     "BaseService",
     "Busy",
     "Caller",
+    "CallerInfo",
     "ConfigError",
     "ControlError",
     "Event",
@@ -124,14 +140,18 @@ __all__ = [
     "RuntimeSettings",
     "ServiceCallError",
     "ServiceDistributionError",
+    "ServiceInfo",
     "ServiceInstallationError",
     "ServiceManagementError",
+    "ServiceMetrics",
     "ServiceProxy",
     "ServiceSettings",
     "ServiceState",
+    "ServiceStatus",
     "StoreSettings",
     "Version",
     "__version__",
+    "current_caller",
     "load_config",
     "pack_service",
     "pack_service_bytes",

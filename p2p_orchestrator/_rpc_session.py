@@ -1,4 +1,4 @@
-"""Trio pieces shared by the adapters that drive a sans-IO :class:`~p2p_orchestrator.wire.RpcConnection`.
+"""Pieces shared by the adapters that drive a sans-IO :class:`~p2p_orchestrator.wire.RpcConnection`.
 
 The codec knows messages and bytes; each adapter adds one transport and its own
 rules (deadlines, retries, hellos, streamed answers).  What they all do the same
@@ -16,20 +16,27 @@ way lives here, as small parts an adapter composes rather than a base class:
   and :func:`send_answer`, which sends a final answer or, if the codec cannot
   encode it, an ``unencodable_result`` error in its place.
 * :class:`StreamWriter` -- whole, ordered, deadline-bound frame writes to a
-  :class:`trio.abc.Stream` (the libp2p twin is :mod:`p2p_orchestrator.node._sender`).
+  :class:`ByteStream` (the libp2p twin is :mod:`p2p_orchestrator.node._sender`).
 
 Users: ``runtime._channel.FramedChannel`` (all four), ``node._client.ClientChannel``
 (reader, pending calls), ``node._server.ServerStream`` (reader, request tasks) and
-``control._session.ControlSession`` (reader, request tasks, writer).  Nothing here
-imports libp2p, so the runtime layer may use it.
+``control._session.ControlSession`` (reader, request tasks, writer).
+
+Everything here is written with anyio, so it runs on trio (the node) and on
+asyncio (a service's child process, which never imports trio).  A transport is
+a :class:`ByteStream`: a :class:`trio.abc.Stream` is one, and
+:class:`AnyioStream` makes one of an :class:`anyio.abc.ByteStream`.  Which
+exceptions mean "the other side is gone" depends on the transport, so the
+adapter passes them in (``gone``).  Nothing here imports libp2p or trio.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
-import trio
+import anyio
+import anyio.abc
 
 from p2p_orchestrator.errors import OrchestratorError, ProtocolError, ServiceCallError
 from p2p_orchestrator.wire import (
@@ -46,8 +53,10 @@ from p2p_orchestrator.wire import (
 )
 
 __all__ = [
-    "STREAM_GONE",
+    "ANYIO_STREAM_GONE",
     "Answer",
+    "AnyioStream",
+    "ByteStream",
     "MessageReader",
     "PendingCall",
     "PendingCalls",
@@ -59,8 +68,43 @@ __all__ = [
 
 _RECEIVE_SIZE = 65536
 
-STREAM_GONE = (trio.BrokenResourceError, trio.ClosedResourceError)
-"""What a :class:`trio.abc.Stream` raises once the other side is gone (or we closed it)."""
+ANYIO_STREAM_GONE: tuple[type[Exception], ...] = (anyio.BrokenResourceError, anyio.ClosedResourceError)
+"""What an :class:`AnyioStream` raises once the other side is gone (or we closed it)."""
+
+
+class ByteStream(Protocol):
+    """A byte transport as the adapters use it (:class:`trio.abc.Stream` is one)."""
+
+    async def send_all(self, data: bytes) -> None:
+        """Send every byte of ``data``."""
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        """Some bytes; ``b""`` at the end of the stream."""
+
+    async def aclose(self) -> None:
+        """Close the stream."""
+
+
+class AnyioStream:
+    """An :class:`anyio.abc.ByteStream` as a :class:`ByteStream` (its errors: :data:`ANYIO_STREAM_GONE`)."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+        self._stream = stream
+
+    async def send_all(self, data: bytes) -> None:
+        await self._stream.send(data)
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        try:
+            return await self._stream.receive(max_bytes)
+        except anyio.EndOfStream:
+            return b""
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
 
 Answer: TypeAlias = Response | StreamEnd | ErrorReply
 """A final answer to one request."""
@@ -132,11 +176,11 @@ class MessageReader:
         await self._flush()  # the codec queued a notice telling the peer why
 
 
-async def receive_or_eof(stream: trio.abc.ReceiveStream) -> bytes:
-    """Read some bytes; a broken or closed stream reads as EOF (``b""``), which the codec judges."""
+async def receive_or_eof(stream: ByteStream, gone: tuple[type[Exception], ...]) -> bytes:
+    """Read some bytes; a broken or closed stream (``gone``) reads as EOF (``b""``), which the codec judges."""
     try:
         return await stream.receive_some(_RECEIVE_SIZE)
-    except STREAM_GONE:
+    except gone:
         return b""
 
 
@@ -149,7 +193,7 @@ class PendingCall:
     __slots__ = ("done", "error", "result")
 
     def __init__(self) -> None:
-        self.done = trio.Event()
+        self.done = anyio.Event()
         self.result: Any = None
         self.error: OrchestratorError | None = None
 
@@ -245,8 +289,8 @@ class RequestTasks:
         self._gone = gone
         self._task_prefix = task_prefix
         self._on_done = on_done
-        self._scopes: dict[int, trio.CancelScope] = {}
-        self._nursery: trio.Nursery | None = None
+        self._scopes: dict[int, anyio.CancelScope] = {}
+        self._tasks: anyio.abc.TaskGroup | None = None
 
     def __len__(self) -> int:
         """How many requests are being served."""
@@ -254,20 +298,20 @@ class RequestTasks:
 
     async def run(self, read_loop: Callable[[], Awaitable[None]]) -> None:
         """Await ``read_loop()`` while serving what it routes; then cancel what still runs."""
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
+        async with anyio.create_task_group() as tasks:
+            self._tasks = tasks
             try:
                 await read_loop()
             finally:
-                nursery.cancel_scope.cancel()
+                tasks.cancel_scope.cancel()
 
     def route(self, msg: Message) -> bool:
         """Serve a :class:`Request`, or cancel the one a :class:`Cancel` names; ``False`` for other messages."""
         if isinstance(msg, Request):
-            assert self._nursery is not None, "route() is for the read loop that run() awaits"
-            scope = self._scopes[msg.id] = trio.CancelScope()
+            assert self._tasks is not None, "route() is for the read loop that run() awaits"
+            scope = self._scopes[msg.id] = anyio.CancelScope()
             name = None if self._task_prefix is None else f"{self._task_prefix} {msg.method}"
-            self._nursery.start_soon(self._serve, msg, scope, name=name)
+            self._tasks.start_soon(self._serve, msg, scope, name=name)
             return True
         if isinstance(msg, Cancel):
             if (serving := self._scopes.get(msg.id)) is not None:
@@ -275,7 +319,7 @@ class RequestTasks:
             return True
         return False
 
-    async def _serve(self, request: Request, scope: trio.CancelScope) -> None:
+    async def _serve(self, request: Request, scope: anyio.CancelScope) -> None:
         answer: Answer
         try:
             with scope:
@@ -340,22 +384,31 @@ async def send_answer(
 
 
 class StreamWriter:
-    """Writes one connection's frames to a :class:`trio.abc.Stream`, whole and in order.
+    """Writes one connection's frames to a :class:`ByteStream`, whole and in order.
 
     * The codec's :meth:`~RpcConnection.send` and the write happen under one lock,
       so two tasks never interleave their bytes.
     * A write is shielded from cancellation (half a frame would corrupt the
       stream) and bounded by ``timeout`` instead: a peer that stops reading has the
-      stream closed and the writer gets :class:`trio.BrokenResourceError` with the
-      message ``stalled``.
+      stream closed and the writer raises ``broken`` (the transport's own "broken
+      resource" class) with the message ``stalled``.
     """
 
-    def __init__(self, stream: trio.abc.Stream, conn: RpcConnection, *, timeout: float, stalled: str) -> None:
+    def __init__(
+        self,
+        stream: ByteStream,
+        conn: RpcConnection,
+        *,
+        timeout: float,
+        stalled: str,
+        broken: type[Exception] = anyio.BrokenResourceError,
+    ) -> None:
         self._stream = stream
         self._conn = conn
         self._timeout = timeout
         self._stalled = stalled
-        self._lock = trio.Lock()
+        self._broken = broken
+        self._lock = anyio.Lock()
 
     async def send(self, msg: Message) -> None:
         """Send ``msg``; :class:`ProtocolError` (nothing sent) if the codec refuses it."""
@@ -372,8 +425,8 @@ class StreamWriter:
     async def _write(self, data: bytes) -> None:
         if not data:
             return
-        with trio.CancelScope(shield=True), trio.move_on_after(self._timeout) as timer:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self._timeout) as timer:
             await self._stream.send_all(data)
         if timer.cancelled_caught:
             await self._stream.aclose()
-            raise trio.BrokenResourceError(self._stalled)
+            raise self._broken(self._stalled)

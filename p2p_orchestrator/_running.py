@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -63,6 +64,7 @@ class RunningApi:
 
     events: EventBus
     rpc: Rpc
+    home: Path
     _supervisor: Supervisor | None
     _venvs: VenvCache
     _starting: set[str]
@@ -116,11 +118,22 @@ class RunningApi:
             name,
             version=record.current.version,
             directory=directory,
+            data_directory=self.data_directory(name),
             manifest=record.current.manifest,
             configuration=self.service_configuration(record),
             config=self.config,
             python=self._venvs.python_for(name, directory),
         )
+
+    def data_directory(self, service_name: str) -> Path:
+        """Where ``service_name`` keeps its files: its working directory, shared by all its versions.
+
+        ``home/data/<name>/``, made (mode 0700) on first use.  It outlives upgrades,
+        rollbacks and uninstalls (a service reinstalled finds its data again).
+        """
+        path = self.home / "data" / service_name
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return path
 
     async def _local_call(self, method: str, params: dict[str, Any], peer: str | None) -> Any:
         """A service's proxy call: the RPC table, as a caller on this node (which may relay to ``peer``)."""

@@ -129,8 +129,10 @@ class UpgradeApi(RunningApi):
         upgrade begins its trial (see :mod:`~p2p_orchestrator.runtime.revert`).
         """
         name = record.name
-        operator = self.config.service(name).auto_start
-        wanted = operator if operator is not None else bool(record.current.manifest.get("auto_start", False))
+        wanted = self.config.service(name).auto_start
+        if wanted is None:
+            said = record.current.manifest.get("auto_start")
+            wanted = said if isinstance(said, bool) else self.config.runtime.auto_start
         if not (was_running or wanted):
             return AutoStart()
         trial = self._trial_of(record, before)

@@ -25,6 +25,7 @@ __all__ = [
     "CONFIG_FILE_NAME",
     "AccessSettings",
     "ConfigError",
+    "MetricsSettings",
     "NodeSettings",
     "OrchestratorConfig",
     "RuntimeSettings",
@@ -77,6 +78,8 @@ class RuntimeSettings:
     """Wheels that services' virtual environments are built from (offline); empty: the package index."""
     requirements_timeout: float = 600.0
     """Seconds installing a service's ``requirements.txt`` may take."""
+    auto_start: bool = True
+    """Start a service when it is installed, unless its manifest says ``"auto_start": false``."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,18 @@ class ServiceSettings:
     """Overrides ``[runtime] auto_revert`` for this service."""
     revert_window: float | None = None
     """Overrides ``[runtime] revert_window`` for this service."""
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """``[metrics]``: the Prometheus endpoint of node and service metrics."""
+
+    listen: str = ""
+    """``HOST:PORT`` to serve ``/metrics`` on (``127.0.0.1:9464``; port 0: any free one); empty: not served."""
+
+
+_PEER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+_PEER_ID = re.compile(r"[1-9A-HJ-NP-Za-km-z]{32,128}")
 
 
 # -- [node] and [access]: the network layer (p2p_orchestrator.node) -------------------------
@@ -173,6 +188,14 @@ class OrchestratorConfig:
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
     node: NodeSettings = field(default_factory=NodeSettings)
     access: AccessSettings = field(default_factory=AccessSettings)
+    peers: Mapping[str, str] = field(default_factory=dict)
+    """``[peers]``: names for peer IDs (``coordinator = "12D3KooW..."``), usable wherever a peer is
+    named: ``--peer NAME``, ``proxy.call(..., peer=NAME)``, ``self.proxy.<svc>.<NAME>.<method>()``."""
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+
+    def resolve_peer(self, peer: str) -> str:
+        """The peer ID that ``peer`` names: a name of ``[peers]``, or ``peer`` itself."""
+        return self.peers.get(peer, peer)
 
     def service(self, name: str) -> ServiceSettings:
         """The operator's settings for ``name`` (defaults when none are given)."""
@@ -203,13 +226,17 @@ def load_config(home: Path) -> OrchestratorConfig:
 
 def config_from_dict(data: Mapping[str, Any], *, source: str = "configuration") -> OrchestratorConfig:
     """Build an :class:`OrchestratorConfig` from parsed TOML, checking every key."""
-    known = {"archive", "store", "runtime", "services", "node", "access"}
+    known = {"archive", "store", "runtime", "services", "node", "access", "peers", "metrics"}
     _refuse_unknown(data, known, source)
     config = OrchestratorConfig()
     if "node" in data:
         config = replace(config, node=_node_section(data["node"], f"{source} [node]"))
     if "access" in data:
         config = replace(config, access=_access_section(data["access"], f"{source} [access]"))
+    if "peers" in data:
+        config = replace(config, peers=_peers_section(data["peers"], f"{source} [peers]"))
+    if "metrics" in data:
+        config = replace(config, metrics=_metrics_section(data["metrics"], f"{source} [metrics]"))
     if "archive" in data:
         config = replace(config, archive=_section(ArchiveLimits, data["archive"], f"{source} [archive]"))
     if "store" in data:
@@ -267,6 +294,33 @@ def config_from_dict(data: Mapping[str, Any], *, source: str = "configuration") 
             )
         config = replace(config, services=services)
     return config
+
+
+def _peers_section(raw: Any, where: str) -> dict[str, str]:
+    table = _table(raw, where)
+    peers: dict[str, str] = {}
+    for name, peer_id in table.items():
+        if _PEER_NAME.fullmatch(name) is None:
+            raise ConfigError(
+                f"{where}: {name!r} is not a peer name (a letter, then letters, digits, '_' or '-')"
+            )
+        if not isinstance(peer_id, str) or _PEER_ID.fullmatch(peer_id) is None:
+            raise ConfigError(f"{where}: {name} = {peer_id!r} is not a peer ID")
+        peers[name] = peer_id
+    return peers
+
+
+def _metrics_section(raw: Any, where: str) -> MetricsSettings:
+    table = _table(raw, where)
+    _refuse_unknown(table, {"listen"}, where)
+    listen = table.get("listen", "")
+    if not isinstance(listen, str):
+        raise ConfigError(f'{where}: listen must be a string such as "127.0.0.1:9464"')
+    if listen:
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ConfigError(f"{where}: listen = {listen!r} is not HOST:PORT (for example 127.0.0.1:9464)")
+    return MetricsSettings(listen=listen)
 
 
 def _table(value: Any, where: str) -> dict[str, Any]:

@@ -28,7 +28,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -52,6 +52,7 @@ from p2p_orchestrator.events import EventBus
 from p2p_orchestrator.framework import merge_configuration
 from p2p_orchestrator.rpc import Rpc
 from p2p_orchestrator.runtime.revert import UpgradeTrials
+from p2p_orchestrator.runtime.service_metrics import read_metrics
 from p2p_orchestrator.runtime.supervisor import Supervisor, open_supervisor
 from p2p_orchestrator.runtime.venvs import VenvCache
 from p2p_orchestrator.store import ServiceRecord, ServiceStore, StagedArchive
@@ -82,6 +83,8 @@ class Orchestrator(UpgradeApi, DistributionApi):
         self._started_at = 0.0
         self._started_at_iso = ""
         self._stats = {"installs": 0, "failed_installs": 0, "uninstalls": 0, "rollbacks": 0, "reverts": 0}
+        self.network_metrics: Callable[[], dict[str, Any]] | None = None
+        """Set by the network layer while it runs: its part of :meth:`get_metrics` (peers, transfer bytes)."""
         self._stack: AsyncExitStack | None = None
         self._supervisor: Supervisor | None = None
         self._trials = UpgradeTrials()
@@ -181,8 +184,12 @@ class Orchestrator(UpgradeApi, DistributionApi):
         exactly as it was when the archive or the install is refused.
 
         A running service is restarted on the new version; a stopped one is
-        started when its manifest's ``auto_start`` (or the operator's, which wins)
-        says so.  ``auto_started`` says whether it runs the new version now; if
+        started unless the operator (``[services.<name>] auto_start``, then
+        ``[runtime] auto_start``) or its manifest's ``auto_start: false`` says
+        otherwise (the operator's per-service setting wins over the manifest, the
+        manifest over ``[runtime]``).  ``warnings`` lists what the manifest said
+        that was accepted but looks like a mistake (a ``name`` that differs from
+        the archive's directory).  ``auto_started`` says whether it runs the new version now; if
         that start failed, ``auto_start_error`` says why.  When the new version
         replaced another and does not start, the service is reverted to that
         version (``reverted: true``, ``revert_reason``); when it fails within
@@ -197,6 +204,9 @@ class Orchestrator(UpgradeApi, DistributionApi):
         try:
             staged = await self._stage(archive_data)
             name = staged.service_name
+            warnings = list(staged.unpacked.manifest.warnings)
+            for warning in warnings:
+                log.warning("Installing %s: %s", name, warning)
             log.info("Installing service: %s", name)
             try:
                 async with self._service_lock(name):
@@ -229,6 +239,7 @@ class Orchestrator(UpgradeApi, DistributionApi):
             "installed_at": record.current.installed_at,
             "archive_hash": record.current.archive_hash,
             **started.to_result(),
+            **({"warnings": warnings} if warnings else {}),
         }
 
     async def _stage(self, archive_data: ArchiveSource) -> StagedArchive:
@@ -329,11 +340,16 @@ class Orchestrator(UpgradeApi, DistributionApi):
         }
 
     async def get_service_info(self, service_name: str) -> dict[str, Any]:
-        """Everything known of one service: what ``list_services`` has, and more."""
+        """Everything known of one service: what ``list_services`` has, and more.
+
+        ``metrics`` is what the service keeps in ``self.metrics`` (``counters``,
+        ``gauges``, ``timers``), or ``None`` while it does not run.
+        """
         record = self.store.get(service_name)
         info = {"name": service_name, **self._describe(record)}
         directory = self.store.version_dir(record.current)
         info["directory"] = str(directory)
+        info["data_directory"] = str(self.home / "data" / service_name)
         info["versions"] = [
             {**v.to_dict(), "current": v.id == record.current.id} for v in reversed(record.versions)
         ]
@@ -348,6 +364,7 @@ class Orchestrator(UpgradeApi, DistributionApi):
         info["venv"] = str(self._venvs.root / key) if key is not None else None
         info["methods"] = dict(unit.process.methods) if unit.process is not None else {}
         info["log_file"] = str(self.supervisor.logs.log(service_name).path)
+        info["metrics"] = (await read_metrics([unit]))[service_name]
         return info
 
     def service_configuration(self, record: ServiceRecord) -> dict[str, Any]:
@@ -397,6 +414,39 @@ class Orchestrator(UpgradeApi, DistributionApi):
         ]
         kept, truncated = newest_within(chosen, json_weight)
         return {"events": kept, "truncated": truncated}
+
+    async def get_metrics(self, service_name: str | None = None) -> dict[str, Any]:
+        """Every service's metrics (or one's), and the node's: what ``metrics`` and Prometheus show.
+
+        ``{"node": {...}, "services": {name: {"state", "version", "restart_count",
+        "health", "calls", "call_errors", "call_seconds", "metrics"}}}``, where
+        ``metrics`` is what the service keeps in ``self.metrics`` (``counters``,
+        ``gauges``, ``timers``), or ``None`` while it does not run.
+        """
+        names = (
+            [self.store.get(service_name).name] if service_name is not None else sorted(self.store.records)
+        )
+        units = [self.supervisor.unit(name) for name in names]
+        kept = await read_metrics(units)
+        services: dict[str, Any] = {}
+        for unit in units:
+            record = self.store.records.get(unit.name)
+            stats = unit.call_stats
+            services[unit.name] = {
+                "state": unit.state.value,
+                "version": record.current.version if record is not None else None,
+                "restart_count": unit.tracker.total,
+                "health": unit.health.describe().get("status"),
+                "calls": stats.calls,
+                "call_errors": stats.errors,
+                "call_seconds": round(stats.seconds, 6),
+                "metrics": kept.get(unit.name),
+            }
+        status = await self.get_orchestrator_status()
+        node = {"uptime_seconds": status["uptime_seconds"], **status["statistics"]}
+        if self.network_metrics is not None:
+            node.update(self.network_metrics())
+        return {"node": node, "services": services}
 
     async def get_orchestrator_status(self) -> dict[str, Any]:
         """The orchestrator's own state and counters."""

@@ -45,6 +45,8 @@ class Caller:
     permissions: frozenset[Permission]
     public_only: bool
     """Whether only ``public=True`` service methods may be called."""
+    role: str | None = None
+    """The peer's role on this node (``None``: local, or a peer without one)."""
 
     @property
     def is_local(self) -> bool:
@@ -90,6 +92,9 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("get_service_info", Permission.READ, _NAME),
         MethodSpec("export_service", Permission.READ, _NAME),
         MethodSpec("get_orchestrator_status", Permission.READ, {}),
+        MethodSpec(
+            "get_metrics", Permission.READ, {"service_name": Param((str, type(None)), required=False)}
+        ),
         MethodSpec("get_service_logs", Permission.READ, {**_NAME, "lines": Param((int,), required=False)}),
         MethodSpec(
             "get_events",
@@ -175,7 +180,7 @@ class Rpc:
     ) -> Any:
         """Call ``method`` with ``params`` as ``caller``; returns the method's result.
 
-        With ``peer`` (a peer ID) the call goes to that node instead, through the
+        With ``peer`` (a peer ID, or a name of ``[peers]``) the call goes to that node instead, through the
         network layer; only callers on this node may send calls on (a remote
         peer cannot use this node as a relay).
         """
@@ -219,4 +224,5 @@ class Rpc:
             raise ServiceCallError(
                 f"cannot call {method} on peer {peer}: this node runs no network layer", code="no_network"
             )
-        return await self.remote_call_handler(peer, method, dict(params or {}))
+        peer_id = self._orchestrator.config.resolve_peer(peer)
+        return await self.remote_call_handler(peer_id, method, dict(params or {}))

@@ -22,9 +22,11 @@ REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "scripts" / "bench.py"
 NAMES = [
     "install_to_running",
+    "install_to_running_trio",
     "restart_latency",
     "local_call",
     "service_idle_rss",
+    "service_idle_rss_trio",
     "hundred_services",
     "remote_call",
     "transfer_throughput",

@@ -34,11 +34,11 @@ def test_the_top_level_module_is_the_framework() -> None:
 
 async def test_the_example_service_knows_its_name_config_methods_and_state() -> None:
     run = _load_example().Run()
-    assert run.state == "created"
+    assert run.state == "not_initialized"
     run.bind(name="example_service", config={"greeting": "Hey"})
     await run.initialize()
     methods = run.exposed_methods()
-    assert set(methods) == {"example_method", "greet", "stats"}
+    assert set(methods) == {"example_method", "greet", "stats", "ping", "get_service_info"}
     assert methods["example_method"].description == "Example method"
     assert methods["stats"].public is False
     assert await run.call_method("example_method") == {"message": "Hello from service!"}
@@ -123,7 +123,7 @@ async def test_each_class_keeps_its_own_methods_and_signatures_across_calls() ->
         with pytest.raises(TypeError, match="bad parameters"):
             await parent.call_method("add", {"a": 1, "c": 5})
     parent.exposed_methods().clear()  # a caller's copy: the class's own stays whole
-    assert set(Parent.exposed_methods()) == {"add"}
+    assert set(Parent.exposed_methods()) == {"add", "ping", "get_service_info"}
 
     async def own(a: int) -> int:  # an instance's own attribute wins over the class's method
         return -a

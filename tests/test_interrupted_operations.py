@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from p2p_orchestrator import Orchestrator
+from p2p_orchestrator import Orchestrator, OrchestratorConfig
+from p2p_orchestrator.config import RuntimeSettings
 from p2p_orchestrator.crashpoints import CRASHPOINT_ENV, set_crash_hook
 from tests.helpers import REPO, make_archive, tree_digest
 
@@ -87,7 +88,9 @@ async def test_upgrade_interrupted_after_the_commit_is_the_new_version(home: Pat
 async def test_rollback_and_uninstall_interrupted_before_commit_change_nothing(
     step: str, home: Path, tmp_path: Path
 ) -> None:
-    async with Orchestrator(home) as orch:
+    # nothing runs: a stop before the store's step would change the running state, not the store
+    stopped = OrchestratorConfig(runtime=RuntimeSettings(auto_start=False))
+    async with Orchestrator(home, config=stopped) as orch:
         await orch.install_service(make_archive(tmp_path, version="1.0.0"))
         await orch.install_service(make_archive(tmp_path, version="1.1.0"))
         before = await orch.list_services()

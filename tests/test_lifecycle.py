@@ -14,7 +14,11 @@ from p2p_orchestrator import (
     ServiceManagementError,
     StoreSettings,
 )
+from p2p_orchestrator.config import RuntimeSettings
 from tests.helpers import make_archive, tree_digest
+
+NOTHING_STARTS = OrchestratorConfig(runtime=RuntimeSettings(auto_start=False))
+"""For tests of what the store records: no process, so nothing about it changes between two looks."""
 
 LIST_ENTRY_KEYS = {
     "installed",
@@ -36,11 +40,16 @@ async def test_install_reports_the_spec_shape_and_the_archive_hash(
     assert result["success"] is True
     assert result["service_name"] == "example_service"
     assert result["archive_hash"] == hashlib.sha256(archive).hexdigest()
-    assert result["auto_started"] is False
+    assert result["auto_started"] is True  # as the seed's install shows: a service starts when installed
     assert result["installed_at"].endswith("+00:00")
 
 
-async def test_list_and_info_describe_the_installed_service(orch: Orchestrator, tmp_path: Path) -> None:
+async def test_list_and_info_describe_the_installed_service(home: Path, tmp_path: Path) -> None:
+    async with Orchestrator(home, config=NOTHING_STARTS) as orch:
+        await _list_and_info(orch, tmp_path)
+
+
+async def _list_and_info(orch: Orchestrator, tmp_path: Path) -> None:
     await orch.install_service(make_archive(tmp_path))
     listing = await orch.list_services()
     assert listing["total_installed"] == 1
@@ -176,11 +185,11 @@ async def test_only_the_configured_number_of_versions_is_kept(home: Path, tmp_pa
 
 
 async def test_state_survives_a_restart_of_the_orchestrator(home: Path, tmp_path: Path) -> None:
-    async with Orchestrator(home) as orch:
+    async with Orchestrator(home, config=NOTHING_STARTS) as orch:
         await orch.install_service(make_archive(tmp_path, version="1.0.0"))
         await orch.install_service(make_archive(tmp_path, version="1.1.0"))
         before = await orch.list_services()
-    async with Orchestrator(home) as orch:
+    async with Orchestrator(home, config=NOTHING_STARTS) as orch:
         assert await orch.list_services() == before
         await orch.rollback_service("example_service")
 

@@ -20,7 +20,7 @@ class Run(BaseService):
     async def health_check(self):
         return {"healthy": True, "calls": self.calls}
 
-    @service_method(description="Example method", public=True)
+    @service_method(description="Example method", public=True, requires_auth=False)
     async def example_method(self):
         self.calls += 1
         return {"message": "Hello from service!"}

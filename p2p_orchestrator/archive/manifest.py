@@ -14,7 +14,12 @@ from p2p_orchestrator.archive._names import check_service_name
 from p2p_orchestrator.archive.version import Dependency, Version
 from p2p_orchestrator.errors import ServiceInstallationError
 
-__all__ = ["Manifest", "default_manifest", "parse_manifest"]
+__all__ = ["EVENT_LOOPS", "FRAMEWORK_DEPENDENCY", "Manifest", "default_manifest", "parse_manifest"]
+
+EVENT_LOOPS = ("asyncio", "trio")
+"""The event loops a service can run on (manifest ``event_loop``); the first is the default."""
+FRAMEWORK_DEPENDENCY = "service_framework"
+"""A dependency on the framework itself, as P2P Core manifests write it: always satisfied."""
 
 # Exposed methods become RPC paths "<service>/<method>"; private and dunder names stay private.
 _METHOD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
@@ -50,10 +55,14 @@ class Manifest:
     dependencies: tuple[Dependency, ...] = ()
     exposed_methods: tuple[str, ...] = ()
     configuration: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
-    auto_start: bool = False
+    auto_start: bool | None = None
+    """Whether an install starts the service; ``None`` when the manifest does not say."""
+    event_loop: str = EVENT_LOOPS[0]
     restart: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
     health: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
     raw: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
+    warnings: tuple[str, ...] = field(default=(), hash=False)
+    """What the manifest says that was accepted but is probably a mistake (for the install result)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest as reported by ``list_services``: ``raw`` with the known fields normalized."""
@@ -67,6 +76,7 @@ class Manifest:
             exposed_methods=list(self.exposed_methods),
             configuration=_thaw(self.configuration),
             auto_start=self.auto_start,
+            event_loop=self.event_loop,
             restart=_thaw(self.restart),
             health=_thaw(self.health),
         )
@@ -101,6 +111,8 @@ def _dependencies(raw: Mapping[str, Any], service_name: str) -> tuple[Dependency
             dep = Dependency.parse(item)
         except ServiceInstallationError as exc:
             raise _bad(f"dependencies[{index}]: {exc.message}", exc.code) from exc
+        if dep.name == FRAMEWORK_DEPENDENCY:
+            continue  # the framework is part of every node
         if dep.name == service_name:
             raise _bad(f"dependencies[{index}]: a service cannot depend on itself", "bad_dependency")
         if dep.name in seen:
@@ -129,32 +141,45 @@ def parse_manifest(data: bytes, *, service_name: str, limits: ArchiveLimits = DE
     Known fields must have the right types (see the service archive section of
     the spec); unknown fields are kept in ``raw`` for forward compatibility.
     ``name`` and ``version`` may be omitted (they default to ``service_name``
-    and ``0.0.0``), but a ``name`` that differs from ``service_name`` is refused.
+    and ``0.0.0``).  A ``name`` that differs from ``service_name`` does not
+    count: the directory names the service, as in P2P Core, and the manifest's
+    :attr:`~Manifest.warnings` say so.  ``dependencies`` may name the framework
+    itself (:data:`FRAMEWORK_DEPENDENCY`), which every node has.
     """
     check_service_name(service_name)
     if len(data) > limits.max_manifest_bytes:
         raise _bad(f"larger than {limits.max_manifest_bytes} bytes", "manifest_too_large")
     raw = load_object(data, what="manifest.json", code="bad_manifest")
+    warnings: list[str] = []
     name = _typed(raw, "name", str, "a string", service_name)
     if name != service_name:
-        raise _bad(
-            f"name {name!r} differs from the service directory {service_name!r}", "manifest_name_mismatch"
+        warnings.append(
+            f"manifest.json names the service {name!r}, but its directory is {service_name!r}: "
+            f"it is installed as {service_name!r}"
         )
+    event_loop = _typed(raw, "event_loop", str, "a string", EVENT_LOOPS[0])
+    if event_loop not in EVENT_LOOPS:
+        raise _bad(f"event_loop must be one of {', '.join(map(repr, EVENT_LOOPS))}, got {event_loop!r}")
+    auto_start = raw.get("auto_start")
+    if auto_start is not None and not isinstance(auto_start, bool):
+        raise _bad(f"field 'auto_start' must be true or false, got {type(auto_start).__name__}")
     version_text = _typed(raw, "version", str, "a string", "0.0.0")
     try:
         version = Version.parse(version_text)
     except ServiceInstallationError as exc:
         raise _bad(exc.message, exc.code) from exc
     return Manifest(
-        name=name,
+        name=service_name,
         version=version,
         description=_typed(raw, "description", str, "a string", ""),
         author=_typed(raw, "author", str, "a string", ""),
         dependencies=_dependencies(raw, service_name),
         exposed_methods=_methods(raw),
         configuration=_frozen(_typed(raw, "configuration", dict, "an object", {})),
-        auto_start=_typed(raw, "auto_start", bool, "true or false", False),
+        auto_start=auto_start,
+        event_loop=event_loop,
         restart=_frozen(_typed(raw, "restart", dict, "an object", {})),
         health=_frozen(_typed(raw, "health", dict, "an object", {})),
         raw=_frozen(raw),
+        warnings=tuple(warnings),
     )

@@ -37,7 +37,8 @@ CONFIG_TEMPLATE = """\
 # max_transfers_total = 64             # transfer streams all peers together may hold open
 
 [access]
-# unknown_peers = "public"             # peers without a role may call public service methods; "none": nothing
+# unknown_peers = "public"             # peers without a role may call public methods marked
+#                                      # requires_auth=False (a service's ping, say); "none": nothing
 # Roles: "admin" (everything), "deployer" (install, start, stop... and read), "reader" (list, info, export).
 # `p2p-orchestrator trust PEER_ID --role ROLE` gives roles at run time (kept in roles.toml); these win:
 # [access.roles]
@@ -69,10 +70,19 @@ CONFIG_TEMPLATE = """\
 # revert_window = 30.0                 # s an upgraded service must run well to count as good
 # wheel_dir = ""                       # build service virtualenvs only from these wheels; "": the index
 # requirements_timeout = 600.0         # s pip may take for a service's requirements.txt
+# auto_start = true                    # start a service when it is installed (its manifest may say false)
+
+[metrics]
+# listen = ""                          # "127.0.0.1:9464": serve node and service metrics for Prometheus
 
 # Operator settings of one service; each wins over its manifest:
 # [services.example_service]
 # auto_start = true
 # [services.example_service.config]
 # greeting = "Hello from this node"
+
+# Names for peer IDs, usable as --peer NAME, proxy.call(..., peer=NAME) and
+# self.proxy.<service>.<NAME>.<method>() in services:
+# [peers]
+# coordinator = "12D3KooW..."
 """

@@ -20,6 +20,7 @@ from p2p_orchestrator.control.paths import socket_path
 from p2p_orchestrator.control.server import check_socket_path, serve_control
 from p2p_orchestrator.errors import OrchestratorError
 from p2p_orchestrator.node import Node
+from p2p_orchestrator.telemetry import serve_metrics
 
 __all__ = ["main", "node_config", "run_node"]
 
@@ -74,6 +75,12 @@ async def run_node(home: Path, config: OrchestratorConfig, announce: Announce) -
         async with Node.open(home, config=config) as node, trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope)
             path = await nursery.start(serve_control, node)
+            metrics = None
+            if config.metrics.listen:
+                host, port = await nursery.start(
+                    serve_metrics, config.metrics.listen, node.orchestrator.get_metrics
+                )
+                metrics = f"http://{host}:{port}/metrics"
             announce(
                 {
                     "peer_id": node.peer_id,
@@ -81,6 +88,7 @@ async def run_node(home: Path, config: OrchestratorConfig, announce: Announce) -
                     "home": str(home),
                     "control_socket": str(path),
                     "pid": os.getpid(),
+                    "metrics": metrics,
                 }
             )
 

@@ -16,6 +16,7 @@ __all__ = [
     "event_text",
     "line",
     "mapping_table",
+    "metrics_tables",
     "peers_table",
     "services_table",
     "status_table",
@@ -168,3 +169,41 @@ def event_text(event: dict[str, Any]) -> str:
     who = " ".join(str(x) for x in (event.get("service"), event.get("version")) if x)
     details = " ".join(f"{k}={_shown(v)}" for k, v in data.items())
     return " ".join(part for part in (event.get("time", ""), event.get("type", ""), who, details) if part)
+
+
+def metrics_tables(result: dict[str, Any]) -> None:
+    """``get_metrics``: a line for the node, a table of services, then each service's own metrics."""
+    node = result.get("node", {})
+    figures = ", ".join(f"{key} {_shown(value)}" for key, value in sorted(node.items()))
+    line(f"node: {figures}")
+    services: dict[str, Any] = result.get("services", {})
+    table = _table(None, "SERVICE", "STATE", "HEALTH", "RESTARTS", "CALLS", "ERRORS", "AVG MS", whole=1)
+    for name, entry in sorted(services.items()):
+        calls = entry.get("calls") or 0
+        average = f"{1000 * entry.get('call_seconds', 0) / calls:.2f}" if calls else "-"
+        table.add_row(
+            name,
+            str(entry.get("state")),
+            str(entry.get("health")),
+            str(entry.get("restart_count")),
+            str(calls),
+            str(entry.get("call_errors")),
+            average,
+        )
+    console().print(table)
+    for name, entry in sorted(services.items()):
+        kept = entry.get("metrics")
+        if not kept:
+            continue
+        own = _table(f"{name}: its own metrics", "METRIC", "KIND", "VALUE", whole=1)
+        for metric, value in sorted(kept.get("counters", {}).items()):
+            own.add_row(metric, "counter", _shown(value))
+        for metric, value in sorted(kept.get("gauges", {}).items()):
+            own.add_row(metric, "gauge", _shown(value))
+        for metric, summary in sorted(kept.get("timers", {}).items()):
+            text = (
+                f"{summary.get('count')} x, avg {summary.get('avg_ms', 0):.2f} ms, "
+                f"min {summary.get('min_ms', 0):.2f}, max {summary.get('max_ms', 0):.2f}"
+            )
+            own.add_row(metric, "timer", text)
+        console().print(own)

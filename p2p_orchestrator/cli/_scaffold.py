@@ -82,6 +82,7 @@ def scaffold(name: str, directory: Path) -> list[Path]:
         "dependencies": [],
         "exposed_methods": ["greet"],
         "configuration": {"greeting": "Hello"},
+        "event_loop": "asyncio",
     }
     files = {
         service / "main.py": _MAIN.format(name=name),

@@ -106,6 +106,8 @@ def node(
         for address in info["listen_addrs"]:
             _render.line(f"listening on    {address}")
         _render.line(f"control socket  {info['control_socket']}")
+        if info.get("metrics"):
+            _render.line(f"metrics         {info['metrics']}")
         _render.line("(Ctrl-C stops the node)")
         sys.stdout.flush()
 

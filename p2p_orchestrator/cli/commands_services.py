@@ -127,6 +127,21 @@ def status(cli: CliContext, peer: str | None, as_json: bool) -> None:
     _render.status_table(result, node)
 
 
+@click.command()
+@click.argument("name", required=False)
+@peer_option
+@json_option
+@pass_cli
+def metrics(cli: CliContext, name: str | None, peer: str | None, as_json: bool) -> None:
+    """Show the metrics of every service (or of service NAME) and of the node.
+
+    For each service: its state, health, restarts, and the calls the node passed to
+    it; then what the service keeps in self.metrics (counters, gauges, timers).
+    """
+    params = {"service_name": name} if name is not None else {}
+    cli.output(cli.orchestrator("get_metrics", peer, **params), as_json, _render.metrics_tables)
+
+
 def register(group: click.Group) -> None:
     """Add this module's commands to ``group``."""
     group.add_command(install)
@@ -157,3 +172,4 @@ def register(group: click.Group) -> None:
     group.add_command(info)
     group.add_command(export)
     group.add_command(status)
+    group.add_command(metrics)

@@ -23,7 +23,6 @@ from typing import Any
 import trio
 
 from p2p_orchestrator._rpc_session import (
-    STREAM_GONE,
     Answer,
     MessageReader,
     RequestTasks,
@@ -37,6 +36,9 @@ from p2p_orchestrator.wire import ErrorReply, Hello, Request, Response, RpcConne
 __all__ = ["Emit", "Handler", "ControlSession", "Streaming"]
 
 log = logging.getLogger("p2p_orchestrator.control")
+
+STREAM_GONE = (trio.BrokenResourceError, trio.ClosedResourceError)
+"""What the client's :class:`trio.abc.Stream` raises once it is gone (or we closed it)."""
 
 Emit = Callable[[Any], Awaitable[None]]
 """Sends one item of a streamed answer (waits while the client is slow to read)."""
@@ -73,6 +75,7 @@ class ControlSession:
             self._conn,
             timeout=send_timeout,
             stalled=f"the control client did not read for {send_timeout:g} s",
+            broken=trio.BrokenResourceError,
         )
         self._requests = RequestTasks(
             self._respond,
@@ -96,7 +99,7 @@ class ControlSession:
     async def _read_loop(self) -> None:
         reader = MessageReader(
             self._conn,
-            receive=lambda: receive_or_eof(self._stream),
+            receive=lambda: receive_or_eof(self._stream, STREAM_GONE),
             flush=self._flush,
             on_violation=lambda exc: log.info("a control client broke the protocol: %s", exc),
         )

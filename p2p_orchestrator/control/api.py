@@ -75,6 +75,8 @@ class ControlApi:
     # -- calls ------------------------------------------------------------------------------
 
     async def _call(self, method: str, params: dict[str, Any], peer: str | None) -> Any:
+        if peer is not None:  # a name of [peers], or a peer ID
+            peer = self._node.orchestrator.config.resolve_peer(peer)
         if method == _INSTALL and "archive_path" in params:
             return await self._install_from_path(params, peer)
         return await self._node.rpc.call(method, params, caller=LOCAL_CALLER, peer=peer)
@@ -124,6 +126,8 @@ class ControlApi:
 
     async def _export(self, service_name: str, path: str, peer: str | None = None) -> dict[str, Any]:
         """Write the service's archive to ``path``: copied from the cache here, or fetched from ``peer``."""
+        if peer is not None:
+            peer = self._node.orchestrator.config.resolve_peer(peer)
         target = _absolute(path, "path")
         if peer is None:
             source = self._node.orchestrator.export_path(service_name)

@@ -30,7 +30,7 @@ from p2p_orchestrator.node._stream import NetStream, StreamBroken
 from p2p_orchestrator.transfer import TransferChannel, TransferMessage
 from p2p_orchestrator.wire import Sentinel
 
-__all__ = ["OUTBOX", "Outbox", "ReadDeadline", "TransferStream"]
+__all__ = ["OUTBOX", "Outbox", "ReadDeadline", "TransferBytes", "TransferStream"]
 
 _READ_BYTES = 65536
 """Bytes read at most while a frame's length is not known (more once it is: the rest of the frame)."""
@@ -41,11 +41,29 @@ OUTBOX = 64
 """Messages an :class:`Outbox` holds for its stream (control messages: a few per chunk)."""
 
 
+class TransferBytes:
+    """Bytes a node's transfer streams moved, both ways, since it started (for its metrics)."""
+
+    __slots__ = ("received", "sent")
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.received = 0
+
+
 class TransferStream:
     """One transfer stream; see the module docstring."""
 
-    def __init__(self, stream: NetStream, *, write_timeout: float, max_archive_bytes: int) -> None:
+    def __init__(
+        self,
+        stream: NetStream,
+        *,
+        write_timeout: float,
+        max_archive_bytes: int,
+        counted: TransferBytes | None = None,
+    ) -> None:
         self.net = stream
+        self._counted = counted or TransferBytes()
         self.peer_id = stream.peer_id
         """The remote peer, as authenticated by the connection's Noise handshake."""
         self.channel = TransferChannel(max_total_bytes=max_archive_bytes)
@@ -65,7 +83,9 @@ class TransferStream:
             # The rest of a large frame is due: let it gather and take it in one read.
             needed = self.channel.bytes_needed
             gather = needed if needed > _READ_BYTES else 0
-            self.channel.receive_data(await self.net.receive(max(needed, _READ_BYTES), gather=gather))
+            data = await self.net.receive(max(needed, _READ_BYTES), gather=gather)
+            self._counted.received += len(data)
+            self.channel.receive_data(data)
 
     async def send(self, message: TransferMessage) -> None:
         """Write ``message`` (``ProtocolError`` if it cannot be encoded; nothing is written then)."""
@@ -77,6 +97,7 @@ class TransferStream:
             with trio.CancelScope(shield=True):
                 with trio.move_on_after(self._write_timeout) as timer:
                     await self.net.send(frame)
+                    self._counted.sent += len(frame)
                 if timer.cancelled_caught:
                     seconds = self._write_timeout
                     self.failure = (

@@ -19,8 +19,9 @@ role           permissions                       orchestrator methods it may cal
 Service methods: a remote peer, whatever its role, may call only the methods a
 service marks ``public=True`` (non-public methods are for the node's own
 callers; see :func:`~p2p_orchestrator.framework.service_method`).  A peer with
-no role may call them too with ``unknown_peers = "public"`` (the default), and
-nothing at all with ``unknown_peers = "none"``.  Calls from this node itself
+no role may call only those of them that also say ``requires_auth=False`` (a
+built-in ``ping``, say), and only with ``unknown_peers = "public"`` (the
+default); with ``unknown_peers = "none"`` it may call nothing at all.  Calls from this node itself
 (the API, the control socket, its services) are the local caller, allowed
 everything.
 
@@ -105,7 +106,7 @@ class AccessControl:
             if not self._unknown_public:
                 return None
             return Caller(peer_id=peer_id, permissions=frozenset(), public_only=True)
-        return Caller(peer_id=peer_id, permissions=ROLE_PERMISSIONS[role], public_only=True)
+        return Caller(peer_id=peer_id, permissions=ROLE_PERMISSIONS[role], public_only=True, role=role.value)
 
     def set_role(self, peer_id: str, role: Role | str | None) -> None:
         """Give ``peer_id`` a role (``None`` takes it away) now and in ``roles.toml``.

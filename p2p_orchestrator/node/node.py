@@ -173,6 +173,7 @@ class Node:
             self.rpc.remote_call_handler = self._relay
             self._running = True
             self.transfers = await stack.enter_async_context(NodeTransfers(self, nursery))
+            self.orchestrator.network_metrics = self._network_metrics
             log.info("Node %s listening on %s", self._peer_id, ", ".join(self.listen_addrs))
             self._stack = stack.pop_all()
         return self
@@ -186,7 +187,20 @@ class Node:
             await stack.__aexit__(exc_type, exc, tb)
         log.info("Node %s stopped", self._peer_id)
 
+    def _network_metrics(self) -> dict[str, Any]:
+        """The node's part of ``get_metrics``: peers and transfer bytes."""
+        peers = self.peers()
+        moved = self.transfers.bytes_moved
+        return {
+            "peers_known": len(peers),
+            "peers_connected": sum(peer.connected for peer in peers),
+            "transfer_bytes_sent": moved.sent,
+            "transfer_bytes_received": moved.received,
+        }
+
     async def _shutdown(self, nursery: trio.Nursery) -> None:
+        if self.orchestrator.network_metrics == self._network_metrics:
+            self.orchestrator.network_metrics = None
         if self.rpc.remote_call_handler == self._relay:
             self.rpc.remote_call_handler = None
         if self._dialer is not None:

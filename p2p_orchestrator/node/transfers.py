@@ -44,7 +44,7 @@ from p2p_orchestrator.node._host import parse_peer_id
 from p2p_orchestrator.node._limits import StreamLimiter
 from p2p_orchestrator.node._receive import CutHook
 from p2p_orchestrator.node._stream import NetStream, RawStream
-from p2p_orchestrator.node._transfer_stream import TransferStream
+from p2p_orchestrator.node._transfer_stream import TransferBytes, TransferStream
 from p2p_orchestrator.node.distributor import ArchivePusher
 from p2p_orchestrator.node.fetcher import ArchiveFetcher
 from p2p_orchestrator.node.swarm_origin import SwarmPusher
@@ -130,6 +130,8 @@ class NodeTransfers:
         )
         self.orchestrator = orchestrator
         self.manifests = ManifestCache(max_archive_bytes=self.settings.max_archive_bytes)
+        self.bytes_moved = TransferBytes()
+        """Bytes this node's transfer streams sent and received (its metrics)."""
         self.limiter = StreamLimiter(per_peer=self.settings.max_per_peer, total=self.settings.max_total)
         self.handler = TransferStreamHandler(self)
         self.pusher = ArchivePusher(self)
@@ -236,6 +238,7 @@ class NodeTransfers:
             stream,
             write_timeout=self.settings.write_timeout,
             max_archive_bytes=self.settings.max_archive_bytes,
+            counted=self.bytes_moved,
         )
 
     async def manifest_of(self, path: Path, chunk_size: int | None = None) -> TransferManifest:

@@ -1,14 +1,17 @@
-"""``FramedChannel``: the trio adapter that drives a sans-IO :class:`RpcConnection` over a stream.
+"""``FramedChannel``: the adapter that drives a sans-IO :class:`RpcConnection` over a byte stream.
 
 The wire package knows messages and bytes; this module adds the I/O: one reader
 task, request/response matching, concurrent handling of incoming requests,
 deadlines and cancellation, from the parts in :mod:`p2p_orchestrator._rpc_session`
-(which the node's and the control socket's adapters share).  It works over any
-:class:`trio.abc.Stream` (the socketpair to a service's child process here)::
+(which the node's and the control socket's adapters share).  It is written with
+anyio and works over any :class:`anyio.abc.ByteStream` (the socketpair between
+the node and a service's child process): the node runs it on trio, a service's
+child on the service's own event loop, asyncio or trio::
 
+    stream = await anyio.abc.UNIXSocketStream.from_socket(sock)
     channel = FramedChannel(stream, RpcConnection("peer", exchange_hello=True), handler=serve)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(channel.run)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(channel.run)
         await channel.send(Hello("orchestrator"))
         hello = await channel.wait_hello()
         result = await channel.call("service/greet", {"name": "Ada"}, time_limit=5)
@@ -36,11 +39,13 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import trio
+import anyio
+import anyio.abc
 
 from p2p_orchestrator._rpc_session import (
-    STREAM_GONE,
+    ANYIO_STREAM_GONE,
     Answer,
+    AnyioStream,
     MessageReader,
     PendingCalls,
     RequestTasks,
@@ -68,7 +73,7 @@ class FramedChannel:
 
     def __init__(
         self,
-        stream: trio.abc.Stream,
+        stream: anyio.abc.ByteStream,
         conn: RpcConnection,
         *,
         handler: RequestHandler | None = None,
@@ -76,7 +81,7 @@ class FramedChannel:
         name: str = "peer",
         send_timeout: float = 10.0,
     ) -> None:
-        self.stream = stream
+        self.stream = AnyioStream(stream)
         self.conn = conn
         self.name = name
         self.handler = handler
@@ -84,7 +89,7 @@ class FramedChannel:
         self.on_notice = on_notice
         """Called with the error of a connection-level ``ErrorReply(None, ...)`` from the peer."""
         self._writer = StreamWriter(
-            stream, conn, timeout=send_timeout, stalled=f"{name} did not read for {send_timeout} s"
+            self.stream, conn, timeout=send_timeout, stalled=f"{name} did not read for {send_timeout} s"
         )
         self._pending = PendingCalls()
         self._requests = RequestTasks(
@@ -93,8 +98,8 @@ class FramedChannel:
             internal_error=ServiceCallError,
             log_failure=lambda request: log.exception("Handler of %s failed", request.method),
         )
-        self._hello_received = trio.Event()
-        self._closed = trio.Event()
+        self._hello_received = anyio.Event()
+        self._closed = anyio.Event()
         self.close_reason: OrchestratorError | None = None
         """Why the channel ended, when known; pending and later calls fail with it."""
 
@@ -114,7 +119,7 @@ class FramedChannel:
     async def _read_loop(self) -> None:
         reader = MessageReader(
             self.conn,
-            receive=lambda: receive_or_eof(self.stream),
+            receive=lambda: receive_or_eof(self.stream, ANYIO_STREAM_GONE),
             flush=self._flush_outbox,
             on_violation=self._violated,
         )
@@ -153,7 +158,7 @@ class FramedChannel:
         return Response(request.id, await handler(request))
 
     async def _reply(self, request: Request, answer: Answer) -> None:
-        await send_answer(self.conn, self.send, request, answer, gone=STREAM_GONE)
+        await send_answer(self.conn, self.send, request, answer, gone=ANYIO_STREAM_GONE)
 
     # -- sending -------------------------------------------------------------------------
 
@@ -162,7 +167,7 @@ class FramedChannel:
         await self._writer.send(msg)
 
     async def _flush_outbox(self) -> bool:
-        with contextlib.suppress(*STREAM_GONE):
+        with contextlib.suppress(*ANYIO_STREAM_GONE):
             await self._writer.flush()
         return True  # if the peer is gone, the reader sees the EOF next
 
@@ -195,18 +200,18 @@ class FramedChannel:
                 if self.close_reason is not None:
                     raise self.close_reason from exc
                 raise ServiceCallError(f"{method}: {exc.message}", code="unencodable_params") from exc
-            except STREAM_GONE as exc:
+            except ANYIO_STREAM_GONE as exc:
                 raise ServiceCallError(
                     f"{method}: the channel to {self.name} is broken", code="channel_closed"
                 ) from exc
-            with trio.move_on_after(math.inf if time_limit is None else time_limit):
+            with anyio.move_on_after(math.inf if time_limit is None else time_limit):
                 await pending.done.wait()
             if not pending.done.is_set():
                 await self._cancel_remote(rid)
                 raise ServiceCallError(
                     f"{method} did not answer within {time_limit:g} s", code="call_timeout"
                 )
-        except trio.Cancelled:
+        except anyio.get_cancelled_exc_class():
             if not pending.done.is_set():
                 await self._cancel_remote(rid)
             raise
@@ -217,8 +222,8 @@ class FramedChannel:
     async def _cancel_remote(self, rid: int) -> None:
         # the peer may be gone or have answered already: then there is nothing left to cancel
         with (
-            trio.CancelScope(shield=True),
-            contextlib.suppress(ProtocolError, *STREAM_GONE),
+            anyio.CancelScope(shield=True),
+            contextlib.suppress(ProtocolError, *ANYIO_STREAM_GONE),
         ):
             await self.send(Cancel(rid))
 

@@ -1,6 +1,9 @@
 """The child side: host one service instance and serve the node's requests.
 
-:func:`serve` is what the runner runs under ``trio.run``.  In order it:
+:func:`serve` is what the runner runs, under ``anyio.run`` on the event loop the
+service's manifest chose (``"event_loop"``: ``"asyncio"``, the default, or
+``"trio"``).  It is written once with anyio, so everything below behaves the same
+on both loops, and a process on asyncio never imports trio.  In order it:
 
 1. greets the node over the inherited socket and receives the service's
    name, configuration and timeouts in the node's :class:`Hello`;
@@ -38,11 +41,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import trio
+import anyio
+import anyio.abc
 
+from p2p_orchestrator._rpc_session import ANYIO_STREAM_GONE
 from p2p_orchestrator.errors import OrchestratorError, ProtocolError, ServiceCallError, ServiceManagementError
-from p2p_orchestrator.framework import BaseService
+from p2p_orchestrator.framework import BaseService, NodeProxy, ServiceManager, set_global_service_manager
+from p2p_orchestrator.framework._background import set_spawner
+from p2p_orchestrator.framework.caller import CallerInfo, set_caller
 from p2p_orchestrator.runtime._channel import FramedChannel
+from p2p_orchestrator.runtime._compat_imports import install_framework_aliases
 from p2p_orchestrator.runtime._loader import isolate_path, load_service
 from p2p_orchestrator.runtime.protocol import (
     EXIT_CHANNEL_LOST,
@@ -51,6 +59,7 @@ from p2p_orchestrator.runtime.protocol import (
     RESERVED_REQUESTS,
     RUNNER_CALL,
     RUNNER_HEALTH,
+    RUNNER_METRICS,
     RUNNER_READY,
     RUNNER_STOP,
     SERVICE_PREFIX,
@@ -64,22 +73,15 @@ log = logging.getLogger("p2p_orchestrator.runner")
 _CLOSE_WAIT = 5.0  # seconds to wait for the node to close the channel after the stop answer
 
 
-class NodeProxy:
-    """The :class:`~p2p_orchestrator.framework.ServiceProxy` a service gets: calls go to the node."""
+def _node_proxy(channel: FramedChannel, timeout: float, peer_names: frozenset[str]) -> NodeProxy:
+    """The proxy a service gets: its calls travel to the node as ``runner/call``."""
 
-    def __init__(self, channel: FramedChannel, timeout: float) -> None:
-        self._channel = channel
-        self._timeout = timeout
-
-    async def call(
-        self, method: str, params: Mapping[str, Any] | None = None, *, peer: str | None = None
-    ) -> Any:
-        """Call ``method`` on this node (or on ``peer``) through the orchestrator."""
-        return await self._channel.call(
-            RUNNER_CALL,
-            {"method": method, "params": dict(params or {}), "peer": peer},
-            time_limit=self._timeout,
+    async def transport(method: str, params: dict[str, Any], peer: str | None) -> Any:
+        return await channel.call(
+            RUNNER_CALL, {"method": method, "params": params, "peer": peer}, time_limit=timeout
         )
+
+    return NodeProxy(transport, peer_names)
 
 
 class _Host:
@@ -89,7 +91,7 @@ class _Host:
         self.ready = False
         self.exit_code: int | None = None
         self.stopped_politely = False
-        self.finished = trio.Event()
+        self.finished = anyio.Event()
 
     def finish(self, code: int) -> None:
         if self.exit_code is None:
@@ -103,10 +105,16 @@ class _Host:
             return await self._health()
         if request.method == RUNNER_STOP:
             return await self._stop(request.params)
+        if request.method == RUNNER_METRICS:
+            return self._metrics()
         raise ServiceCallError(f"the runner does not know {request.method!r}", code="unknown_method")
 
-    async def _call(self, method: str, params: dict[str, Any]) -> Any:
+    async def _call(self, method: str, request: dict[str, Any]) -> Any:
         path = f"{self.name}/{method}"
+        params = request.get("params")
+        if not isinstance(params, dict):
+            raise ServiceCallError(f"{path}: the node sent no parameters", code="bad_params")
+        set_caller(CallerInfo.from_wire(request.get("caller")))
         if self.instance is None or not self.ready:
             raise ServiceCallError(f"{path}: the service is not running", code="service_not_running")
         info = self.instance.exposed_methods().get(method)
@@ -179,22 +187,29 @@ class _Host:
         error = None if healthy else f"health_check() returned {result!r}"
         return {"healthy": healthy, "error": error, "detail": None}
 
+    def _metrics(self) -> dict[str, Any]:
+        """``runner/metrics``: the service's own metrics and health report (no await: never waits)."""
+        if self.instance is None:
+            return {"metrics": {"counters": {}, "gauges": {}, "timers": {}}, "health_report": None}
+        return {
+            "metrics": self.instance.metrics.snapshot(),
+            "health_report": self.instance.get_health_report(),
+        }
+
     async def _stop(self, params: dict[str, Any]) -> dict[str, Any]:
         grace = params.get("grace", 5.0)
         grace = float(grace) if isinstance(grace, int | float) else 5.0
         result: dict[str, Any] = {"cleaned_up": True}
         if self.instance is not None and self.ready:
             self.ready = False
-            self.instance.state = "stopping"
-            with trio.move_on_after(grace) as timer:
+            with anyio.move_on_after(grace) as timer:
                 try:
-                    await self.instance.cleanup()
+                    await self.instance.stop()
                 except Exception as exc:
                     traceback.print_exc()
                     result = {"cleaned_up": False, "error": f"cleanup() raised {type(exc).__name__}: {exc}"}
             if timer.cancelled_caught:
                 result = {"cleaned_up": False, "error": f"cleanup() did not finish within {grace:g} s"}
-            self.instance.state = "stopped"
         self.stopped_politely = True
         self.finish(0)
         return result
@@ -205,17 +220,26 @@ async def _start(host: _Host, channel: FramedChannel, hello: Hello, service_dir:
     info = hello.info
     config = info.get("config", {})
     call_timeout = info.get("call_timeout", 30.0)
+    peers = info.get("peer_names", [])
+    peer_names = frozenset(p for p in peers if isinstance(p, str)) if isinstance(peers, list) else frozenset()
+    version, description = info.get("version"), info.get("description")
+    proxy = _node_proxy(channel, float(call_timeout), peer_names)
     isolate_path(service_dir, root)
-    instance = load_service(host.name, service_dir)
+    install_framework_aliases()
+    instance = load_service(host.name, service_dir, proxy)
     instance.bind(
         name=host.name,
         config=config if isinstance(config, dict) else {},
-        proxy=NodeProxy(channel, float(call_timeout)),
+        proxy=proxy,
+        version=version if isinstance(version, str) else None,
+        description=description if isinstance(description, str) else None,
     )
+    manager = ServiceManager()
+    manager.register(instance)
+    set_global_service_manager(manager)
     host.instance = instance
-    instance.state = "initializing"
     try:
-        await instance.initialize()
+        await instance.start()
     except MemoryError:
         raise ServiceManagementError(
             f"{host.name}: ran out of memory in initialize() (see the memory limit)", code="out_of_memory"
@@ -230,7 +254,6 @@ async def _start(host: _Host, channel: FramedChannel, hello: Hello, service_dir:
             f"{host.name}: initialize() raised {type(exc).__name__}: {exc}; the traceback is in the service's log",
             code="initialize_failed",
         ) from None
-    instance.state = "running"
 
 
 async def serve(name: str, fd: int, service_dir: Path, root: Path, *, max_calls: int = 64) -> int:
@@ -238,12 +261,11 @@ async def serve(name: str, fd: int, service_dir: Path, root: Path, *, max_calls:
 
     ``max_calls`` is the node's ``max_concurrent_calls`` for this service.
     """
-    sock = socket.socket(fileno=fd)
-    stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+    stream = await anyio.abc.UNIXSocketStream.from_socket(socket.socket(fileno=fd))
     host = _Host(name)
     conn = RpcConnection("peer", exchange_hello=True, max_in_flight=max_calls + RESERVED_REQUESTS)
     channel = FramedChannel(stream, conn, handler=host.handle, name="node")
-    async with trio.open_nursery() as nursery:
+    async with anyio.create_task_group() as tasks:
 
         async def run_channel() -> None:
             try:
@@ -253,17 +275,18 @@ async def serve(name: str, fd: int, service_dir: Path, root: Path, *, max_calls:
             finally:
                 host.finish(EXIT_CHANNEL_LOST)
 
-        nursery.start_soon(run_channel)
+        tasks.start_soon(run_channel)
+        set_spawner(tasks.start_soon)
         await channel.send(Hello("service", info={"service": name, "pid": os.getpid()}))
         try:
             hello = await channel.wait_hello()
             await _start(host, channel, hello, service_dir, root)
         except ServiceManagementError as exc:
             await _report_fatal(channel, exc)
-            nursery.cancel_scope.cancel()
+            tasks.cancel_scope.cancel()
             return EXIT_START_FAILED
         except OrchestratorError:  # the channel closed before the node's Hello
-            nursery.cancel_scope.cancel()
+            tasks.cancel_scope.cancel()
             return EXIT_CHANNEL_LOST
         assert host.instance is not None
         host.ready = True
@@ -274,14 +297,14 @@ async def serve(name: str, fd: int, service_dir: Path, root: Path, *, max_calls:
             host.finish(EXIT_CHANNEL_LOST)
         await host.finished.wait()
         if host.stopped_politely:  # let the answer reach the node, which then closes the channel
-            with trio.move_on_after(_CLOSE_WAIT):
+            with anyio.move_on_after(_CLOSE_WAIT):
                 await channel.wait_closed()
-        nursery.cancel_scope.cancel()
+        tasks.cancel_scope.cancel()
     return host.exit_code if host.exit_code is not None else 0
 
 
 async def _report_fatal(channel: FramedChannel, error: ServiceManagementError) -> None:
     print(f"[runner] start failed: {error.message}", flush=True)  # goes to the service log
     # if the node is gone, the exit code still says what happened
-    with contextlib.suppress(OrchestratorError, trio.BrokenResourceError, trio.ClosedResourceError):
+    with contextlib.suppress(OrchestratorError, *ANYIO_STREAM_GONE):
         await channel.send(ErrorReply(None, error))

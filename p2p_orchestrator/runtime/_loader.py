@@ -1,5 +1,9 @@
 """Loading a service in its child process: import ``main.py``, find ``Run``, instantiate it.
 
+``Run`` is created as P2P Core's loader created it, ``Run(name, proxy)``, when its
+``__init__`` accepts those two arguments (``BaseService``'s own does), else as
+``Run(name)`` or ``Run()``, whichever its signature takes.
+
 Every way this can go wrong becomes a :class:`ServiceManagementError` whose code
 says which (``import_failed``, ``import_exited``, ``no_run_class``,
 ``not_a_service``, ``instantiation_failed``, ``out_of_memory``) and whose
@@ -10,9 +14,11 @@ service's log (stderr).
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 from p2p_orchestrator.errors import ServiceManagementError
 from p2p_orchestrator.framework import BaseService
@@ -45,8 +51,8 @@ def _short(exc: BaseException) -> str:
     return f"{text} (at {where})" if where else text
 
 
-def load_service(name: str, service_dir: Path) -> BaseService:
-    """Import ``service_dir/main.py`` as module ``main`` and return a new ``Run()``."""
+def load_service(name: str, service_dir: Path, proxy: Any = None) -> BaseService:
+    """Import ``service_dir/main.py`` as module ``main`` and return a new ``Run`` (see the module docstring)."""
     main_py = service_dir / "main.py"
     try:
         module = importlib.import_module("main")
@@ -83,14 +89,31 @@ def load_service(name: str, service_dir: Path) -> BaseService:
             f"{name}: main.py's 'Run' is {run!r}, not a subclass of service_framework.BaseService",
             code="not_a_service",
         )
+    args = _constructor_arguments(run, name, proxy)
+    shown = ", ".join(("name", "proxy")[: len(args)])
     try:
-        instance = run()
+        instance = run(*args)
     except BaseException as exc:
         traceback.print_exc()
         raise ServiceManagementError(
-            f"{name}: Run() raised {_short(exc)}; the traceback is in the service's log",
+            f"{name}: Run({shown}) raised {_short(exc)}; the traceback is in the service's log",
             code="instantiation_failed",
         ) from None
     if not isinstance(instance, BaseService):
         raise ServiceManagementError(f"{name}: Run() did not return a BaseService", code="not_a_service")
     return instance
+
+
+def _constructor_arguments(run: type, name: str, proxy: Any) -> tuple[Any, ...]:
+    """``(name, proxy)``, ``(name,)`` or ``()``: the first that ``Run``'s signature accepts."""
+    try:
+        signature = inspect.signature(run)
+    except (TypeError, ValueError):  # no signature to read (a C-level __init__): the plain call
+        return ()
+    for args in ((name, proxy), (name,)):
+        try:
+            signature.bind(*args)
+        except TypeError:
+            continue
+        return args
+    return ()

@@ -2,7 +2,8 @@
 
 The child is the runner script (:mod:`~p2p_orchestrator.runtime.runner`) under
 the service's interpreter (the node's, or its virtual environment's), in the
-service's version directory, in a process group of its own, with the channel's
+service's data directory (``home/data/<name>``: files it writes with relative
+paths outlive its versions), in a process group of its own, with the channel's
 socket as its only inherited descriptor besides the output pipe.
 """
 
@@ -35,6 +36,8 @@ def spawn_runner(spec: LaunchSpec, fd: int, output: int) -> subprocess.Popen[byt
         "-u",
         str(RUNNER),
         spec.name,
+        "--service-dir",
+        str(spec.directory),
         "--fd",
         str(fd),
         "--parent",
@@ -45,11 +48,13 @@ def spawn_runner(spec: LaunchSpec, fd: int, output: int) -> subprocess.Popen[byt
         str(spec.memory_limit_mb),
         "--max-calls",
         str(spec.max_concurrent_calls),
+        "--event-loop",
+        spec.event_loop,
     ]
     env = {**os.environ, "P2P_ORCHESTRATOR_SERVICE": spec.name}
     return subprocess.Popen(
         argv,
-        cwd=spec.directory,
+        cwd=spec.data_directory or spec.directory,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=output,

@@ -2,7 +2,8 @@
 
 Into a service (:func:`call_service`): the method must be one the service
 reported as exposed when it became ready, a caller limited to public methods
-(another node) may call only ``public=True`` ones, and a call from another node
+(another node) may call only ``public=True`` ones, a peer without a role only
+those that also say ``requires_auth=False``, and a call from another node
 must be admitted (:mod:`~p2p_orchestrator.runtime.admission`: ``busy`` beyond
 bounded shares).
 
@@ -23,6 +24,7 @@ caller gets the result if it is still there to take it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -70,8 +72,21 @@ async def call_service(
             f"{target}/{method} is not public: only callers on this node may call it",
             code="method_not_public",
         )
-    with proc.admission.admit(caller):
-        return await proc.call(method, params)
+    if not caller.is_local and caller.role is None and info.get("requires_auth", True):
+        raise PermissionDenied(
+            f"{target}/{method} needs a role on this node (the service marks it requires_auth); "
+            "only methods marked requires_auth=False are open to peers without one",
+            code="method_requires_auth",
+        )
+    started = time.monotonic()
+    failed = True
+    try:
+        with proc.admission.admit(caller):
+            result = await proc.call(method, params, caller={"peer_id": caller.peer_id, "role": caller.role})
+        failed = False
+        return result
+    finally:
+        unit.call_stats.record(time.monotonic() - started, failed=failed)
 
 
 class ProxyCalls:

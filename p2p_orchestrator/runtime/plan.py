@@ -37,6 +37,7 @@ def launch_plan(
     *,
     version: str,
     directory: Path,
+    data_directory: Path | None = None,
     manifest: Mapping[str, Any],
     configuration: dict[str, Any],
     config: OrchestratorConfig,
@@ -62,6 +63,7 @@ def launch_plan(
         name=name,
         version=version,
         directory=directory,
+        data_directory=data_directory or directory,
         config=configuration,
         start_timeout=runtime.start_timeout,
         stop_timeout=runtime.stop_timeout,
@@ -69,5 +71,8 @@ def launch_plan(
         memory_limit_mb=memory,
         max_concurrent_calls=runtime.max_concurrent_calls,
         python=python,
+        event_loop=str(manifest.get("event_loop") or "asyncio"),
+        description=str(manifest.get("description") or ""),
+        peer_names=frozenset(config.peers),
     )
     return ServicePlan(spec=spec, restart=restart, health=health)

@@ -27,15 +27,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio.abc
 import trio
 
 from p2p_orchestrator._clock import utc_now_iso
+from p2p_orchestrator._rpc_session import ANYIO_STREAM_GONE
 from p2p_orchestrator.crashpoints import crashpoint
 from p2p_orchestrator.errors import OrchestratorError, ServiceCallError, ServiceManagementError
 from p2p_orchestrator.runtime._channel import FramedChannel
@@ -46,6 +48,7 @@ from p2p_orchestrator.runtime.pidfiles import PidFiles
 from p2p_orchestrator.runtime.protocol import (
     RUNNER_CALL,
     RUNNER_HEALTH,
+    RUNNER_METRICS,
     RUNNER_READY,
     RUNNER_STOP,
     SERVICE_PREFIX,
@@ -61,6 +64,7 @@ _TERM_WAIT = 2.0  # seconds between SIGTERM and SIGKILL
 _EXIT_WAIT = 2.0  # seconds for the runner to exit once it answered the stop request
 _REAP_WAIT = 5.0  # seconds to wait for a SIGKILLed child to be reaped
 _DRAIN_WAIT = 0.5  # seconds to read the output left in the pipe after the child exited
+_LOCAL_CALLER: Mapping[str, Any] = {"peer_id": None, "role": None}
 
 ProxyCall = Callable[[str, dict[str, Any], str | None], Awaitable[Any]]
 """How a service's proxy call is carried out: ``(method, params, peer) -> result``."""
@@ -73,6 +77,8 @@ class LaunchSpec:
     name: str
     version: str
     directory: Path
+    data_directory: Path | None = None
+    """The service's working directory (its own files); ``None``: ``directory``."""
     config: dict[str, Any] = field(default_factory=dict)
     start_timeout: float = 10.0
     stop_timeout: float = 5.0
@@ -81,6 +87,12 @@ class LaunchSpec:
     max_concurrent_calls: int = 64
     python: str = sys.executable
     """The interpreter: the node's, or the service's virtual environment's."""
+    description: str = ""
+    """The manifest's description (the service's ``info.description`` unless it sets one)."""
+    peer_names: frozenset[str] = frozenset()
+    """The names of the node's ``[peers]`` table, which the service's proxy takes as peers."""
+    event_loop: str = "asyncio"
+    """The event loop the service runs on: ``"asyncio"`` or ``"trio"`` (its manifest's ``event_loop``)."""
 
 
 class ServiceProcess:
@@ -144,7 +156,7 @@ class ServiceProcess:
                 code="write_failed",
             ) from exc
         log.write(f"--- {utc_now_iso()} starting {spec.name} {spec.version} (pid {popen.pid}) ---\n".encode())
-        stream = trio.SocketStream(trio.socket.from_stdlib_socket(parent_sock))
+        stream = await anyio.abc.UNIXSocketStream.from_socket(parent_sock)
         conn = RpcConnection("peer", exchange_hello=True)
         channel = FramedChannel(stream, conn, name=f"service {spec.name}")
         try:
@@ -168,8 +180,10 @@ class ServiceProcess:
                     info={
                         "service": spec.name,
                         "version": spec.version,
+                        "description": spec.description,
                         "config": spec.config,
                         "call_timeout": spec.call_timeout,
+                        "peer_names": sorted(spec.peer_names),
                     },
                 )
                 try:
@@ -180,7 +194,7 @@ class ServiceProcess:
                         code="bad_service_config",
                     )
                     proc._settled.set()
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                except ANYIO_STREAM_GONE:
                     pass  # the child died at once; the exit watcher reports it
                 try:
                     yield proc
@@ -290,8 +304,18 @@ class ServiceProcess:
     def ready(self) -> bool:
         return self._ready and self.returncode is None
 
-    async def call(self, method: str, params: dict[str, Any], *, time_limit: float | None = None) -> Any:
+    async def call(
+        self,
+        method: str,
+        params: dict[str, Any],
+        *,
+        time_limit: float | None = None,
+        caller: Mapping[str, Any] | None = None,
+    ) -> Any:
         """Call an exposed method; the service's error, or ``service_exited`` if it dies meanwhile.
+
+        ``caller`` (``peer_id`` and ``role``; none for a local caller) is what the
+        service's ``current_caller()`` tells it.
 
         At most ``max_concurrent_calls`` calls are sent to the process at once;
         the others wait here for a turn, within the same ``time_limit``.
@@ -310,7 +334,9 @@ class ServiceProcess:
             )
         try:
             return await self._channel.call(
-                SERVICE_PREFIX + method, params, time_limit=max(0.0, deadline - trio.current_time())
+                SERVICE_PREFIX + method,
+                {"params": params, "caller": dict(caller or _LOCAL_CALLER)},
+                time_limit=max(0.0, deadline - trio.current_time()),
             )
         except ServiceCallError as exc:
             if exc.code != "channel_closed":
@@ -333,6 +359,11 @@ class ServiceProcess:
         when the process is going away.
         """
         return await self._channel.call(RUNNER_HEALTH, {}, time_limit=time_limit)
+
+    async def read_metrics(self, time_limit: float) -> dict[str, Any]:
+        """The service's ``metrics`` snapshot and health report (``runner/metrics``), on the priority path."""
+        answer = await self._channel.call(RUNNER_METRICS, {}, time_limit=time_limit)
+        return answer if isinstance(answer, dict) else {}
 
     def dump_stacks(self) -> None:
         """Ask the runner to write every thread's stack to the service's log (SIGUSR1, no wait).

@@ -8,13 +8,18 @@ clash with them:
 path                        direction  meaning
 ==========================  =========  ==================================================
 ``Hello``                   both       first message; the node's carries the service's
-                                       name and configuration, the runner's its pid
+                                       name, version, description, configuration, call
+                                       timeout and the names of ``[peers]``; the
+                                       runner's its pid
 ``runner/ready``            child→node ``initialize()`` returned; params: ``methods``
-``service/<method>``        node→child call an exposed method with keyword ``params``
+``service/<method>``        node→child call an exposed method: ``params`` (its keyword
+                                       arguments) and ``caller`` (``peer_id``, ``role``)
 ``runner/stop``             node→child run ``cleanup()`` (``grace`` seconds), answer, exit 0
 ``runner/health``           node→child run ``health_check()`` if the service has one; answer
                                        ``{"healthy", "error", "detail"}`` (never waits for
                                        a call slot: see ``max_concurrent_calls``)
+``runner/metrics``          node→child the service's metrics and health report (never
+                                       waits for a call slot)
 ``runner/call``             child→node a proxy call: ``method``, ``params``, ``peer``
 ``ErrorReply(None, ...)``   child→node the start failed (import, ``Run``, ``initialize()``)
 ==========================  =========  ==================================================
@@ -34,6 +39,7 @@ __all__ = [
     "RESERVED_REQUESTS",
     "RUNNER_CALL",
     "RUNNER_HEALTH",
+    "RUNNER_METRICS",
     "RUNNER_READY",
     "RUNNER_STOP",
     "SERVICE_PREFIX",
@@ -44,6 +50,7 @@ RUNNER_READY: Final = "runner/ready"
 RUNNER_STOP: Final = "runner/stop"
 RUNNER_CALL: Final = "runner/call"
 RUNNER_HEALTH: Final = "runner/health"
+RUNNER_METRICS: Final = "runner/metrics"
 RESERVED_REQUESTS: Final = 4
 """In-flight requests the child accepts beyond the node's ``max_concurrent_calls``: room
 for ``runner/health`` and ``runner/stop``, which never wait behind service calls."""

@@ -1,8 +1,9 @@
 """The entry point of a service's child process.
 
-The supervisor starts it as a script, in the service's version directory::
+The supervisor starts it as a script, in the service's data directory (its
+working directory), with its version directory as ``--service-dir``::
 
-    python -I -u .../p2p_orchestrator/runtime/runner.py NAME --fd 3 --parent PID --root DIR
+    python -I -u .../p2p_orchestrator/runtime/runner.py NAME --service-dir DIR --fd 3 --parent PID --root DIR
 
 ``-I`` (isolated mode) keeps the environment's ``PYTHONPATH``, the user's site
 directory and the current directory off ``sys.path``; ``-u`` makes the service's
@@ -16,10 +17,12 @@ Its first act is ``prctl(PR_SET_PDEATHSIG, SIGKILL)``: the kernel kills the
 child when the node's thread that started it dies, however the node dies.  If
 the node is already gone (the parent pid changed) the runner exits at once.
 
-It runs under the node's interpreter, or under the interpreter of the service's
-own virtual environment (see :mod:`~p2p_orchestrator.runtime.venvs`), which finds
-trio and cbor2 through a ``.pth`` file placed after the environment's own
-packages.
+It runs the service on the event loop its manifest chose (``--event-loop``:
+``asyncio``, the default, or ``trio``), through anyio; on asyncio, trio is never
+imported.  It runs under the node's interpreter, or under the interpreter of the
+service's own virtual environment (see :mod:`~p2p_orchestrator.runtime.venvs`),
+which finds anyio, trio and cbor2 through a ``.pth`` file placed after the
+environment's own packages.
 """
 
 from __future__ import annotations
@@ -74,17 +77,19 @@ def main(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="p2p-orchestrator-runner")
     parser.add_argument("service")
+    parser.add_argument("--service-dir", help="the service's version directory (default: the working one)")
     parser.add_argument("--fd", type=int, required=True, help="the inherited socket to the node")
     parser.add_argument("--parent", type=int, required=True, help="the node's pid")
     parser.add_argument("--root", required=True, help="the directory holding p2p_orchestrator")
     parser.add_argument("--memory-limit-mb", type=int, default=0, help="RLIMIT_AS in MiB; 0 for none")
     parser.add_argument("--max-calls", type=int, default=64, help="service calls the node sends at once")
+    parser.add_argument("--event-loop", choices=("asyncio", "trio"), default="asyncio")
     args = parser.parse_args(argv)
 
     import faulthandler
     import signal
 
-    import trio
+    import anyio
 
     from p2p_orchestrator.runtime._host import serve
 
@@ -98,8 +103,13 @@ def main(argv: list[str]) -> int:
     if args.memory_limit_mb > 0:
         limit = args.memory_limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    return trio.run(
-        partial(serve, max_calls=max(1, args.max_calls)), args.service, args.fd, Path.cwd(), Path(args.root)
+    return anyio.run(
+        partial(serve, max_calls=max(1, args.max_calls)),
+        args.service,
+        args.fd,
+        Path(args.service_dir) if args.service_dir else Path.cwd(),
+        Path(args.root),
+        backend=args.event_loop,
     )
 
 

@@ -19,7 +19,27 @@ from p2p_orchestrator.runtime.process import ServiceProcess
 from p2p_orchestrator.runtime.protocol import describe_exit
 from p2p_orchestrator.runtime.states import ServiceState, StateMachine
 
-__all__ = ["ServiceUnit"]
+__all__ = ["CallStats", "ServiceUnit"]
+
+
+class CallStats:
+    """Calls into one service through the node since it started: how many, how many failed, how long."""
+
+    __slots__ = ("calls", "errors", "seconds")
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.errors = 0
+        self.seconds = 0.0
+        """Total time the calls took, answered or not."""
+
+    def record(self, seconds: float, *, failed: bool) -> None:
+        self.calls += 1
+        self.errors += failed
+        self.seconds += seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"calls": self.calls, "errors": self.errors, "seconds": round(self.seconds, 6)}
 
 
 class ServiceUnit:
@@ -46,6 +66,7 @@ class ServiceUnit:
         """Monotonic time the pending restart is due (in ``backoff``)."""
         self.loop_done: trio.Event | None = None
         """Set when the supervising loop of this unit ends (``None``: no loop ever ran)."""
+        self.call_stats = CallStats()
 
     @property
     def state(self) -> ServiceState:

@@ -5,7 +5,7 @@ environment, built when it is installed, in a content-addressed cache::
 
     home/venvs/<key>/                a plain venv (no system site-packages)
     home/venvs/<key>/requirements.txt   what was installed in it
-    home/venvs/<key>/runner-lib/     symlinks to trio, cbor2 and their dependencies
+    home/venvs/<key>/runner-lib/     symlinks to anyio, trio, cbor2 and their dependencies
     home/venvs/<key>/.complete       written last; a directory without it is debris
 
 ``key`` is the sha256 of the normalized requirements (comments and blank lines
@@ -14,7 +14,7 @@ version, path), so every version of every service with the same requirements
 shares one environment, and an environment is rebuilt when the node's Python
 changes.
 
-The runner needs trio and cbor2, which the service's requirements need not
+The runner needs anyio, trio and cbor2, which the service's requirements need not
 list: a ``.pth`` file in the environment's ``site-packages`` puts ``runner-lib``
 on ``sys.path`` *after* the service's own packages (so a service may pin its own
 version of any of them), and the node's ``p2p_orchestrator`` comes last, as for
@@ -53,7 +53,7 @@ __all__ = ["VenvCache", "read_requirements"]
 log = logging.getLogger("p2p_orchestrator.runtime")
 
 REQUIREMENTS = "requirements.txt"
-_RUNNER_NEEDS = ("trio", "cbor2")
+_RUNNER_NEEDS = ("anyio", "trio", "cbor2")
 _COMPLETE = ".complete"
 _PTH = "p2p_orchestrator_runner.pth"
 _TAIL_LINES = 12
@@ -93,7 +93,8 @@ def environment_key(requirements: Iterable[str]) -> str:
     """The cache key of an environment with ``requirements`` for the node's interpreter."""
     impl = sys.implementation
     identity = f"{impl.name} {impl.version} {sys.version} {os.path.realpath(sys.executable)}"
-    text = "\n".join(requirements) + "\n--\n" + identity
+    # the runner's own packages are linked in at build time: a new set means a new environment
+    text = "\n".join(requirements) + "\n--\n" + identity + "\n--\n" + " ".join(_RUNNER_NEEDS)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -246,7 +247,7 @@ def _remove(path: Path) -> None:
 
 
 def runner_packages() -> list[Path]:
-    """The top-level files and directories of trio, cbor2 and what they need, in the node's environment."""
+    """The top-level files and directories of anyio, trio, cbor2 and what they need, in the node's environment."""
     todo, seen, found = list(_RUNNER_NEEDS), set[str](), set[Path]()
     while todo:
         name = todo.pop().lower().replace("_", "-")

@@ -18,7 +18,9 @@ all pairs, ``None`` for none (all peers unknown to each other), or a function
 ``roles(i, j)`` returning the role node ``i`` gives node ``j`` (or ``None``).
 ``unknown_peers`` and ``node`` (a :class:`~p2p_orchestrator.config.NodeSettings`,
 e.g. with short deadlines) apply to every node; ``config`` is the base
-configuration they all start from.
+configuration they all start from.  ``names`` gives each node a name in the
+``[peers]`` table of every other one (``names=["coordinator", "worker"]``), so
+services can address them as ``self.proxy.<svc>.coordinator.<method>()``.
 
 On exit the nodes stop (their services too) and nothing is left running.
 """
@@ -84,6 +86,7 @@ async def swarm(
     node: NodeSettings | None = None,
     config: OrchestratorConfig | None = None,
     connect: bool = True,
+    names: Sequence[str] | None = None,
 ) -> AsyncIterator[Swarm]:
     """Start ``n`` connected nodes; see the module docstring."""
     from p2p_orchestrator.node import Node
@@ -94,6 +97,8 @@ async def swarm(
         raise ValueError("a swarm needs at least one node")
     if unknown_peers not in ("public", "none"):
         raise ValueError(f'unknown_peers must be "public" or "none", not {unknown_peers!r}')
+    if names is not None and len(names) != n:
+        raise ValueError(f"names must name each of the {n} nodes")
     owned = tmp_dir is None
     root = Path(tempfile.mkdtemp(prefix="p2p-swarm-")) if tmp_dir is None else Path(tmp_dir)
     try:
@@ -106,7 +111,8 @@ async def swarm(
             for i, home in enumerate(homes):
                 given = {ids[j]: role for j in range(n) if j != i and (role := _role(roles, i, j))}
                 access = AccessSettings(roles=given, unknown_peers=unknown_peers)
-                node_config = replace(base, node=settings, access=access)
+                peers = {names[j]: ids[j] for j in range(n) if j != i} if names is not None else base.peers
+                node_config = replace(base, node=settings, access=access, peers=peers)
                 orchestrator = await stack.enter_async_context(Orchestrator(home, config=node_config))
                 nodes.append(await stack.enter_async_context(Node(orchestrator)))
             if connect:

@@ -11,7 +11,7 @@ from benchlib.framing import FrameReader, encode
 from benchlib.model import Context, Measurement
 from benchlib.procs import PYTHON, LineReader, child, copy_example, program_argv, program_env, rss_mib
 
-__all__ = ["BARE_TRIO", "bare_trio_rss", "socketpair_call"]
+__all__ = ["BARE_ASYNCIO", "BARE_TRIO", "bare_asyncio_rss", "bare_trio_rss", "socketpair_call"]
 
 BARE_TRIO = (
     "import trio\n"
@@ -21,6 +21,15 @@ BARE_TRIO = (
     "trio.run(main)\n"
 )
 """``python -c "import trio; trio.run(trio.sleep_forever)"``, saying when its loop runs."""
+
+BARE_ASYNCIO = (
+    "import asyncio\n"
+    "async def main():\n"
+    "    print('ready', flush=True)\n"
+    "    await asyncio.Event().wait()\n"
+    "asyncio.run(main())\n"
+)
+"""A bare asyncio process idling in its loop, saying when its loop runs."""
 
 SETTLE = 0.5
 """Seconds a started process is left alone before its idle RSS is read."""
@@ -65,9 +74,18 @@ async def _calls(ctx: Context, stream: trio.SocketStream) -> list[float]:
 
 async def bare_trio_rss(ctx: Context) -> Measurement:
     """RSS of a bare ``trio.run(trio.sleep_forever)`` process once it idles, in MiB."""
+    return await _bare_rss(ctx, BARE_TRIO)
+
+
+async def bare_asyncio_rss(ctx: Context) -> Measurement:
+    """RSS of a bare asyncio process idling in its loop, in MiB."""
+    return await _bare_rss(ctx, BARE_ASYNCIO)
+
+
+async def _bare_rss(ctx: Context, program: str) -> Measurement:
     samples = []
     for _ in range(ctx.pick(3, 7)):
-        async with child([PYTHON, "-c", BARE_TRIO], polite="sigterm") as process:
+        async with child([PYTHON, "-c", program], polite="sigterm") as process:
             if process.stdout is None:
                 raise RuntimeError("child started without a stdout pipe")
             with trio.fail_after(30):

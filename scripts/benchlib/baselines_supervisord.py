@@ -27,7 +27,13 @@ import trio
 from benchlib.model import Context, Measurement
 from benchlib.procs import PYTHONPATH, ReadyListener, child, copy_example, program_argv
 
-__all__ = ["PROGRAM", "install_to_running", "restart_latency", "supervisord_missing"]
+__all__ = [
+    "PROGRAM",
+    "install_to_running",
+    "install_to_running_trio",
+    "restart_latency",
+    "supervisord_missing",
+]
 
 PROGRAM = "example_service"
 _BIN = Path(sys.executable).parent
@@ -45,8 +51,8 @@ async def supervisord_missing(ctx: Context) -> str | None:
     return None
 
 
-def _config(workdir: Path, service_dir: Path, ready: Path) -> str:
-    command = " ".join(program_argv("service_wrapper", str(service_dir), str(ready)))
+def _config(workdir: Path, service_dir: Path, ready: Path, loop: str) -> str:
+    command = " ".join(program_argv("service_wrapper", str(service_dir), str(ready), loop))
     return f"""\
 [unix_http_server]
 file={workdir / "supervisor.sock"}
@@ -112,8 +118,10 @@ class Supervisor:
 
 
 @asynccontextmanager
-async def supervised(ctx: Context, name: str) -> AsyncIterator[tuple[Supervisor, ReadyListener]]:
-    """supervisord running the wrapped example service (not started yet), and its readiness socket."""
+async def supervised(
+    ctx: Context, name: str, loop: str = "asyncio"
+) -> AsyncIterator[tuple[Supervisor, ReadyListener]]:
+    """supervisord running the wrapped example service (not started yet) on ``loop``, and its readiness socket."""
     binary = _supervisord()
     if binary is None:
         raise RuntimeError("supervisord is not installed")
@@ -122,7 +130,7 @@ async def supervised(ctx: Context, name: str) -> AsyncIterator[tuple[Supervisor,
     service_dir = copy_example(workdir / "example_service")
     ready_path = workdir / "ready.sock"
     config = workdir / "supervisord.conf"
-    config.write_text(_config(workdir, service_dir, ready_path), encoding="utf-8")
+    config.write_text(_config(workdir, service_dir, ready_path, loop), encoding="utf-8")
     async with ReadyListener(ready_path) as ready:
         argv = [binary, "-n", "-c", str(config)]
         async with child(argv, polite="sigterm", stdout=subprocess.DEVNULL):
@@ -164,9 +172,18 @@ async def _timed(supervisor: Supervisor, ready: ReadyListener, *calls: tuple[str
 
 
 async def install_to_running(ctx: Context) -> Measurement:
-    """supervisord ``startProcess`` to the service's readiness, in ms (stopped between samples)."""
+    """supervisord ``startProcess`` to the service's readiness on asyncio, in ms (stopped between samples)."""
+    return await _start_to_ready(ctx, "asyncio")
+
+
+async def install_to_running_trio(ctx: Context) -> Measurement:
+    """The same, with the service on trio."""
+    return await _start_to_ready(ctx, "trio")
+
+
+async def _start_to_ready(ctx: Context, loop: str) -> Measurement:
     samples = []
-    async with supervised(ctx, "supervisord-start") as (supervisor, ready):
+    async with supervised(ctx, f"supervisord-start-{loop}", loop) as (supervisor, ready):
         warmup = ctx.pick(1, 2)
         for number in range(warmup + ctx.pick(7, 25)):
             elapsed = await _timed(supervisor, ready, ("startProcess", (PROGRAM, False)))

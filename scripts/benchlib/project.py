@@ -26,10 +26,12 @@ __all__ = [
     "example_archive",
     "hundred_services",
     "install_to_running",
+    "install_to_running_trio",
     "local_call",
     "private_config",
     "restart_latency",
     "service_idle_rss",
+    "service_idle_rss_trio",
 ]
 
 EXAMPLE = "example_service"
@@ -42,12 +44,14 @@ def private_config() -> OrchestratorConfig:
     return OrchestratorConfig()
 
 
-def example_archive(root: Path, name: str = EXAMPLE, version: str = "1.0.0") -> bytes:
-    """The example service packed as ``name`` at ``version`` (built in a new directory under ``root``)."""
+def example_archive(
+    root: Path, name: str = EXAMPLE, version: str = "1.0.0", event_loop: str = "asyncio"
+) -> bytes:
+    """The example service packed as ``name`` at ``version``, on ``event_loop`` (built afresh under ``root``)."""
     root.mkdir(parents=True, exist_ok=True)
     target = copy_example(Path(tempfile.mkdtemp(dir=root)) / name)
     manifest = json.loads((target / "manifest.json").read_text(encoding="utf-8"))
-    manifest.update({"name": name, "version": version})
+    manifest.update({"name": name, "version": version, "event_loop": event_loop})
     (target / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     return pack_service_bytes(target)
 
@@ -73,10 +77,19 @@ async def _install_and_start(orch: Orchestrator, archive: bytes, name: str = EXA
 
 
 async def install_to_running(ctx: Context) -> Measurement:
-    """``install_service`` (and ``start_service`` unless it auto-starts) to running, in ms."""
-    archive = example_archive(ctx.workdir / "install-src")
+    """``install_service`` (and ``start_service`` unless it auto-starts) to running, in ms (asyncio)."""
+    return await _install_to_running(ctx, "asyncio")
+
+
+async def install_to_running_trio(ctx: Context) -> Measurement:
+    """The same, for the example service on trio."""
+    return await _install_to_running(ctx, "trio")
+
+
+async def _install_to_running(ctx: Context, loop: str) -> Measurement:
+    archive = example_archive(ctx.workdir / f"install-src-{loop}", event_loop=loop)
     samples = []
-    async with _orchestrator(ctx, "install") as orch:
+    async with _orchestrator(ctx, f"install-{loop}") as orch:
         warmup = ctx.pick(1, 2)
         for number in range(warmup + ctx.pick(7, 25)):
             started = time.perf_counter()
@@ -145,10 +158,19 @@ def _children_working_in(directory: Path) -> list[int]:
 
 
 async def service_idle_rss(ctx: Context) -> Measurement:
-    """RSS of the running example service's process once idle, in MiB (a fresh process per sample)."""
+    """RSS of the running example service's process once idle, in MiB (a fresh process per sample; asyncio)."""
+    return await _service_idle_rss(ctx, "asyncio")
+
+
+async def service_idle_rss_trio(ctx: Context) -> Measurement:
+    """The same, for the example service on trio."""
+    return await _service_idle_rss(ctx, "trio")
+
+
+async def _service_idle_rss(ctx: Context, loop: str) -> Measurement:
     samples = []
-    async with _orchestrator(ctx, "rss") as orch:
-        await _install_and_start(orch, example_archive(ctx.workdir / "rss-src"))
+    async with _orchestrator(ctx, f"rss-{loop}") as orch:
+        await _install_and_start(orch, example_archive(ctx.workdir / f"rss-src-{loop}", event_loop=loop))
         for number in range(ctx.pick(3, 7)):
             if number:
                 await orch.restart_service(EXAMPLE)

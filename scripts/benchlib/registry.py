@@ -70,13 +70,26 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         name="install_to_running",
         unit="ms",
-        description="install the example service's archive until it runs",
+        description="install the example service's archive until it runs (the service on asyncio)",
         target=Target("p50 < 400 ms (issue 3)", lambda o: o.value < 400),
         requires=capabilities.runtime,
         project=project.install_to_running,
         baseline=Baseline(
-            _SUPERVISORD + ", startProcess to ready",
+            _SUPERVISORD + " (the service on asyncio), startProcess to ready",
             baselines_supervisord.install_to_running,
+            tools=baselines_supervisord.supervisord_missing,
+        ),
+    ),
+    Scenario(
+        name="install_to_running_trio",
+        unit="ms",
+        description="install the example service's archive until it runs (the service on trio)",
+        target=Target("p50 < 400 ms (issue 3)", lambda o: o.value < 400),
+        requires=capabilities.runtime,
+        project=project.install_to_running_trio,
+        baseline=Baseline(
+            _SUPERVISORD + " (the service on trio), startProcess to ready",
+            baselines_supervisord.install_to_running_trio,
             tools=baselines_supervisord.supervisord_missing,
         ),
     ),
@@ -108,10 +121,19 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         name="service_idle_rss",
         unit="MiB",
-        description="resident memory of a running example service's process, idle",
+        description="resident memory of a running example service's process, idle (on asyncio)",
         target=Target("< 40 MiB (issue 3)", lambda o: o.value < 40),
         requires=capabilities.runtime,
         project=project.service_idle_rss,
+        baseline=Baseline("a bare python process idling in asyncio.run", baselines_process.bare_asyncio_rss),
+    ),
+    Scenario(
+        name="service_idle_rss_trio",
+        unit="MiB",
+        description="resident memory of a running example service's process, idle (on trio)",
+        target=Target("< 40 MiB (issue 3)", lambda o: o.value < 40),
+        requires=capabilities.runtime,
+        project=project.service_idle_rss_trio,
         baseline=Baseline(
             'bare python -c "import trio; trio.run(trio.sleep_forever)"', baselines_process.bare_trio_rss
         ),

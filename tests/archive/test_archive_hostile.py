@@ -282,7 +282,7 @@ CASES = [
         id="long-utf8",
     ),
     # manifest and configuration
-    P(tgz(manifest({"name": "other"})), "manifest_name_mismatch", "'other'", id="manifest-name"),
+    P(tgz(manifest({"event_loop": "gevent"})), "bad_manifest", "event_loop", id="manifest-event-loop"),
     P(tgz(entry(b"svc/manifest.json", b"{")), "bad_manifest", "manifest.json", id="manifest-not-json"),
     P(tgz(manifest([1])), "bad_manifest", "object", id="manifest-array"),
     P(tgz(manifest({"version": "1.0"})), "bad_version", "'1.0'", id="manifest-version"),

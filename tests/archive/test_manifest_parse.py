@@ -73,7 +73,8 @@ def test_minimal_manifest_and_default() -> None:
         "dependencies": [],
         "exposed_methods": [],
         "configuration": {},
-        "auto_start": False,
+        "auto_start": None,
+        "event_loop": "asyncio",
         "restart": {},
         "health": {},
     }
@@ -143,7 +144,8 @@ def test_safe_integers_at_the_edge() -> None:
 @pytest.mark.parametrize(
     ("obj", "code", "fragment"),
     [
-        ({"name": "other"}, "manifest_name_mismatch", "'other'"),
+        ({"event_loop": "gevent"}, "bad_manifest", "'asyncio', 'trio'"),
+        ({"event_loop": 1}, "bad_manifest", "'event_loop'"),
         ({"name": 1}, "bad_manifest", "'name' must be a string"),
         ({"version": 1}, "bad_manifest", "'version' must be a string"),
         ({"version": None}, "bad_manifest", "'version'"),
@@ -197,3 +199,23 @@ def test_parse_manifest_checks_the_service_name() -> None:
     with pytest.raises(ServiceInstallationError) as info:
         parse_manifest(b"{}", service_name="Bad")
     assert info.value.code == "bad_service_name"
+
+
+def test_a_name_other_than_the_directory_is_installed_under_the_directory_with_a_warning() -> None:
+    manifest = parse({"name": "legacy_name"}, "svc")
+    assert manifest.name == "svc"
+    assert manifest.raw["name"] == "legacy_name"
+    assert manifest.warnings == (
+        "manifest.json names the service 'legacy_name', but its directory is 'svc': it is installed as 'svc'",
+    )
+    assert parse({"name": "svc"}, "svc").warnings == ()
+
+
+def test_the_framework_as_a_dependency_is_always_satisfied() -> None:
+    manifest = parse({"dependencies": ["service_framework", "db>=1"]}, "svc")
+    assert manifest.dependencies == (Dependency.parse("db>=1"),)
+
+
+@pytest.mark.parametrize(("given", "loop"), [({}, "asyncio"), ({"event_loop": "trio"}, "trio")])
+def test_event_loop_defaults_to_asyncio(given: dict[str, Any], loop: str) -> None:
+    assert parse(given, "svc").event_loop == loop

@@ -33,16 +33,16 @@ def test_life_cycle_json_shapes(nodes: NodeFactory, tmp_path: Path) -> None:
     assert installed["success"] is True
     assert installed["service_name"] == "example_service"
     assert installed["archive_hash"] == packed["archive_hash"]
-    assert installed["auto_started"] is False
+    assert installed["auto_started"] is True  # installed services start, unless said otherwise
     assert ISO.match(installed["installed_at"])
 
     listing = node.ok("list")
-    assert (listing["total_installed"], listing["total_running"]) == (1, 0)
+    assert (listing["total_installed"], listing["total_running"]) == (1, 1)
     assert listing["services"]["example_service"].keys() >= LISTED
 
     info = node.ok("info", "example_service")
     assert info["name"] == "example_service"
-    assert info["running"] is False
+    assert info["running"] is True
     assert info.keys() >= LISTED
 
     for command, stamp in (("start", "started_at"), ("restart", "restarted_at"), ("stop", "stopped_at")):

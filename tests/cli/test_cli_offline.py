@@ -48,7 +48,7 @@ USAGE = [
     ("call", "not-a-method"),
     ("call", "svc/m", "--params", "{not json"),
     ("call", "svc/m", "--params", "[1, 2]"),
-    ("list", "--peer", "not-a-peer-id"),
+    ("list", "--peer", "not a peer!"),
     ("trust", "12D3KooWPU5nExxbPjSjsxYdMqYcGWRyi5yQUdHBUqptRKFZuM6q", "--role", "emperor"),
     ("distribute", "x"),
     ("new", "Bad-Name"),
@@ -105,7 +105,7 @@ def test_config_template_shows_every_default() -> None:
     parsed = tomllib.loads(uncommented)
     assert config_from_dict(parsed) == OrchestratorConfig()
     defaults = OrchestratorConfig()
-    for section in ("node", "access", "archive", "store", "runtime"):
+    for section in ("node", "access", "archive", "store", "runtime", "metrics"):
         expected = set(vars(getattr(defaults, section))) - {"roles"}
         assert set(parsed[section]) == expected, section
 

@@ -47,14 +47,15 @@ def fast_config(**node: Any) -> OrchestratorConfig:
     """No fsync, short runtime timeouts, and short node deadlines (overridable)."""
     return OrchestratorConfig(
         store=StoreSettings(fsync=False),
-        runtime=RuntimeSettings(start_timeout=10.0, stop_timeout=3.0, call_timeout=10.0),
+        runtime=RuntimeSettings(start_timeout=10.0, stop_timeout=3.0, call_timeout=10.0, auto_start=False),
         node=replace(FAST_NODE, **node),
     )
 
 
 def service_archive(root: Path, name: str, body: str, version: str = "1.0.0", **kwargs: Any) -> bytes:
-    """A service named ``name`` whose ``main.py`` is ``HEADER + body``."""
+    """A service named ``name`` whose ``main.py`` is ``HEADER + body``, on trio."""
     files = {"main.py": HEADER + textwrap.dedent(body), **kwargs.pop("files", {})}
+    kwargs["manifest"] = {"event_loop": "trio", **kwargs.get("manifest", {})}
     return make_archive(root / name / version, name, version, files=files, **kwargs)
 
 
@@ -62,12 +63,12 @@ SLOW_SERVICE = """
 class Run(BaseService):
     SERVICE_NAME = "slow_service"
 
-    @service_method(description="sleeps", public=True)
+    @service_method(description="sleeps", public=True, requires_auth=False)
     async def sleep(self, seconds=1.0):
         await trio.sleep(seconds)
         return {"slept": seconds}
 
-    @service_method(description="echo", public=True)
+    @service_method(description="echo", public=True, requires_auth=False)
     async def echo(self, value=None):
         return {"value": value}
 """

@@ -103,9 +103,16 @@ async def test_each_role_and_each_method(tmp_path: Path) -> None:
                         assert refused.value.code == "permission_denied"
                         assert await snapshot(target) == before, f"{role} changed the node with {method}"
 
-                # service methods: public ones for every peer, others for nobody remote
-                greeting = await remote.call_method("example_service/greet", {"name": "x"})
-                assert "x" in greeting["message"]
+                # service methods: public ones for every peer with a role, those marked
+                # requires_auth=False for peers without one too, others for nobody remote
+                assert (await remote.call_method("example_service/example_method", {}))["message"]
+                if role is None:
+                    with pytest.raises(PermissionDenied) as unauthenticated:
+                        await remote.call_method("example_service/greet", {"name": "x"})
+                    assert unauthenticated.value.code == "method_requires_auth"
+                else:
+                    greeting = await remote.call_method("example_service/greet", {"name": "x"})
+                    assert "x" in greeting["message"]
                 with pytest.raises(PermissionDenied) as private:
                     await remote.call_method("example_service/stats", {})
                 assert private.value.code == "method_not_public"
@@ -158,7 +165,7 @@ async def test_unknown_peers_none_may_call_nothing(tmp_path: Path) -> None:
                 await remote.call_method("orchestrator/list_services")
 
 
-async def test_unknown_peers_public_may_call_public_service_methods_only(tmp_path: Path) -> None:
+async def test_unknown_peers_public_may_call_methods_open_to_them_only(tmp_path: Path) -> None:
     archive = make_archive(tmp_path / "src")
     with trio.fail_after(30):
         async with swarm(2, tmp_dir=tmp_path / "swarm", config=fast_config(), roles=None) as nodes:
@@ -167,6 +174,9 @@ async def test_unknown_peers_public_may_call_public_service_methods_only(tmp_pat
             await target.rpc.call("orchestrator/start_service", NAME)
             remote = stranger.proxy(target.peer_id)
             assert (await remote.call_method("example_service/example_method"))["message"]
+            with pytest.raises(PermissionDenied) as unauthenticated:  # public, but requires_auth
+                await remote.call_method("example_service/greet", {"name": "x"})
+            assert unauthenticated.value.code == "method_requires_auth"
             with pytest.raises(PermissionDenied):
                 await remote.call_method("orchestrator/list_services")
             with pytest.raises(PermissionDenied):

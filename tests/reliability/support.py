@@ -48,7 +48,7 @@ class Run(BaseService):
         self.peak = 0
         self.calls = 0
 
-    @service_method(description="doubles x after a short wait", public=True)
+    @service_method(description="doubles x after a short wait", public=True, requires_auth=False)
     async def work(self, x=0, seconds=0.0):
         self.active += 1
         self.peak = max(self.peak, self.active)
@@ -59,16 +59,16 @@ class Run(BaseService):
         finally:
             self.active -= 1
 
-    @service_method(description="sleeps", public=True)
+    @service_method(description="sleeps", public=True, requires_auth=False)
     async def sleep(self, seconds=1.0):
         await trio.sleep(seconds)
         return {"slept": seconds}
 
-    @service_method(description="echo", public=True)
+    @service_method(description="echo", public=True, requires_auth=False)
     async def echo(self, value=None):
         return {"value": value}
 
-    @service_method(description="concurrency seen so far", public=True)
+    @service_method(description="concurrency seen so far", public=True, requires_auth=False)
     async def counters(self):
         return {"peak": self.peak, "active": self.active, "calls": self.calls}
 
@@ -79,8 +79,9 @@ class Run(BaseService):
 
 
 def service_archive(root: Path, name: str, body: str, version: str = "1.0.0", **kwargs: Any) -> bytes:
-    """A service named ``name`` whose ``main.py`` is :data:`HEADER` + ``body``."""
+    """A service named ``name`` whose ``main.py`` is :data:`HEADER` + ``body``, on trio."""
     files = {"main.py": HEADER + textwrap.dedent(body), **kwargs.pop("files", {})}
+    kwargs["manifest"] = {"event_loop": "trio", **kwargs.get("manifest", {})}
     return make_archive(root / name / version, name, version, files=files, **kwargs)
 
 
@@ -124,7 +125,13 @@ def node_config(
     """A configuration with short deadlines for node processes (overridable per section)."""
     return {
         "store": {"fsync": fsync},
-        "runtime": {"start_timeout": 10.0, "stop_timeout": 3.0, "call_timeout": 10.0, **(runtime or {})},
+        "runtime": {
+            "start_timeout": 10.0,
+            "stop_timeout": 3.0,
+            "call_timeout": 10.0,
+            "auto_start": False,  # the trials start what they mean to run
+            **(runtime or {}),
+        },
         "node": {
             "listen": [f"/ip4/127.0.0.1/tcp/{port}"],
             "call_timeout": 10.0,

@@ -7,7 +7,16 @@ from pathlib import Path
 import pytest
 
 from p2p_orchestrator import Orchestrator
+from tests.runtime import support
 from tests.runtime.support import children_of, fast_config
+
+
+@pytest.fixture(autouse=True, params=["asyncio", "trio"])
+def service_loop(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every runtime test runs twice: its services on asyncio, then on trio."""
+    support.EVENT_LOOP = request.param
+    yield request.param
+    support.EVENT_LOOP = "asyncio"
 
 
 @pytest.fixture

@@ -16,12 +16,22 @@ from p2p_orchestrator.runtime._procfs import process_exists
 from p2p_orchestrator.runtime.states import ServiceState, Transition
 from tests.helpers import make_archive
 
-HEADER = "import os, sys, time\nimport trio\nfrom service_framework import BaseService, service_method\n"
+HEADER = "import os, sys, time\nimport anyio\nfrom service_framework import BaseService, service_method\n"
+"""Test services are written with anyio, so the same body runs on either event loop."""
+
+EVENT_LOOP = "asyncio"
+"""The event loop test services declare; the runtime suite's ``event_loop`` fixture runs it on each."""
 
 
 def fast_config(services: Mapping[str, ServiceSettings] | None = None, **runtime: Any) -> OrchestratorConfig:
-    """A configuration for tests: no fsync, short timeouts (overridable)."""
-    settings = {"start_timeout": 10.0, "stop_timeout": 3.0, "call_timeout": 10.0, **runtime}
+    """A configuration for tests: no fsync, short timeouts, no start on install (each overridable)."""
+    settings = {
+        "start_timeout": 10.0,
+        "stop_timeout": 3.0,
+        "call_timeout": 10.0,
+        "auto_start": False,
+        **runtime,
+    }
     return OrchestratorConfig(
         store=StoreSettings(fsync=False), runtime=RuntimeSettings(**settings), services=dict(services or {})
     )
@@ -38,6 +48,7 @@ def service_archive(
 ) -> bytes:
     """The example service renamed ``name``, or a service whose ``main.py`` is ``HEADER + body``."""
     all_files = dict(files or {})
+    manifest = {"event_loop": EVENT_LOOP, **(manifest or {})}
     if body is not None:
         all_files["main.py"] = HEADER + textwrap.dedent(body)
     return make_archive(root / name / version, name, version, files=all_files, manifest=manifest)

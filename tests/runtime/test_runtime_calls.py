@@ -80,7 +80,9 @@ async def test_bad_calls_get_clear_errors_and_the_service_keeps_running(  # noqa
 async def test_error_messages_name_what_went_wrong(running: Orchestrator) -> None:
     with pytest.raises(ServiceCallError, match=r"awkward/fails raised ValueError: no such widget"):
         await running.rpc.call("awkward/fails", {})
-    with pytest.raises(ServiceCallError, match=r"exposed: add, call, fails, unencodable"):
+    with pytest.raises(
+        ServiceCallError, match=r"exposed: add, call, fails, get_service_info, ping, unencodable"
+    ):
         await running.rpc.call("awkward/nope", {})
     with pytest.raises(ServiceCallError, match=r"cannot be sent.*object"):
         await running.rpc.call("awkward/unencodable", {})

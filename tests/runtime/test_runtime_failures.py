@@ -59,7 +59,7 @@ async def healthy(orch: Orchestrator) -> None:
         ),
         ("while True:\n    pass\n", "start_timeout", "did not finish starting within 4 s"),
         (
-            "class Run(BaseService):\n    async def initialize(self):\n        await trio.sleep_forever()\n",
+            "class Run(BaseService):\n    async def initialize(self):\n        await anyio.sleep_forever()\n",
             "start_timeout",
             "did not finish starting",
         ),

@@ -136,7 +136,7 @@ class Run(BaseService):
             began = time.perf_counter()
             while time.perf_counter() - began < 0.002:
                 pass
-            await trio.sleep(0)
+            await anyio.sleep(0)
         return 1
 """
 

@@ -143,7 +143,7 @@ async def test_upgrade_and_rollback_restart_a_running_service_on_the_new_version
     )
     assert result["auto_started"] is True and not alive(old_pid)
     answer = await rt.rpc.call("ver/version", {})
-    assert answer["version"] == 2 and answer["cwd"] == (await rt.get_service_info("ver"))["directory"]
+    assert answer["version"] == 2 and answer["cwd"] == (await rt.get_service_info("ver"))["data_directory"]
     await rt.rollback_service("ver")
     assert (await rt.rpc.call("ver/version", {}))["version"] == 1
     assert rt.is_running("ver")
@@ -212,7 +212,7 @@ class Run(BaseService):
     ("cleanup", "status"),
     [
         ("time.sleep(60)  # blocks the event loop: only a signal ends it", -signal.SIGTERM),
-        ("await trio.sleep_forever()  # the runner's own bound ends it", 0),
+        ("await anyio.sleep_forever()  # the runner's own bound ends it", 0),
     ],
 )
 async def test_a_hanging_cleanup_is_ended_after_the_grace_period(
@@ -233,7 +233,7 @@ async def test_stop_while_starting_kills_the_process(rt: Orchestrator, tmp_path:
     body = """
     class Run(BaseService):
         async def initialize(self):
-            await trio.sleep(60)
+            await anyio.sleep(60)
     """
     await rt.install_service(service_archive(tmp_path, "slow", body))
     async with trio.open_nursery() as nursery:
