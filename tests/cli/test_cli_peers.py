@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from tests.cli.conftest import NodeFactory
-from tests.cli.support import NodeProcess
+from tests.cli.support import FAST_CONFIG, NodeProcess
 from tests.helpers import make_service
 
 
@@ -78,3 +78,15 @@ def test_peer_calls_are_refused_until_trusted(nodes: NodeFactory, tmp_path: Path
     )
     follow = here.cli("logs", "example_service", "--follow", "--peer", there.peer_id)
     assert follow.code == 2 and "--follow works on this node only" in follow.stderr, str(follow)
+
+
+def test_a_peer_named_in_the_peers_table_is_reached_by_its_name(nodes: NodeFactory, tmp_path: Path) -> None:
+    there = nodes("there")
+    config = FAST_CONFIG + f'\n[peers]\nthere = "{there.peer_id}"\n'
+    here = nodes("here", "--bootstrap", there.address, config=config)
+    wait_connected(here, there.peer_id)
+    there.ok("trust", here.peer_id, "--role", "reader")
+    assert here.ok("list", "--peer", "there") == there.ok("list")
+    assert here.ok("metrics", "--peer", "there")["services"] == {}
+    unknown = here.cli("list", "--peer", "nobody")
+    assert unknown.code == 1 and "nobody" in unknown.stderr, str(unknown)

@@ -99,7 +99,9 @@ async def test_a_cut_without_retries_leaves_a_partial_that_the_next_distribution
             assert partial.name == sha256(archive)
             done = await origin.orchestrator.distribute_service(SERVICE, [target.peer_id])
             (only,) = done["results"][target.peer_id]["result"]["transfer"]["tries"]
-            assert only["receiver_had"] == cut.seen and only["bytes_sent"] == len(archive) - cut.seen
+            # as in the test above: chunks read before the cut took effect may be kept too
+            assert cut.seen <= only["receiver_had"] <= cut.seen + (QUEUE + 1) * CHUNK
+            assert only["bytes_sent"] == len(archive) - only["receiver_had"]
 
 
 async def test_fetch_cut_mid_way_resumes(tmp_path: Path) -> None:
