@@ -80,6 +80,10 @@ class RuntimeSettings:
     """Seconds installing a service's ``requirements.txt`` may take."""
     auto_start: bool = True
     """Start a service when it is installed, unless its manifest says ``"auto_start": false``."""
+    sandbox: bool = True
+    """Confine each service process with Landlock (its own files and data only; see docs/operations.md)."""
+    pass_env: tuple[str, ...] = ()
+    """Environment variables of the node that service processes get too (they get none but a few by default)."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,8 @@ class ServiceSettings:
     """Overrides of the manifest's ``health`` object (see :class:`~p2p_orchestrator.runtime.health.HealthPolicy`)."""
     auto_revert: bool | None = None
     """Overrides ``[runtime] auto_revert`` for this service."""
+    network: bool | None = None
+    """``False`` forbids the service TCP (bind and connect); overrides its manifest's ``network``."""
     revert_window: float | None = None
     """Overrides ``[runtime] revert_window`` for this service."""
 
@@ -259,6 +265,7 @@ def config_from_dict(data: Mapping[str, Any], *, source: str = "configuration") 
                     "health",
                     "auto_revert",
                     "revert_window",
+                    "network",
                 },
                 where,
             )
@@ -278,6 +285,9 @@ def config_from_dict(data: Mapping[str, Any], *, source: str = "configuration") 
             auto_revert = table.get("auto_revert")
             if auto_revert is not None and not isinstance(auto_revert, bool):
                 raise ConfigError(f"{where}: auto_revert must be true or false")
+            network = table.get("network")
+            if network is not None and not isinstance(network, bool):
+                raise ConfigError(f"{where}: network must be true or false")
             window = table.get("revert_window")
             if window is not None and (
                 isinstance(window, bool) or not isinstance(window, int | float) or window < 0
@@ -291,6 +301,7 @@ def config_from_dict(data: Mapping[str, Any], *, source: str = "configuration") 
                 health=health,
                 auto_revert=auto_revert,
                 revert_window=float(window) if window is not None else None,
+                network=network,
             )
         config = replace(config, services=services)
     return config
@@ -344,8 +355,10 @@ def _section(cls: type[_T], raw: Any, where: str) -> _T:
     for key, given in table.items():
         default = getattr(defaults, key)
         expected = type(default)
-        # TOML's 5 means 5.0 where a float is expected
+        # TOML's 5 means 5.0 where a float is expected; a list of strings is a tuple here
         value = float(given) if expected is float and type(given) is int else given
+        if expected is tuple and isinstance(given, list) and all(isinstance(item, str) for item in given):
+            value = tuple(given)
         if type(value) is not expected:
             raise ConfigError(f"{where}: {key} must be of type {expected.__name__}, got {value!r}")
         if expected in (int, float) and (value < 0 or (value == 0 and default != 0)):

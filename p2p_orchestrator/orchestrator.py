@@ -51,6 +51,7 @@ from p2p_orchestrator.errors import (
 from p2p_orchestrator.events import EventBus
 from p2p_orchestrator.framework import merge_configuration
 from p2p_orchestrator.rpc import Rpc
+from p2p_orchestrator.runtime._landlock import abi_version as landlock_abi
 from p2p_orchestrator.runtime.revert import UpgradeTrials
 from p2p_orchestrator.runtime.service_metrics import read_metrics
 from p2p_orchestrator.runtime.supervisor import Supervisor, open_supervisor
@@ -83,6 +84,7 @@ class Orchestrator(UpgradeApi, DistributionApi):
         self._started_at = 0.0
         self._started_at_iso = ""
         self._stats = {"installs": 0, "failed_installs": 0, "uninstalls": 0, "rollbacks": 0, "reverts": 0}
+        self._landlock_abi = landlock_abi()
         self.network_metrics: Callable[[], dict[str, Any]] | None = None
         """Set by the network layer while it runs: its part of :meth:`get_metrics` (peers, transfer bytes)."""
         self._stack: AsyncExitStack | None = None
@@ -461,6 +463,11 @@ class Orchestrator(UpgradeApi, DistributionApi):
                 "total_installed": len(records),
                 "total_running": sum(1 for name in records if self.is_running(name)),
                 **self._stats,
+            },
+            "sandbox": {
+                "enabled": self.config.runtime.sandbox,
+                "landlock_abi": self._landlock_abi,
+                "enforced": self.config.runtime.sandbox and self._landlock_abi > 0,
             },
         }
 

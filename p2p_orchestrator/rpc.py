@@ -87,7 +87,8 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("start_service", Permission.DEPLOY, _NAME),
         MethodSpec("stop_service", Permission.DEPLOY, {**_NAME, "force": Param((bool,), required=False)}),
         MethodSpec("restart_service", Permission.DEPLOY, _NAME),
-        MethodSpec("rollback_service", Permission.DEPLOY, {**_NAME, "force": Param((bool,), required=False)}),
+        # a rollback is a downgrade: only an admin (or the local operator) may force one
+        MethodSpec("rollback_service", Permission.ADMIN, {**_NAME, "force": Param((bool,), required=False)}),
         MethodSpec("list_services", Permission.READ, {}),
         MethodSpec("get_service_info", Permission.READ, _NAME),
         MethodSpec("export_service", Permission.READ, _NAME),
@@ -205,6 +206,11 @@ class Rpc:
                     f"peer {caller.peer_id} may not call {method} (needs the {spec.permission.value} permission)"
                 )
             kwargs = check_params(method, spec.params, params)
+            if kwargs.get("force_reinstall") is True and Permission.ADMIN not in caller.permissions:
+                raise PermissionDenied(
+                    f"peer {caller.peer_id} may not force a reinstall or a downgrade with {method} "
+                    "(force_reinstall needs the admin permission)"
+                )
             handler: Callable[..., Awaitable[Any]] = getattr(self._orchestrator, name)
             return await handler(**kwargs)
         if not isinstance(params, Mapping):

@@ -21,7 +21,9 @@ _VERSIONED_SO = re.compile(r".*\.so(\.[0-9]+)+", re.ASCII)
 _BAD_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
-RESERVED_NAMES = frozenset({"orchestrator"})
+RESERVED_NAMES = frozenset({"orchestrator", "node", "runner", "service"})
+"""Names a service may not take: the RPC target of the node itself, the control socket's ``node/*``
+methods, and the two namespaces of the channel between the node and a service's process."""
 
 
 def check_service_name(name: object) -> str:
@@ -33,7 +35,7 @@ def check_service_name(name: object) -> str:
     """
     if name in RESERVED_NAMES:
         raise ServiceInstallationError(
-            f"the service name {name!r} is reserved (it is the RPC target of the node itself)",
+            f"the service name {name!r} is reserved (the node's own methods use it)",
             code="bad_service_name",
         )
     if not isinstance(name, str) or _SERVICE_NAME.fullmatch(name) is None:

@@ -58,6 +58,8 @@ class Manifest:
     auto_start: bool | None = None
     """Whether an install starts the service; ``None`` when the manifest does not say."""
     event_loop: str = EVENT_LOOPS[0]
+    network: bool = True
+    """``False``: the service needs no TCP, and its process may not use it."""
     restart: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
     health: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
     raw: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
@@ -77,6 +79,7 @@ class Manifest:
             configuration=_thaw(self.configuration),
             auto_start=self.auto_start,
             event_loop=self.event_loop,
+            network=self.network,
             restart=_thaw(self.restart),
             health=_thaw(self.health),
         )
@@ -178,6 +181,7 @@ def parse_manifest(data: bytes, *, service_name: str, limits: ArchiveLimits = DE
         configuration=_frozen(_typed(raw, "configuration", dict, "an object", {})),
         auto_start=auto_start,
         event_loop=event_loop,
+        network=_typed(raw, "network", bool, "true or false", True),
         restart=_frozen(_typed(raw, "restart", dict, "an object", {})),
         health=_frozen(_typed(raw, "health", dict, "an object", {})),
         raw=_frozen(raw),

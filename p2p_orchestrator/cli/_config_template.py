@@ -71,6 +71,8 @@ CONFIG_TEMPLATE = """\
 # wheel_dir = ""                       # build service virtualenvs only from these wheels; "": the index
 # requirements_timeout = 600.0         # s pip may take for a service's requirements.txt
 # auto_start = true                    # start a service when it is installed (its manifest may say false)
+# sandbox = true                       # confine each service with Landlock: its own files and data only
+# pass_env = []                        # node environment variables services get too (they get PATH, locale)
 
 [metrics]
 # listen = ""                          # "127.0.0.1:9464": serve node and service metrics for Prometheus

@@ -219,6 +219,11 @@ class TransferStreamHandler:
                 f"peer {peer} may not install services on this node "
                 f"(its role, {role.value if role else 'none'}, lacks the deploy permission)"
             )
+        if offer.options.force_reinstall and Permission.ADMIN not in caller.permissions:
+            return PermissionDenied(
+                f"peer {peer} may not force a reinstall or a downgrade on this node "
+                "(force_reinstall needs the admin role)"
+            )
         if offer.purpose != "install":
             return ServiceDistributionError(
                 f"this node accepts pushed archives only to install them, not {offer.purpose!r}",

@@ -256,10 +256,19 @@ async def _start(host: _Host, channel: FramedChannel, hello: Hello, service_dir:
         ) from None
 
 
-async def serve(name: str, fd: int, service_dir: Path, root: Path, *, max_calls: int = 64) -> int:
+async def serve(
+    name: str,
+    fd: int,
+    service_dir: Path,
+    root: Path,
+    *,
+    max_calls: int = 64,
+    sandbox: Mapping[str, object] | None = None,
+) -> int:
     """Run the service over the channel on ``fd``; return the process exit code.
 
-    ``max_calls`` is the node's ``max_concurrent_calls`` for this service.
+    ``max_calls`` is the node's ``max_concurrent_calls`` for this service;
+    ``sandbox`` (what the runner's confinement did) is told to the node.
     """
     stream = await anyio.abc.UNIXSocketStream.from_socket(socket.socket(fileno=fd))
     host = _Host(name)
@@ -277,7 +286,8 @@ async def serve(name: str, fd: int, service_dir: Path, root: Path, *, max_calls:
 
         tasks.start_soon(run_channel)
         set_spawner(tasks.start_soon)
-        await channel.send(Hello("service", info={"service": name, "pid": os.getpid()}))
+        hello_info = {"service": name, "pid": os.getpid(), "sandbox": dict(sandbox or {})}
+        await channel.send(Hello("service", info=hello_info))
         try:
             hello = await channel.wait_hello()
             await _start(host, channel, hello, service_dir, root)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["clock_ticks", "process_exists", "process_rss_bytes", "process_start_ticks"]
+__all__ = ["ancestry", "clock_ticks", "process_exists", "process_rss_bytes", "process_start_ticks"]
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -44,6 +44,21 @@ def process_exists(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] not in (b"Z", b"X")
+
+
+def ancestry(pid: int, *, limit: int = 64) -> list[int]:
+    """``pid``, its process group leader, its parent, its parent's parent... (at most ``limit``)."""
+    found: list[int] = []
+    while pid > 1 and len(found) < limit:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+        except (FileNotFoundError, ProcessLookupError):
+            break
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        found += [pid, int(fields[2])]  # the pid and its process group (a service leads its own)
+        pid = int(fields[1])
+    return found
 
 
 def clock_ticks() -> int:

@@ -3,8 +3,8 @@
 Into a service (:func:`call_service`): the method must be one the service
 reported as exposed when it became ready, a caller limited to public methods
 (another node) may call only ``public=True`` ones, a peer without a role only
-those that also say ``requires_auth=False``, and a call from another node
-must be admitted (:mod:`~p2p_orchestrator.runtime.admission`: ``busy`` beyond
+those that also say ``requires_auth=False`` (and is told nothing more when
+refused), and a call from another node must be admitted (:mod:`~p2p_orchestrator.runtime.admission`: ``busy`` beyond
 bounded shares).
 
 Out of a service (:class:`ProxyCalls`): a service's ``self.proxy.call(...)``
@@ -48,35 +48,37 @@ _DETACHED_PREFIX = "orchestrator/"
 async def call_service(
     unit: ServiceUnit | None, target: str, method: str, params: dict[str, Any], caller: Caller
 ) -> Any:
-    """Call ``target``'s exposed ``method`` for ``caller``; ``unit`` is ``target``'s, if it has one."""
-    if unit is None:
+    """Call ``target``'s exposed ``method`` for ``caller``; ``unit`` is ``target``'s, if it has one.
+
+    A peer without a role learns nothing from a refusal: whether the service is
+    missing, stopped, lacks the method or keeps it from strangers, it is told the
+    same (``method_unavailable``), and the node's log says which.  Other remote
+    callers see only public methods named in an ``unknown_method`` error.
+    """
+    proc = unit.process if unit is not None and unit.running else None
+    info = proc.methods.get(method) if proc is not None else None
+    if not caller.is_local and caller.role is None and not _open_to_strangers(info):
+        log.info("A peer without a role (%s) was refused %s/%s", caller.peer_id, target, method)
+        raise PermissionDenied(
+            f"{target}/{method} is not available to peers without a role on this node",
+            code="method_unavailable",
+        )
+    if unit is None or proc is None:
+        state = f" (state: {unit.state.value})" if unit is not None else ""
         raise ServiceCallError(
-            f"cannot call {target}/{method}: service {target!r} is not running",
+            f"cannot call {target}/{method}: service {target!r} is not running{state}",
             code="service_not_running",
         )
-    proc = unit.process
-    if proc is None or not unit.running:
-        raise ServiceCallError(
-            f"cannot call {target}/{method}: service {target!r} is not running (state: {unit.state.value})",
-            code="service_not_running",
-        )
-    info = proc.methods.get(method)
     if info is None:
-        exposed = ", ".join(sorted(proc.methods)) or "none"
+        shown = sorted(m for m, i in proc.methods.items() if not caller.public_only or i.get("public", False))
         raise ServiceCallError(
-            f"service {target!r} has no exposed method {method!r}; exposed: {exposed}",
+            f"service {target!r} has no exposed method {method!r}; exposed: {', '.join(shown) or 'none'}",
             code="unknown_method",
         )
     if caller.public_only and not info.get("public", False):
         raise PermissionDenied(
             f"{target}/{method} is not public: only callers on this node may call it",
             code="method_not_public",
-        )
-    if not caller.is_local and caller.role is None and info.get("requires_auth", True):
-        raise PermissionDenied(
-            f"{target}/{method} needs a role on this node (the service marks it requires_auth); "
-            "only methods marked requires_auth=False are open to peers without one",
-            code="method_requires_auth",
         )
     started = time.monotonic()
     failed = True
@@ -87,6 +89,11 @@ async def call_service(
         return result
     finally:
         unit.call_stats.record(time.monotonic() - started, failed=failed)
+
+
+def _open_to_strangers(info: dict[str, Any] | None) -> bool:
+    """Whether a method (as its service reported it) is for peers without a role too."""
+    return info is not None and bool(info.get("public")) and info.get("requires_auth", True) is False
 
 
 class ProxyCalls:

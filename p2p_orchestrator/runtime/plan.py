@@ -8,6 +8,7 @@ Precedence, lowest first: the runtime defaults (``[runtime]``), the manifest
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from p2p_orchestrator.errors import ServiceManagementError
 from p2p_orchestrator.runtime.health import HealthPolicy
 from p2p_orchestrator.runtime.policy import RestartPolicy
 from p2p_orchestrator.runtime.process import LaunchSpec
+from p2p_orchestrator.runtime.venvs import runner_package_dirs
 
 __all__ = ["ServicePlan", "launch_plan"]
 
@@ -72,6 +74,10 @@ def launch_plan(
         max_concurrent_calls=runtime.max_concurrent_calls,
         python=python,
         event_loop=str(manifest.get("event_loop") or "asyncio"),
+        sandbox=runtime.sandbox,
+        network=settings.network if settings.network is not None else manifest.get("network") is not False,
+        readable=() if python == sys.executable else runner_package_dirs(),
+        environment=tuple((key, os.environ[key]) for key in runtime.pass_env if key in os.environ),
         description=str(manifest.get("description") or ""),
         peer_names=frozenset(config.peers),
     )

@@ -91,6 +91,14 @@ class LaunchSpec:
     """The manifest's description (the service's ``info.description`` unless it sets one)."""
     peer_names: frozenset[str] = frozenset()
     """The names of the node's ``[peers]`` table, which the service's proxy takes as peers."""
+    sandbox: bool = True
+    """Confine the process with Landlock (see :mod:`~p2p_orchestrator.runtime._sandbox`)."""
+    network: bool = True
+    """With ``sandbox``: whether the process may bind and connect TCP sockets."""
+    readable: tuple[str, ...] = ()
+    """With ``sandbox``: more directories it may read (the runner's packages, for a service's venv)."""
+    environment: tuple[tuple[str, str], ...] = ()
+    """Variables of the node's environment the operator passes on (``[runtime] pass_env``)."""
     event_loop: str = "asyncio"
     """The event loop the service runs on: ``"asyncio"`` or ``"trio"`` (its manifest's ``event_loop``)."""
 
@@ -107,6 +115,8 @@ class ServiceProcess:
         self.started_monotonic = time.monotonic()
         self.returncode: int | None = None
         self.methods: dict[str, dict[str, Any]] = {}
+        self.sandbox: dict[str, Any] = {}
+        """What the runner's Landlock confinement did: ``requested``, ``applied``, ``abi``, ``network``."""
         """The exposed methods the service reported when ready: ``{name: {"public": ...}}``."""
         self.start_error: OrchestratorError | None = None
         self._popen = popen
@@ -243,10 +253,23 @@ class ServiceProcess:
 
     # -- start ---------------------------------------------------------------------------------
 
+    def _note_sandbox(self) -> None:
+        """Record what the runner's confinement did (its Hello says), and say it loudly if it did not."""
+        hello = self._channel.conn.peer_hello
+        report = hello.info.get("sandbox") if hello is not None else None
+        self.sandbox = dict(report) if isinstance(report, dict) else {}
+        if self.spec.sandbox and not self.sandbox.get("applied"):
+            log.warning(
+                "Service %s runs UNCONFINED: this kernel offers no Landlock, so it can reach all the "
+                "node's files (set [runtime] sandbox = false to silence this on purpose)",
+                self.spec.name,
+            )
+
     async def _handle(self, request: Request, on_call: ProxyCall) -> Any:
         if request.method == RUNNER_READY:
             methods = request.params.get("methods")
             self.methods = methods if isinstance(methods, dict) else {}
+            self._note_sandbox()
             self._ready = True
             self._settled.set()
             return {}

@@ -84,6 +84,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--memory-limit-mb", type=int, default=0, help="RLIMIT_AS in MiB; 0 for none")
     parser.add_argument("--max-calls", type=int, default=64, help="service calls the node sends at once")
     parser.add_argument("--event-loop", choices=("asyncio", "trio"), default="asyncio")
+    parser.add_argument("--sandbox", action="store_true", help="confine the process with Landlock")
+    parser.add_argument("--no-network", action="store_true", help="with --sandbox: forbid TCP")
+    parser.add_argument(
+        "--readable", action="append", default=[], help="with --sandbox: another readable path"
+    )
     args = parser.parse_args(argv)
 
     import faulthandler
@@ -103,11 +108,22 @@ def main(argv: list[str]) -> int:
     if args.memory_limit_mb > 0:
         limit = args.memory_limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    service_dir = Path(args.service_dir) if args.service_dir else Path.cwd()
+    sandbox: dict[str, object] = {"requested": args.sandbox, "applied": False, "abi": 0}
+    if args.sandbox:  # before the event loop (it may start threads) and before the service's code
+        from p2p_orchestrator.runtime._sandbox import confine
+
+        report = confine(
+            service_dir, Path(args.root), Path.cwd(), readable=args.readable, network=not args.no_network
+        )
+        sandbox.update(applied=report.applied, abi=report.abi, network=report.network)
+        if not report.applied:
+            print("[runner] WARNING: this kernel has no Landlock: the service is NOT confined", flush=True)
     return anyio.run(
-        partial(serve, max_calls=max(1, args.max_calls)),
+        partial(serve, max_calls=max(1, args.max_calls), sandbox=sandbox),
         args.service,
         args.fd,
-        Path(args.service_dir) if args.service_dir else Path.cwd(),
+        service_dir,
         Path(args.root),
         backend=args.event_loop,
     )

@@ -41,6 +41,7 @@ from p2p_orchestrator.config import RuntimeSettings
 from p2p_orchestrator.errors import ServiceManagementError
 from p2p_orchestrator.events import EventBus
 from p2p_orchestrator.rpc import Caller
+from p2p_orchestrator.runtime._procfs import ancestry
 from p2p_orchestrator.runtime.backoff import after_exit
 from p2p_orchestrator.runtime.calls import LocalCall, ProxyCalls, call_service
 from p2p_orchestrator.runtime.health import HealthPolicy, Status, watch_health
@@ -91,6 +92,13 @@ class Supervisor:
         self._units: dict[str, ServiceUnit] = {}
 
     # -- units -----------------------------------------------------------------------------
+
+    def serves_process(self, pid: int) -> str | None:
+        """The service whose process ``pid`` is, or descends from, or shares a process group with."""
+        processes = {unit.process.pid: name for name, unit in self._units.items() if unit.process is not None}
+        if not processes:
+            return None
+        return next((processes[p] for p in ancestry(pid) if p in processes), None)
 
     def unit(self, name: str) -> ServiceUnit:
         """The unit of ``name``, created (``installed``) on first use."""

@@ -102,4 +102,5 @@ class ServiceUnit:
             "last_exit": describe_exit(self.last_exit_status) if self.last_exit_status is not None else None,
             "last_error": self.last_error,
             "health": self.health.describe(),
+            "sandbox": dict(proc.sandbox) if proc is not None else None,
         }

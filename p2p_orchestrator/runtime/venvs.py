@@ -32,6 +32,7 @@ last lines) leaves nothing behind.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import logging
@@ -244,6 +245,12 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+@functools.cache
+def runner_package_dirs() -> tuple[str, ...]:
+    """The directories holding :func:`runner_packages` (what a sandboxed service in a venv must read)."""
+    return tuple(sorted({str(path.resolve().parent) for path in runner_packages()}))
 
 
 def runner_packages() -> list[Path]:

@@ -75,6 +75,7 @@ def test_minimal_manifest_and_default() -> None:
         "configuration": {},
         "auto_start": None,
         "event_loop": "asyncio",
+        "network": True,
         "restart": {},
         "health": {},
     }
@@ -146,6 +147,7 @@ def test_safe_integers_at_the_edge() -> None:
     [
         ({"event_loop": "gevent"}, "bad_manifest", "'asyncio', 'trio'"),
         ({"event_loop": 1}, "bad_manifest", "'event_loop'"),
+        ({"network": "no"}, "bad_manifest", "'network'"),
         ({"name": 1}, "bad_manifest", "'name' must be a string"),
         ({"version": 1}, "bad_manifest", "'version' must be a string"),
         ({"version": None}, "bad_manifest", "'version'"),

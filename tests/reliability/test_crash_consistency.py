@@ -669,7 +669,10 @@ async def run_origin_trial(trial: Kill, world: World, blob: Blob, tmp_path: Path
                 await node.connect(target.listen_addrs[0])
                 answer = await node.proxy(target.peer_id).call_method(f"{NAME}/example_method")
                 assert answer == {"message": "Hello from service!"}
-            # distributed again (forced: a target may have v3 already), it succeeds everywhere
+            # distributed again (forced: a target may have v3 already, and forcing needs the
+            # admin role there), it succeeds everywhere
+            for target in targets:
+                await target.set_role(node.peer_id, "admin")
             again = await orch.distribute_service(NAME, peers, force_reinstall=True)
             assert again["successful_distributions"] == len(peers), again
             for peer in peers:  # each target resumes from the chunks it had verified
