@@ -35,7 +35,7 @@ from p2p_orchestrator.errors import (
     ServiceManagementError,
 )
 from p2p_orchestrator.events import EventBus
-from p2p_orchestrator.rpc import LOCAL_CALLER, Rpc
+from p2p_orchestrator.rpc import Caller, Permission, Rpc
 from p2p_orchestrator.runtime.dependencies import (
     Installed,
     broken_by,
@@ -135,9 +135,22 @@ class RunningApi:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         return path
 
-    async def _local_call(self, method: str, params: dict[str, Any], peer: str | None) -> Any:
-        """A service's proxy call: the RPC table, as a caller on this node (which may relay to ``peer``)."""
-        return await self.rpc.call(method, params, caller=LOCAL_CALLER, peer=peer)
+    async def _local_call(self, service: str, method: str, params: dict[str, Any], peer: str | None) -> Any:
+        """A service's proxy call: the RPC table, as that service (which may relay to ``peer``).
+
+        A service acts with its own rights, not the node's: it may call public methods
+        of this node's services, ``orchestrator/*`` methods that only read, and what the
+        operator grants it more (``[services.<name>] may = ["deploy"]``); on other nodes,
+        what they grant this node.
+        """
+        granted = frozenset(Permission(p) for p in self.config.service(service).may)
+        caller = Caller(
+            peer_id=None,
+            permissions=frozenset({Permission.READ}) | granted,
+            public_only=True,
+            service=service,
+        )
+        return await self.rpc.call(method, params, caller=caller, peer=peer)
 
     def _shutdown_layers(self, running: list[str]) -> list[list[str]]:
         """The order the node stops its services in when it closes: dependents first."""

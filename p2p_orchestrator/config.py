@@ -102,6 +102,8 @@ class ServiceSettings:
     """Overrides ``[runtime] auto_revert`` for this service."""
     network: bool | None = None
     """``False`` forbids the service TCP (bind and connect); overrides its manifest's ``network``."""
+    may: tuple[str, ...] = ()
+    """Permissions its proxy calls get beyond reading (``"deploy"``, ``"admin"``) for ``orchestrator/*``."""
     revert_window: float | None = None
     """Overrides ``[runtime] revert_window`` for this service."""
 
@@ -214,9 +216,31 @@ def default_home() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".p2p-orchestrator"
 
 
+def check_not_writable_by_others(path: Path, what: str) -> None:
+    """Refuse (``insecure_permissions``) a file or directory that users other than its owner may write.
+
+    A home, ``config.toml`` or ``roles.toml`` that another user can write lets that
+    user give itself a role or change what the node runs.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ConfigError(f"cannot check the permissions of {what} {path}: {exc}") from exc
+    if mode & 0o022:
+        raise ConfigError(
+            f"{what} {path} may be written by other users (mode {mode & 0o777:o}): anyone who can write "
+            f"it controls the node; fix it with: chmod go-w {path}",
+            code="insecure_permissions",
+        )
+
+
 def load_config(home: Path) -> OrchestratorConfig:
-    """Read ``home/config.toml``; defaults when it does not exist."""
+    """Read ``home/config.toml``; defaults when it does not exist (refused if others may write either)."""
     path = home / CONFIG_FILE_NAME
+    check_not_writable_by_others(home, "the node home")
+    check_not_writable_by_others(path, "the configuration")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -266,6 +290,7 @@ def config_from_dict(data: Mapping[str, Any], *, source: str = "configuration") 
                     "auto_revert",
                     "revert_window",
                     "network",
+                    "may",
                 },
                 where,
             )
@@ -288,6 +313,9 @@ def config_from_dict(data: Mapping[str, Any], *, source: str = "configuration") 
             network = table.get("network")
             if network is not None and not isinstance(network, bool):
                 raise ConfigError(f"{where}: network must be true or false")
+            may = table.get("may", [])
+            if not isinstance(may, list) or not all(item in ("read", "deploy", "admin") for item in may):
+                raise ConfigError(f'{where}: may must be a list of "read", "deploy" or "admin"')
             window = table.get("revert_window")
             if window is not None and (
                 isinstance(window, bool) or not isinstance(window, int | float) or window < 0
@@ -302,6 +330,7 @@ def config_from_dict(data: Mapping[str, Any], *, source: str = "configuration") 
                 auto_revert=auto_revert,
                 revert_window=float(window) if window is not None else None,
                 network=network,
+                may=tuple(may),
             )
         config = replace(config, services=services)
     return config

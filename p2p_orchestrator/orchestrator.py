@@ -28,7 +28,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -369,6 +369,29 @@ class Orchestrator(UpgradeApi, DistributionApi):
         info["metrics"] = (await read_metrics([unit]))[service_name]
         return info
 
+    def remote_view(self, method: str, result: Any) -> Any:
+        """What another node may see of ``method``'s ``result``: no paths, no operator configuration.
+
+        The operator's ``[services.<name>.config]`` values (tokens, passwords...) are
+        replaced by ``"<redacted>"`` in ``get_service_info``'s ``configuration``, and so
+        are the node's filesystem paths in ``get_service_info`` and
+        ``get_orchestrator_status`` (the keys stay: the results keep their shape).
+        """
+        if method == "get_service_info" and isinstance(result, dict):
+            shown = {key: _REDACTED if key in _LOCAL_PATHS else value for key, value in result.items()}
+            record = self.store.records.get(str(result.get("name")))
+            if record is not None:
+                directory = self.store.version_dir(record.current)
+                shown["configuration"] = merge_configuration(
+                    record.current.manifest.get("configuration"),
+                    _read_default_config(directory),
+                    _redacted(self.config.service(record.name).config),
+                )
+            return shown
+        if method == "get_orchestrator_status" and isinstance(result, dict):
+            return {key: _REDACTED if key in _LOCAL_PATHS else value for key, value in result.items()}
+        return result
+
     def service_configuration(self, record: ServiceRecord) -> dict[str, Any]:
         """The merged configuration: manifest, then ``config/default.json``, then the operator's."""
         directory = self.store.version_dir(record.current)
@@ -487,6 +510,17 @@ def _open_source(source: ArchiveSource) -> AbstractContextManager[BinaryIO]:
         raise ServiceInstallationError(
             f"cannot read archive {os.fspath(source)}: {exc}", code="unreadable_archive"
         ) from exc
+
+
+_LOCAL_PATHS = frozenset({"directory", "data_directory", "log_file", "venv", "services_directory", "home"})
+_REDACTED = "<redacted>"
+
+
+def _redacted(layer: Mapping[str, Any]) -> dict[str, Any]:
+    """``layer`` with every value (nested objects kept as objects) replaced by ``"<redacted>"``."""
+    return {
+        key: _redacted(value) if isinstance(value, Mapping) else _REDACTED for key, value in layer.items()
+    }
 
 
 def _read_default_config(directory: Path) -> dict[str, Any]:

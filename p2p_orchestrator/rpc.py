@@ -47,6 +47,8 @@ class Caller:
     """Whether only ``public=True`` service methods may be called."""
     role: str | None = None
     """The peer's role on this node (``None``: local, or a peer without one)."""
+    service: str | None = None
+    """The local service making the call through its proxy (``None``: not a service)."""
 
     @property
     def is_local(self) -> bool:
@@ -151,6 +153,19 @@ def check_params(path: str, spec: Mapping[str, Param], params: Mapping[str, Any]
     return dict(params)
 
 
+_LIFE_CYCLE = frozenset({"start_service", "stop_service", "restart_service"})
+
+
+def _own_life_cycle(caller: Caller, method: str, params: Mapping[str, Any]) -> bool:
+    """A service may start, stop and restart itself through its proxy, whatever else it may not do."""
+    return (
+        caller.service is not None
+        and method in _LIFE_CYCLE
+        and isinstance(params, Mapping)
+        and params.get("service_name") == caller.service
+    )
+
+
 ServiceCallHandler = Callable[[str, str, dict[str, Any], Caller], Awaitable[Any]]
 RemoteCallHandler = Callable[[str, str, dict[str, Any]], Awaitable[Any]]
 """``(peer_id, method, params) -> result``: how a call addressed to another node leaves this one."""
@@ -201,7 +216,7 @@ class Rpc:
                     f"unknown orchestrator method {name!r}; known: {', '.join(sorted(METHODS))}",
                     code="unknown_method",
                 )
-            if spec.permission not in caller.permissions:
+            if spec.permission not in caller.permissions and not _own_life_cycle(caller, name, params):
                 raise PermissionDenied(
                     f"peer {caller.peer_id} may not call {method} (needs the {spec.permission.value} permission)"
                 )
@@ -212,7 +227,8 @@ class Rpc:
                     "(force_reinstall needs the admin permission)"
                 )
             handler: Callable[..., Awaitable[Any]] = getattr(self._orchestrator, name)
-            return await handler(**kwargs)
+            result = await handler(**kwargs)
+            return result if caller.is_local else self._orchestrator.remote_view(name, result)
         if not isinstance(params, Mapping):
             raise ServiceCallError(f"{method}: params must be a map", code="bad_params")
         if self.service_call_handler is None:

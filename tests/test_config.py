@@ -44,3 +44,29 @@ def test_mistakes_are_refused_with_the_key_named(tmp_path: Path, text: str, mess
     (tmp_path / "config.toml").write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_config(tmp_path)
+
+
+@pytest.mark.parametrize("target", ["home", "config.toml", "roles.toml"])
+async def test_a_home_or_file_others_may_write_is_refused(tmp_path: Path, target: str) -> None:
+    from p2p_orchestrator import Orchestrator
+    from p2p_orchestrator.config import AccessSettings
+    from p2p_orchestrator.node.access import AccessControl
+
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    (home / "config.toml").write_text("[store]\nfsync = false\n")
+    (home / "roles.toml").write_text("[roles]\n")
+    writable = home if target == "home" else home / target
+    writable.chmod(writable.stat().st_mode | 0o002)
+
+    async def open_it() -> None:
+        if target == "roles.toml":  # read by the network layer
+            AccessControl(AccessSettings(), home)
+        else:
+            async with Orchestrator(home):
+                pass
+
+    with pytest.raises(ConfigError) as refused:
+        await open_it()
+    assert refused.value.code == "insecure_permissions"
+    assert f"chmod go-w {writable}" in refused.value.message

@@ -32,6 +32,8 @@ class CallerInfo:
     """The calling peer's ID; ``None`` for a caller on this node."""
     role: str | None = None
     """The peer's role on this node (``"admin"``, ``"deployer"``, ``"reader"``), ``None`` without one."""
+    service: str | None = None
+    """The service of this node that called through its proxy (``None``: the operator, the API, a peer)."""
 
     @property
     def local(self) -> bool:
@@ -43,11 +45,15 @@ class CallerInfo:
         """Read the node's description of a caller (anything malformed is the local caller)."""
         if not isinstance(data, dict):
             return LOCAL
-        peer, role = data.get("peer_id"), data.get("role")
-        return cls(peer if isinstance(peer, str) else None, role if isinstance(role, str) else None)
+        peer, role, service = data.get("peer_id"), data.get("role"), data.get("service")
+        return cls(
+            peer if isinstance(peer, str) else None,
+            role if isinstance(role, str) else None,
+            service if isinstance(service, str) else None,
+        )
 
     def to_wire(self) -> dict[str, Any]:
-        return {"peer_id": self.peer_id, "role": self.role}
+        return {"peer_id": self.peer_id, "role": self.role, "service": self.service}
 
 
 LOCAL = CallerInfo()

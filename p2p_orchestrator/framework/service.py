@@ -47,6 +47,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from p2p_orchestrator.framework._background import run_soon
@@ -224,6 +225,8 @@ class BaseService:
     * ``config``: the merged configuration (``manifest.configuration``, overlaid by
       ``config/default.json``, overlaid by the node operator's settings), from
       ``initialize()`` on.
+    * ``data_dir``: the directory the service may write (its working directory),
+      kept across upgrades; ``None`` outside an orchestrator.
     """
 
     SERVICE_NAME: ClassVar[str] = ""
@@ -235,6 +238,7 @@ class BaseService:
     info: ServiceInfo
     metrics: ServiceMetrics
     logger: logging.Logger
+    data_dir: Path | None = None
 
     def __init__(self, service_name: str | None = None, proxy_client: ServiceProxy | None = None) -> None:
         self.proxy = proxy_client
@@ -279,6 +283,7 @@ class BaseService:
         proxy: ServiceProxy | None = None,
         version: str | None = None,
         description: str | None = None,
+        data_dir: Path | None = None,
     ) -> None:
         """Give the instance its identity before :meth:`start`; called by the runner.
 
@@ -294,6 +299,7 @@ class BaseService:
         if default_logger:
             self.logger = logging.getLogger(f"service.{name}")
         self.config = dict(config or {})
+        self.data_dir = data_dir
         if version and self.info.version == ServiceInfo.version:
             self.info.version = version
         if description and not self.info.description:

@@ -49,7 +49,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 
-from p2p_orchestrator.config import ACCESS_ROLES, AccessSettings, ConfigError
+from p2p_orchestrator.config import ACCESS_ROLES, AccessSettings, ConfigError, check_not_writable_by_others
 from p2p_orchestrator.rpc import LOCAL_CALLER, Caller, Permission
 
 __all__ = ["LOCAL_CALLER", "ROLES_FILE_NAME", "ROLE_PERMISSIONS", "AccessControl", "Role"]
@@ -138,6 +138,7 @@ class AccessControl:
 
 
 def _read_roles_file(path: Path) -> dict[str, Role]:
+    check_not_writable_by_others(path, "the roles file")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

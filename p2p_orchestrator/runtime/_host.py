@@ -233,6 +233,7 @@ async def _start(host: _Host, channel: FramedChannel, hello: Hello, service_dir:
         proxy=proxy,
         version=version if isinstance(version, str) else None,
         description=description if isinstance(description, str) else None,
+        data_dir=Path.cwd(),
     )
     manager = ServiceManager()
     manager.register(instance)

@@ -39,9 +39,9 @@ __all__ = ["LocalCall", "ProxyCalls", "call_service"]
 
 log = logging.getLogger("p2p_orchestrator.runtime")
 
-LocalCall = Callable[[str, dict[str, Any], str | None], Awaitable[Any]]
-"""How a service's proxy call reaches this node's RPC table, as a caller on this node:
-``(method, params, peer)``; with a peer ID the table sends it on to that node."""
+LocalCall = Callable[[str, str, dict[str, Any], str | None], Awaitable[Any]]
+"""How a service's proxy call reaches this node's RPC table, as that service:
+``(service, method, params, peer)``; with a peer ID the table sends it on to that node."""
 _DETACHED_PREFIX = "orchestrator/"
 
 
@@ -84,7 +84,8 @@ async def call_service(
     failed = True
     try:
         with proc.admission.admit(caller):
-            result = await proc.call(method, params, caller={"peer_id": caller.peer_id, "role": caller.role})
+            who = {"peer_id": caller.peer_id, "role": caller.role, "service": caller.service}
+            result = await proc.call(method, params, caller=who)
         failed = False
         return result
     finally:
@@ -103,20 +104,22 @@ class ProxyCalls:
         self._nursery = nursery
         self._local_call = local_call
 
-    async def __call__(self, method: str, params: dict[str, Any], peer: str | None) -> Any:
-        """A :data:`~p2p_orchestrator.runtime.process.ProxyCall`: ``(method, params, peer) -> result``."""
+    async def __call__(self, service: str, method: str, params: dict[str, Any], peer: str | None) -> Any:
+        """A :data:`~p2p_orchestrator.runtime.process.ProxyCall`: ``(service, method, params, peer) -> result``."""
         if peer is None and method.startswith(_DETACHED_PREFIX):
-            return await self._detached(method, params)
-        return await self._local_call(method, params, peer)
+            return await self._detached(service, method, params)
+        return await self._local_call(service, method, params, peer)
 
-    async def _detached(self, method: str, params: dict[str, Any]) -> Any:
+    async def _detached(self, service: str, method: str, params: dict[str, Any]) -> Any:
         done = trio.Event()
         box: list[outcome.Outcome[Any]] = []
         waiting = True
 
         async def run() -> None:
             try:
-                result: outcome.Outcome[Any] = outcome.Value(await self._local_call(method, params, None))
+                result: outcome.Outcome[Any] = outcome.Value(
+                    await self._local_call(service, method, params, None)
+                )
             except Exception as exc:
                 result = outcome.Error(exc)
                 if not waiting:  # its caller is gone: the log is the only place left for the error

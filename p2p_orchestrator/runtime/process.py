@@ -66,8 +66,8 @@ _REAP_WAIT = 5.0  # seconds to wait for a SIGKILLed child to be reaped
 _DRAIN_WAIT = 0.5  # seconds to read the output left in the pipe after the child exited
 _LOCAL_CALLER: Mapping[str, Any] = {"peer_id": None, "role": None}
 
-ProxyCall = Callable[[str, dict[str, Any], str | None], Awaitable[Any]]
-"""How a service's proxy call is carried out: ``(method, params, peer) -> result``."""
+ProxyCall = Callable[[str, str, dict[str, Any], str | None], Awaitable[Any]]
+"""How a service's proxy call is carried out: ``(service, method, params, peer) -> result``."""
 
 
 @dataclass(frozen=True)
@@ -283,7 +283,7 @@ class ServiceProcess:
                 raise ServiceCallError(
                     "runner/call needs 'method' (text), 'params' (map), 'peer'", code="bad_params"
                 )
-            return await on_call(method, params, peer)
+            return await on_call(self.spec.name, method, params, peer)
         raise ServiceCallError(
             f"the node does not serve {request.method!r} to services", code="unknown_method"
         )

@@ -46,6 +46,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import trio
+from packaging.requirements import InvalidRequirement, Requirement
 
 from p2p_orchestrator.errors import ServiceInstallationError, ServiceManagementError
 
@@ -77,17 +78,28 @@ def read_requirements(directory: Path) -> tuple[str, ...]:
     found: set[str] = set()
     for number, raw in enumerate(text.splitlines(), 1):
         line = re.sub(r"(^|\s)#.*$", "", raw).strip()
-        if not line:
-            continue
-        if line.startswith(("-", ".", "/")) or "://" in line or "@" in line or not _NAME.match(line):
-            raise ServiceInstallationError(
-                f"{REQUIREMENTS} line {number}: {line!r} is not a requirement specifier such as "
-                "'package>=1.2'; options, URLs and paths are not allowed (where packages come from "
-                "is the node operator's choice: [runtime] wheel_dir)",
-                code="bad_requirements",
-            )
-        found.add(" ".join(line.split()))
+        if line:
+            found.add(_requirement(line, number))
     return tuple(sorted(found))
+
+
+def _requirement(line: str, number: int) -> str:
+    """One line as a PEP 508 requirement: a name, extras, version specifiers and a marker only."""
+    refused = ServiceInstallationError(
+        f"{REQUIREMENTS} line {number}: {line!r} is not a requirement specifier such as "
+        "'package>=1.2'; options, URLs, paths and variables are not allowed (where packages come "
+        "from is the node operator's choice: [runtime] wheel_dir)",
+        code="bad_requirements",
+    )
+    if "$" in line or "\\" in line or not _NAME.match(line):  # pip would expand ${VAR}
+        raise refused
+    try:
+        requirement = Requirement(line)
+    except InvalidRequirement:
+        raise refused from None
+    if requirement.url is not None or "/" in requirement.name:
+        raise refused
+    return str(requirement)
 
 
 def environment_key(requirements: Iterable[str]) -> str:
@@ -180,10 +192,7 @@ class VenvCache:
         (target / _COMPLETE).write_text("")
 
     async def _run(self, name: str, argv: list[str], what: str) -> None:
-        env = dict(os.environ)
-        if self.wheel_dir:  # only the operator's wheels: ignore the node's pip configuration
-            env = {k: v for k, v in env.items() if not k.startswith("PIP_")}
-            env["PIP_CONFIG_FILE"] = os.devnull
+        env = _build_environment(offline=bool(self.wheel_dir))
         result: subprocess.CompletedProcess[bytes] | None = None
         with trio.move_on_after(self.timeout):
             result = await trio.run_process(
@@ -195,7 +204,7 @@ class VenvCache:
                 code="requirements_failed",
             )
         if result.returncode != 0:
-            output = (result.stdout + result.stderr).decode(errors="replace").strip().splitlines()
+            output = _scrub((result.stdout + result.stderr).decode(errors="replace")).strip().splitlines()
             tail = "\n".join(output[-_TAIL_LINES:])
             raise ServiceInstallationError(
                 f"{name}: installing {REQUIREMENTS} failed ({what} exited with {result.returncode}):\n{tail}",
@@ -238,6 +247,27 @@ class VenvCache:
         except ServiceInstallationError:
             return None
         return environment_key(requirements) if requirements else None
+
+
+_BUILD_ENVIRONMENT = frozenset({"PATH", "HOME", "LANG", "TMPDIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"})
+
+
+def _build_environment(*, offline: bool) -> dict[str, str]:
+    """pip's environment: none of the node's secrets; with wheels of the operator's, none of its pip config."""
+    env = {k: v for k, v in os.environ.items() if k.upper() in _BUILD_ENVIRONMENT or k.startswith("LC_")}
+    if not offline:  # the index and its credentials are the node's pip configuration
+        env.update({k: v for k, v in os.environ.items() if k.startswith("PIP_")})
+    else:
+        env["PIP_CONFIG_FILE"] = os.devnull
+    return env
+
+
+def _scrub(text: str) -> str:
+    """pip's output with the values of the node's environment variables blotted out (it may echo them)."""
+    for key, value in os.environ.items():
+        if len(value) >= 6 and value in text and key not in ("PATH", "HOME", "PWD"):
+            text = text.replace(value, f"<{key}>")
+    return text
 
 
 def _remove(path: Path) -> None:

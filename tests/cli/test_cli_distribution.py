@@ -41,6 +41,9 @@ def test_distribute_to_a_trusting_and_a_refusing_node_then_fetch(nodes: NodeFact
     assert trusting.ok("list")["total_running"] == 1
     assert refusing.ok("list")["total_installed"] == 0
 
+    forced = origin.cli("distribute", "example_service", trusting.peer_id, "--force")
+    assert forced.code == 1 and "may not force a reinstall" in forced.stdout, str(forced)
+    trusting.ok("trust", origin.peer_id, "--role", "admin")  # forcing a reinstall there needs admin
     shown = origin.cli("distribute", "example_service", trusting.peer_id, "--force")
     assert shown.code == 0, str(shown)
     assert "1 of 1 node(s) succeeded" in shown.stdout and trusting.peer_id in shown.stdout

@@ -149,6 +149,7 @@ async def test_proxy_idioms_the_manager_and_manifest_leniencies(orch: Orchestrat
         "has_log_collector": True,
         "manager_services": ["monitor_v2"],
         "running": True,
+        "counter_saw": {"peer_id": None, "role": None, "local": True, "service": "monitor_v2"},
     }
 
 
@@ -229,6 +230,7 @@ async def test_requires_auth_and_caller_identity_across_nodes(tmp_path: Path) ->
             "peer_id": None,
             "role": None,
             "local": True,
+            "service": None,
         }
 
         # a service on node 1 calls node 0 by name, by peer ID, and every idiom in between
@@ -238,4 +240,9 @@ async def test_requires_auth_and_caller_identity_across_nodes(tmp_path: Path) ->
             "monitor_v2/remote_survey", {"peer_id": nodes[0].peer_id}
         )
         assert survey["totals"] == [2, 3, 4, 5, 6]
-        assert survey["caller"] == {"peer_id": nodes[1].peer_id, "role": "reader", "local": False}
+        assert survey["caller"] == {
+            "peer_id": nodes[1].peer_id,
+            "role": "reader",
+            "local": False,
+            "service": None,
+        }

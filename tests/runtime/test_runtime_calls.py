@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from p2p_orchestrator import Caller, Orchestrator, PermissionDenied, ServiceCallError
-from tests.runtime.support import pid_of, service_archive
+from p2p_orchestrator import Caller, Orchestrator, PermissionDenied, ServiceCallError, ServiceSettings
+from tests.runtime.support import fast_config, pid_of, service_archive
 
-REMOTE = Caller(peer_id="x", permissions=frozenset(), public_only=True)
+REMOTE = Caller(peer_id="x", permissions=frozenset(), public_only=True, role="reader")
+STRANGER = Caller(peer_id="y", permissions=frozenset(), public_only=True)
 
 AWKWARD = """
 class Run(BaseService):
@@ -58,6 +59,8 @@ async def test_a_local_call_reaches_the_service(running: Orchestrator) -> None:
         ("example_service/nope", {}, None, ServiceCallError, "unknown_method"),
         ("awkward/not_exposed", {}, None, ServiceCallError, "unknown_method"),
         ("example_service/stats", {}, REMOTE, PermissionDenied, "method_not_public"),
+        ("example_service/stats", {}, STRANGER, PermissionDenied, "method_unavailable"),
+        ("example_service/greet", {}, STRANGER, PermissionDenied, "method_unavailable"),
         ("example_service/greet", {"nom": "Ada"}, None, ServiceCallError, "bad_params"),
         ("awkward/add", {}, None, ServiceCallError, "bad_params"),
         ("awkward/fails", {}, None, ServiceCallError, "method_failed"),
@@ -97,10 +100,18 @@ async def test_a_service_calls_another_service_and_its_node_through_the_proxy(ru
     assert greeting["message"] == "Hi, proxy!"
     listing = await running.rpc.call("awkward/call", {"method": "orchestrator/list_services", "params": {}})
     assert listing["total_running"] == 2
-    # a proxy call is local: the private method is allowed
-    assert (await running.rpc.call("awkward/call", {"method": "example_service/stats", "params": {}}))[
-        "calls"
-    ] == 1
+    # a proxy call acts with its service's rights: another service's private method, and changing
+    # what runs, are refused (a service may restart itself: see below)
+    with pytest.raises(PermissionDenied) as private:
+        await running.rpc.call("awkward/call", {"method": "example_service/stats", "params": {}})
+    assert private.value.code == "method_not_public"
+    with pytest.raises(PermissionDenied) as stopping:
+        await running.rpc.call(
+            "awkward/call",
+            {"method": "orchestrator/stop_service", "params": {"service_name": "example_service"}},
+        )
+    assert stopping.value.code == "permission_denied"
+    assert running.is_running("example_service")
     with pytest.raises(ServiceCallError, match="no network layer") as raised:
         await running.rpc.call(
             "awkward/call", {"method": "example_service/greet", "params": {}, "peer": "12D3K"}
@@ -109,6 +120,20 @@ async def test_a_service_calls_another_service_and_its_node_through_the_proxy(ru
     with pytest.raises(ServiceCallError) as raised:
         await running.rpc.call("awkward/call", {"method": "example_service/nope", "params": {}})
     assert raised.value.code == "unknown_method"
+
+
+async def test_the_operator_may_give_a_service_more_rights(home: Path, tmp_path: Path) -> None:
+    config = fast_config({"awkward": ServiceSettings(may=("deploy",))})
+    async with Orchestrator(home, config=config) as orch:
+        await orch.install_service(service_archive(tmp_path, "example_service"))
+        await orch.install_service(service_archive(tmp_path, "awkward", AWKWARD))
+        for name in ("example_service", "awkward"):
+            await orch.start_service(name)
+        stopped = await orch.rpc.call(
+            "awkward/call",
+            {"method": "orchestrator/stop_service", "params": {"service_name": "example_service"}},
+        )
+        assert stopped["success"] is True and not orch.is_running("example_service")
 
 
 UTILS_USER = """

@@ -52,7 +52,7 @@ class Run(BaseService):
             "node_environ": attempt(read(f"/proc/{node_pid}/environ")),
             "signal_node": attempt(lambda: os.kill(node_pid, signal.SIGUSR2)),
             "planted_link": attempt(read("planted-link")),
-            "own_data": attempt(write("mine.txt")),
+            "own_data": attempt(write(os.path.join(self.data_dir, "mine.txt"))),
             "own_code": attempt(read(os.path.join(os.path.dirname(__file__), "main.py"))),
             "tmp": attempt(lambda: __import__("tempfile").TemporaryFile().write(b"x")),
             "tcp": attempt(connect),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import zipfile
 from pathlib import Path
 
@@ -111,16 +112,34 @@ async def test_requirements_that_cannot_be_installed_refuse_the_install_cleanly(
 
 def test_requirements_are_normalized_and_only_plain_specifiers_are_allowed(tmp_path: Path) -> None:
     (tmp_path / "requirements.txt").write_text("# c\nb>=1\n\na  ==  2 ; python_version >= '3'\nb>=1\n")
-    assert read_requirements(tmp_path) == ("a == 2 ; python_version >= '3'", "b>=1")
+    assert read_requirements(tmp_path) == ('a==2; python_version >= "3"', "b>=1")
     for line in (
         "-e git+https://x/y",
         "--index-url http://evil/",
         "pkg @ https://x/y.whl",
         "./local",
         "-r o",
+        "file:/abs/x.whl",  # each of these passed the older prefix filter
+        "x/../../../abs/x.whl",
+        "nosuchpkg${NODE_SECRET}",
+        "pkg==1.0 --hash=sha256:00",
+        "pkg\\x",
     ):
         (tmp_path / "requirements.txt").write_text(f"{line}\n")
         with pytest.raises(ServiceInstallationError) as raised:
             read_requirements(tmp_path)
         assert raised.value.code == "bad_requirements"
     assert read_requirements(tmp_path / "nowhere") == ()
+
+
+def test_what_pip_prints_is_scrubbed_of_the_nodes_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from p2p_orchestrator.runtime.venvs import _build_environment, _scrub
+
+    monkeypatch.setenv("NODE_SECRET", "s3cr3t-value")
+    monkeypatch.setenv("PIP_INDEX_URL", "https://user:pw@index.example/simple")
+    said = "ERROR: No matching distribution found for nosuchpkgs3cr3t-value"
+    assert _scrub(said) == "ERROR: No matching distribution found for nosuchpkg<NODE_SECRET>"
+    offline, online = _build_environment(offline=True), _build_environment(offline=False)
+    assert "NODE_SECRET" not in offline and "NODE_SECRET" not in online
+    assert offline["PIP_CONFIG_FILE"] == os.devnull and "PIP_INDEX_URL" not in offline
+    assert online["PIP_INDEX_URL"] == "https://user:pw@index.example/simple"  # the operator's own index

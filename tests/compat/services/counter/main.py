@@ -115,7 +115,7 @@ class CounterService(BaseService):
     @service_method(description="Who is calling", public=True)
     async def caller(self):
         who = current_caller()
-        return {"peer_id": who.peer_id, "role": who.role, "local": who.local}
+        return {"peer_id": who.peer_id, "role": who.role, "local": who.local, "service": who.service}
 
     @service_method(description="Blocks the event loop (a bug)", public=False)
     async def block(self, seconds: float):

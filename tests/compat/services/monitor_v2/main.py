@@ -32,6 +32,7 @@ class Run(BaseService):
         by_call = await self.proxy.call("counter/add", {"amount": 3})
         local = await self.proxy.counter.local.add(amount=0)
         manager = get_global_service_manager()
+        who = await self.proxy.counter.caller()
         return {
             "services": sorted(listed["services"]),
             "added": added["total"],
@@ -40,6 +41,7 @@ class Run(BaseService):
             "has_log_collector": hasattr(self.proxy, "log_collector"),
             "manager_services": sorted(manager.services),
             "running": self.status == ServiceStatus.RUNNING,
+            "counter_saw": who,
         }
 
     @service_method(description="Calls the counter on other nodes, every way", public=True)
