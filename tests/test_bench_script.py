@@ -23,6 +23,7 @@ BENCH = REPO / "scripts" / "bench.py"
 NAMES = [
     "install_to_running",
     "install_to_running_trio",
+    "sandbox_cost",
     "restart_latency",
     "local_call",
     "service_idle_rss",

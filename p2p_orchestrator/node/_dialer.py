@@ -4,8 +4,13 @@
   address in the :class:`~p2p_orchestrator.node.peerbook.PeerBook` and pins the
   peer.
 * :meth:`Dialer.ensure_connected` reuses a live connection, or dials the peer
-  with the addresses the book (then py-libp2p's peerstore, e.g. from mDNS)
-  knows.  Concurrent dials of one peer share one attempt.  Failures raise
+  with the addresses the book knows (the operator's, bootstrap's, and those
+  this node reached the peer at itself), then those the peer announced
+  (identify, identify/push) at an IP address a connection of its came from
+  (any, with ``[node] mdns``).  A peer cannot steer our dials elsewhere nor
+  fill the book: identify/push lets it announce up to 1000 addresses of its
+  choice, and only one it was reached at is ever recorded.  Concurrent dials
+  of one peer share one attempt.  Failures raise
   ``ServiceCallError(code="peer_unreachable")``: no known address, refused,
   timed out after ``dial_timeout``.
 * When a pinned peer's connection drops, :meth:`Dialer.on_disconnect` starts a
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import OrderedDict
 
 import multiaddr
 import trio
@@ -31,13 +37,25 @@ from p2p_orchestrator._keyed_locks import KeyedLocks
 from p2p_orchestrator.config import NodeSettings
 from p2p_orchestrator.errors import ServiceCallError
 from p2p_orchestrator.node._host import allow_dial, dial_only, parse_peer_address, parse_peer_id
-from p2p_orchestrator.node.peerbook import PeerBook
+from p2p_orchestrator.node.peerbook import MAX_ADDRS, PeerBook
 
 __all__ = ["Dialer"]
 
 log = logging.getLogger("p2p_orchestrator.node")
 
 _JITTER = 0.2
+_SEEN_PEERS = 1024
+"""Peers whose connection IPs are remembered (the least recent are forgotten first)."""
+_IPS_PER_PEER = 4
+
+
+def _ip_of(address: multiaddr.Multiaddr) -> str | None:
+    for protocol in ("ip4", "ip6"):
+        try:
+            return str(address.value_for_protocol(protocol))
+        except Exception:  # not this protocol
+            continue
+    return None
 
 
 class Dialer:
@@ -51,6 +69,8 @@ class Dialer:
         self._locks = KeyedLocks()
         self._redialing: set[str] = set()
         self._connected_events: dict[str, trio.Event] = {}
+        self._seen_at: OrderedDict[str, set[str]] = OrderedDict()
+        """The IPs each peer's connections came from (the most recent peers, bounded)."""
         self._closing = False
 
     def is_connected(self, peer_id: ID) -> bool:
@@ -79,10 +99,8 @@ class Dialer:
                 code="peer_unreachable",
             )
         reached = await self._dial(peer, addrs)
-        order = (
-            [str(reached), *(str(a) for a in addrs if a != reached)] if reached else [str(a) for a in addrs]
-        )
-        await trio.to_thread.run_sync(lambda: self._book.record(peer_text, order))
+        if reached is not None:  # the address we saw answer goes first; nothing unverified is kept
+            await trio.to_thread.run_sync(lambda: self._book.record(peer_text, [str(reached)]))
         return peer
 
     def _known_addrs(self, peer: ID) -> list[multiaddr.Multiaddr]:
@@ -93,11 +111,16 @@ class Dialer:
                 addrs.append(multiaddr.Multiaddr(text))
             except Exception as exc:
                 log.warning("ignoring the bad address %r of %s in the peer book: %s", text, peer, exc)
+        seen = self._seen_at.get(peer.to_base58(), set())
         try:
-            addrs += [a for a in self._host.get_peerstore().addrs(peer) if a not in addrs]
+            announced = self._host.get_peerstore().addrs(peer)
         except Exception as exc:  # PeerStoreError: unknown or expired
             log.debug("peerstore has no address for %s: %s", peer, exc)
-        return addrs
+            announced = []
+        for address in announced:
+            if address not in addrs and (self._settings.mdns or _ip_of(address) in seen):
+                addrs.append(address)
+        return addrs[:MAX_ADDRS]
 
     async def _dial(self, peer: ID, addrs: list[multiaddr.Multiaddr]) -> multiaddr.Multiaddr | None:
         """Connect to ``peer`` at the first of ``addrs`` that answers; the address that did (``None``: was connected).
@@ -140,8 +163,15 @@ class Dialer:
         while not self.is_connected(peer):
             await self._connected_events.setdefault(peer_text, trio.Event()).wait()
 
-    def on_connect(self, peer_text: str) -> None:
+    def on_connect(self, peer_text: str, remote_ip: str | None = None) -> None:
         """A connection opened (called from py-libp2p's notifee: must not block or raise)."""
+        if remote_ip is not None:
+            ips = self._seen_at.pop(peer_text, set())
+            if len(ips) < _IPS_PER_PEER:
+                ips.add(remote_ip)
+            self._seen_at[peer_text] = ips
+            while len(self._seen_at) > _SEEN_PEERS:
+                self._seen_at.popitem(last=False)
         event = self._connected_events.pop(peer_text, None)
         if event is not None:
             event.set()

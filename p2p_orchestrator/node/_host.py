@@ -170,14 +170,16 @@ async def close_host(host: IHost, *, time_limit: float = 5.0) -> None:
 
 
 class ConnectionWatcher(INotifee):
-    """Calls ``on_connect(peer_id)`` / ``on_disconnect(peer_id)`` as connections open and close.
+    """Calls ``on_connect(peer_id, remote_ip)`` / ``on_disconnect(peer_id)`` as connections open and close.
 
     A py-libp2p notifee: the callbacks run inside the swarm's own tasks, so they
     must not block or raise; the node's callbacks only set events and start
     tasks of its own.
     """
 
-    def __init__(self, on_connect: Callable[[str], None], on_disconnect: Callable[[str], None]) -> None:
+    def __init__(
+        self, on_connect: Callable[[str, str | None], None], on_disconnect: Callable[[str], None]
+    ) -> None:
         self._on_connect = on_connect
         self._on_disconnect = on_disconnect
 
@@ -185,7 +187,11 @@ class ConnectionWatcher(INotifee):
         self._on_disconnect(conn.muxed_conn.peer_id.to_base58())
 
     async def connected(self, network: INetwork, conn: INetConn) -> None:
-        self._on_connect(conn.muxed_conn.peer_id.to_base58())
+        try:  # Yamux (the only muxer we speak) can say; the interface does not promise it
+            remote = conn.muxed_conn.get_remote_address()  # type: ignore[attr-defined]
+        except Exception:  # a transport that cannot say: the address is simply not known
+            remote = None
+        self._on_connect(conn.muxed_conn.peer_id.to_base58(), remote[0] if remote else None)
 
     async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
         pass

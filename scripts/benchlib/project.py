@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -27,6 +28,7 @@ __all__ = [
     "hundred_services",
     "install_to_running",
     "install_to_running_trio",
+    "install_to_running_unconfined",
     "local_call",
     "private_config",
     "restart_latency",
@@ -39,9 +41,10 @@ SETTLE = 0.5
 """Seconds a started service is left alone before its idle RSS is read (as for the baseline)."""
 
 
-def private_config() -> OrchestratorConfig:
-    """The default configuration (nothing read from an operator's file)."""
-    return OrchestratorConfig()
+def private_config(*, sandbox: bool = True) -> OrchestratorConfig:
+    """The default configuration (nothing read from an operator's file); ``sandbox=False`` turns Landlock off."""
+    config = OrchestratorConfig()
+    return replace(config, runtime=replace(config.runtime, sandbox=sandbox))
 
 
 def example_archive(
@@ -57,8 +60,8 @@ def example_archive(
 
 
 @asynccontextmanager
-async def _orchestrator(ctx: Context, label: str) -> AsyncIterator[Orchestrator]:
-    async with Orchestrator(ctx.workdir / label / "home", config=private_config()) as orch:
+async def _orchestrator(ctx: Context, label: str, *, sandbox: bool = True) -> AsyncIterator[Orchestrator]:
+    async with Orchestrator(ctx.workdir / label / "home", config=private_config(sandbox=sandbox)) as orch:
         yield orch
 
 
@@ -86,10 +89,15 @@ async def install_to_running_trio(ctx: Context) -> Measurement:
     return await _install_to_running(ctx, "trio")
 
 
-async def _install_to_running(ctx: Context, loop: str) -> Measurement:
-    archive = example_archive(ctx.workdir / f"install-src-{loop}", event_loop=loop)
+async def install_to_running_unconfined(ctx: Context) -> Measurement:
+    """The same on asyncio with the Landlock sandbox turned off (the baseline of its cost)."""
+    return await _install_to_running(ctx, "asyncio", sandbox=False)
+
+
+async def _install_to_running(ctx: Context, loop: str, *, sandbox: bool = True) -> Measurement:
+    archive = example_archive(ctx.workdir / f"install-src-{loop}-{sandbox}", event_loop=loop)
     samples = []
-    async with _orchestrator(ctx, f"install-{loop}") as orch:
+    async with _orchestrator(ctx, f"install-{loop}-{sandbox}", sandbox=sandbox) as orch:
         warmup = ctx.pick(1, 2)
         for number in range(warmup + ctx.pick(7, 25)):
             started = time.perf_counter()

@@ -94,6 +94,17 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
     ),
     Scenario(
+        name="sandbox_cost",
+        unit="ms",
+        description="install the example service (asyncio) until it runs, confined by Landlock",
+        target=_ratio_at_most(1.1, "p50 <= 1.1x the same start unconfined (the sandbox's cost)"),
+        requires=capabilities.runtime,
+        project=project.install_to_running,
+        baseline=Baseline(
+            "the same start with [runtime] sandbox = false", project.install_to_running_unconfined
+        ),
+    ),
+    Scenario(
         name="restart_latency",
         unit="ms",
         description="restart the running example service until it runs again",

@@ -216,3 +216,28 @@ async def test_mdns_discovery_lets_peers_connect_by_id(tmp_path: Path) -> None:
                 pytest.skip("no mDNS answer within 10 s: multicast is unavailable here")
             assert await a.connect(b.peer_id) == b.peer_id
             assert (await a.proxy(b.peer_id).call_method("orchestrator/list_services"))["services"] == {}
+
+
+async def test_a_peer_cannot_steer_where_the_node_dials_it(tmp_path: Path) -> None:
+    """identify/push lets a connected peer announce any addresses: they neither steer dials nor reach peers.json."""
+    import multiaddr
+    from libp2p.identity.identify_push.identify_push import push_identify_to_peer
+
+    # addresses of other hosts (loopback ones, so that nothing leaves the machine if one were dialled)
+    fakes = [multiaddr.Multiaddr(f"/ip4/127.0.{n // 250}.{2 + n % 250}/tcp/4001") for n in range(300)]
+    with trio.fail_after(60):
+        async with swarm(2, tmp_dir=tmp_path, config=fast_config(), roles=None) as nodes:
+            victim, liar = nodes
+            liar.host.get_addrs = lambda: fakes  # type: ignore[method-assign]
+            assert await push_identify_to_peer(liar.host, victim.host.get_id())
+            store = victim.host.get_peerstore()
+            with trio.fail_after(10):  # the library took them in: the attack reached its target
+                while not set(fakes) <= set(store.addrs(liar.host.get_id())):  # noqa: ASYNC110 - no event
+                    await trio.sleep(0.01)
+            for peer in victim.host.get_connected_peers():
+                await victim.host.disconnect(peer)
+            assert await victim.connect(liar.peer_id) == liar.peer_id  # by peer ID: the address it saw
+            (known,) = [peer for peer in victim.peers() if peer.peer_id == liar.peer_id]
+            assert not {str(a) for a in fakes} & set(known.addrs)
+            saved = json.loads((victim.orchestrator.home / PEERS_FILE_NAME).read_text())
+            assert not {str(a) for a in fakes} & set(saved["peers"][liar.peer_id]["addrs"])
