@@ -125,14 +125,16 @@ class RunningApi:
             python=self._venvs.python_for(name, directory),
         )
 
-    def data_directory(self, service_name: str) -> Path:
+    def data_directory(self, service_name: str, *, create: bool = True) -> Path:
         """Where ``service_name`` keeps its files: its working directory, shared by all its versions.
 
-        ``home/data/<name>/``, made (mode 0700) on first use.  It outlives upgrades,
-        rollbacks and uninstalls (a service reinstalled finds its data again).
+        ``home/data/<name>/``, made (mode 0700) on first use unless ``create`` is
+        false.  It outlives upgrades, rollbacks and uninstalls (a service reinstalled
+        finds its data again).
         """
         path = self.home / "data" / service_name
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if create:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
         return path
 
     async def _local_call(self, service: str, method: str, params: dict[str, Any], peer: str | None) -> Any:

@@ -351,7 +351,7 @@ class Orchestrator(UpgradeApi, DistributionApi):
         info = {"name": service_name, **self._describe(record)}
         directory = self.store.version_dir(record.current)
         info["directory"] = str(directory)
-        info["data_directory"] = str(self.home / "data" / service_name)
+        info["data_directory"] = str(self.data_directory(service_name, create=False))
         info["versions"] = [
             {**v.to_dict(), "current": v.id == record.current.id} for v in reversed(record.versions)
         ]
@@ -381,24 +381,25 @@ class Orchestrator(UpgradeApi, DistributionApi):
             shown = {key: _REDACTED if key in _LOCAL_PATHS else value for key, value in result.items()}
             record = self.store.records.get(str(result.get("name")))
             if record is not None:
-                directory = self.store.version_dir(record.current)
-                shown["configuration"] = merge_configuration(
-                    record.current.manifest.get("configuration"),
-                    _read_default_config(directory),
-                    _redacted(self.config.service(record.name).config),
-                )
+                shown["configuration"] = self.service_configuration(record, redact_operator=True)
             return shown
         if method == "get_orchestrator_status" and isinstance(result, dict):
             return {key: _REDACTED if key in _LOCAL_PATHS else value for key, value in result.items()}
         return result
 
-    def service_configuration(self, record: ServiceRecord) -> dict[str, Any]:
-        """The merged configuration: manifest, then ``config/default.json``, then the operator's."""
+    def service_configuration(
+        self, record: ServiceRecord, *, redact_operator: bool = False
+    ) -> dict[str, Any]:
+        """The merged configuration: manifest, then ``config/default.json``, then the operator's.
+
+        ``redact_operator``: the operator's values read ``"<redacted>"`` (for another node).
+        """
         directory = self.store.version_dir(record.current)
+        operator = self.config.service(record.name).config
         return merge_configuration(
             record.current.manifest.get("configuration"),
             _read_default_config(directory),
-            self.config.service(record.name).config,
+            _redacted(operator) if redact_operator else operator,
         )
 
     async def export_service(self, service_name: str) -> bytes:

@@ -412,6 +412,7 @@ class BaseService:
     async def get_service_info(self) -> dict[str, Any]:
         """What the service says of itself, its health report and its metrics."""
         snapshot = self.metrics.snapshot()
+        report = self.get_health_report()
         return {
             "name": self.service_name,
             "status": self.status.value,
@@ -420,8 +421,8 @@ class BaseService:
             "exposed_methods": list(self.info.exposed_methods),
             "metadata": dict(self.info.metadata),
             "uptime": self.uptime(),
-            "health_report": self.get_health_report(),
-            "metrics_summary": self.get_health_report()["metrics_summary"],
+            "health_report": report,
+            "metrics_summary": report["metrics_summary"],
             "counters": snapshot["counters"],
             "gauges": snapshot["gauges"],
             "timers": snapshot["timers"],

@@ -188,13 +188,10 @@ class _Host:
         return {"healthy": healthy, "error": error, "detail": None}
 
     def _metrics(self) -> dict[str, Any]:
-        """``runner/metrics``: the service's own metrics and health report (no await: never waits)."""
+        """``runner/metrics``: the service's own metrics (no await: never waits)."""
         if self.instance is None:
-            return {"metrics": {"counters": {}, "gauges": {}, "timers": {}}, "health_report": None}
-        return {
-            "metrics": self.instance.metrics.snapshot(),
-            "health_report": self.instance.get_health_report(),
-        }
+            return {"metrics": None}
+        return {"metrics": self.instance.metrics.snapshot()}
 
     async def _stop(self, params: dict[str, Any]) -> dict[str, Any]:
         grace = params.get("grace", 5.0)

@@ -32,6 +32,7 @@ import outcome
 import trio
 
 from p2p_orchestrator.errors import PermissionDenied, ServiceCallError
+from p2p_orchestrator.framework.caller import CallerInfo
 from p2p_orchestrator.rpc import Caller
 from p2p_orchestrator.runtime.unit import ServiceUnit
 
@@ -84,7 +85,7 @@ async def call_service(
     failed = True
     try:
         with proc.admission.admit(caller):
-            who = {"peer_id": caller.peer_id, "role": caller.role, "service": caller.service}
+            who = CallerInfo(caller.peer_id, caller.role, caller.service)
             result = await proc.call(method, params, caller=who)
         failed = False
         return result

@@ -27,7 +27,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +40,7 @@ from p2p_orchestrator._clock import utc_now_iso
 from p2p_orchestrator._rpc_session import ANYIO_STREAM_GONE
 from p2p_orchestrator.crashpoints import crashpoint
 from p2p_orchestrator.errors import OrchestratorError, ServiceCallError, ServiceManagementError
+from p2p_orchestrator.framework.caller import LOCAL, CallerInfo
 from p2p_orchestrator.runtime._channel import FramedChannel
 from p2p_orchestrator.runtime._spawn import pump_output, spawn_runner
 from p2p_orchestrator.runtime.admission import AdmissionLimits, CallAdmission
@@ -64,7 +65,6 @@ _TERM_WAIT = 2.0  # seconds between SIGTERM and SIGKILL
 _EXIT_WAIT = 2.0  # seconds for the runner to exit once it answered the stop request
 _REAP_WAIT = 5.0  # seconds to wait for a SIGKILLed child to be reaped
 _DRAIN_WAIT = 0.5  # seconds to read the output left in the pipe after the child exited
-_LOCAL_CALLER: Mapping[str, Any] = {"peer_id": None, "role": None}
 
 ProxyCall = Callable[[str, str, dict[str, Any], str | None], Awaitable[Any]]
 """How a service's proxy call is carried out: ``(service, method, params, peer) -> result``."""
@@ -333,12 +333,11 @@ class ServiceProcess:
         params: dict[str, Any],
         *,
         time_limit: float | None = None,
-        caller: Mapping[str, Any] | None = None,
+        caller: CallerInfo = LOCAL,
     ) -> Any:
         """Call an exposed method; the service's error, or ``service_exited`` if it dies meanwhile.
 
-        ``caller`` (``peer_id`` and ``role``; none for a local caller) is what the
-        service's ``current_caller()`` tells it.
+        ``caller`` is what the service's ``current_caller()`` tells it.
 
         At most ``max_concurrent_calls`` calls are sent to the process at once;
         the others wait here for a turn, within the same ``time_limit``.
@@ -358,7 +357,7 @@ class ServiceProcess:
         try:
             return await self._channel.call(
                 SERVICE_PREFIX + method,
-                {"params": params, "caller": dict(caller or _LOCAL_CALLER)},
+                {"params": params, "caller": caller.to_wire()},
                 time_limit=max(0.0, deadline - trio.current_time()),
             )
         except ServiceCallError as exc:
@@ -384,7 +383,7 @@ class ServiceProcess:
         return await self._channel.call(RUNNER_HEALTH, {}, time_limit=time_limit)
 
     async def read_metrics(self, time_limit: float) -> dict[str, Any]:
-        """The service's ``metrics`` snapshot and health report (``runner/metrics``), on the priority path."""
+        """The service's ``metrics`` snapshot (``runner/metrics``), on the priority path."""
         answer = await self._channel.call(RUNNER_METRICS, {}, time_limit=time_limit)
         return answer if isinstance(answer, dict) else {}
 

@@ -18,7 +18,7 @@ path                        direction  meaning
 ``runner/health``           node→child run ``health_check()`` if the service has one; answer
                                        ``{"healthy", "error", "detail"}`` (never waits for
                                        a call slot: see ``max_concurrent_calls``)
-``runner/metrics``          node→child the service's metrics and health report (never
+``runner/metrics``          node→child the service's metrics: ``{"metrics"}`` (never
                                        waits for a call slot)
 ``runner/call``             child→node a proxy call: ``method``, ``params``, ``peer``
 ``ErrorReply(None, ...)``   child→node the start failed (import, ``Run``, ``initialize()``)
