@@ -153,6 +153,12 @@ class NodeSettings:
     """RPC streams all peers together may hold open at once."""
     max_in_flight_per_stream: int = 64
     """Requests one stream may have outstanding; more are answered ``busy``."""
+    max_pending_connections: int = 64
+    """Inbound connections in their handshake at once (16 per address); one more drops the oldest."""
+    max_stranger_connections: int = 64
+    """Inbound connections peers without a role may hold together; more are closed at once."""
+    max_stranger_connections_per_ip: int = 8
+    """Inbound connections peers without a role may hold from one IP address."""
     reconnect_attempts: int = 6
     """Dials after a connection to a bootstrap or pinned peer drops (then it is left alone)."""
     reconnect_delay: float = 0.5

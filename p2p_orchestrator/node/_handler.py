@@ -5,8 +5,10 @@ exception escaping a handler takes the whole host down (trap 1 of
 ``py-libp2p-notes.md``).  So this handler contains everything:
 
 1. it admits the stream under the :class:`StreamLimiter` (over the limit: one
-   ``ErrorReply(None, Busy)``, then the stream is closed unread);
-2. it serves it with :class:`ServerStream`, each request as the caller the
+   ``ErrorReply(None, Busy)``, then the stream is closed unread, and reset if the peer goes on
+   sending);
+2. it serves it with :class:`ServerStream` (frames from a peer without a role may be at most
+   :data:`STRANGER_FRAME_BYTES`), each request as the caller the
    access table gives the stream's *authenticated* remote peer ID (looked up
    per request, so :meth:`Node.set_role` applies at once);
 3. whatever escapes is logged with the peer's ID and the stream is reset.
@@ -31,9 +33,15 @@ from p2p_orchestrator.node.access import AccessControl
 from p2p_orchestrator.rpc import Caller
 from p2p_orchestrator.wire import ErrorReply, Request, RpcConnection
 
-__all__ = ["CallRpc", "RpcStreamHandler"]
+__all__ = ["STRANGER_FRAME_BYTES", "CallRpc", "RpcStreamHandler"]
 
 log = logging.getLogger("p2p_orchestrator.node")
+
+STRANGER_FRAME_BYTES = 256 * 1024
+"""The largest frame a peer without a role may send (a partial frame is held per stream)."""
+
+_DISCARD_BYTES = 256 * 1024
+"""What a refused stream may still send (one Yamux window) before it is reset."""
 
 CallRpc = Callable[[str, dict[str, Any], Caller], Awaitable[Any]]
 """``(method, params, caller) -> result``: the node's RPC table (``Rpc.call``)."""
@@ -92,6 +100,7 @@ class RpcStreamHandler:
                 lambda request: self._serve(stream.peer_id, request),
                 deadlines=self._deadlines,
                 max_in_flight=self._max_in_flight,
+                max_received_frame_bytes=None if known else STRANGER_FRAME_BYTES,
             )
             with trio.CancelScope() as scope:
                 self._serving.add(scope)
@@ -132,7 +141,7 @@ class RpcStreamHandler:
                 await stream.send(notice)
             except StreamBroken as exc:
                 log.debug("could not tell %s it is busy: %s", stream.peer_id, exc)
-        await stream.close()
+        await stream.close_and_discard(max_bytes=_DISCARD_BYTES, time_limit=self._deadlines.read)
 
     def close(self) -> None:
         """Cancel every stream being served and refuse new ones."""

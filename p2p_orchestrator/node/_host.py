@@ -6,7 +6,10 @@ downgrade) and wait 250 ms on every connect:
 
 * security: Noise only (the remote peer ID of every connection is then
   authenticated by the handshake: it is the identity the access table uses);
-* muxer: Yamux only (Mplex is ~5x slower);
+* muxer: Yamux only (Mplex is ~5x slower), with its receive windows and buffers enforced
+  (:mod:`._yamux_guard`);
+* inbound connections through :mod:`._inbound_gate` (a bounded share for peers without a role);
+* py-libp2p's own protocols (identify, identify/push, ping) bounded (:mod:`._library_protocols`);
 * transport: TCP, listening where ``[node] listen`` says;
 * ``max_connections_per_peer=1`` (connects take ~8 ms instead of 250 ms);
 * py-libp2p's own reconnect policies off, because the node has one
@@ -38,6 +41,9 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from p2p_orchestrator.config import ConfigError, NodeSettings
 from p2p_orchestrator.errors import ServiceCallError
+from p2p_orchestrator.node._inbound_gate import InboundGate, install_gate
+from p2p_orchestrator.node._library_protocols import bound_library_protocols
+from p2p_orchestrator.node._yamux_guard import BufferLimits, install_guard
 
 log = logging.getLogger("p2p_orchestrator.node")
 
@@ -94,8 +100,20 @@ def parse_peer_address(text: str) -> tuple[ID, multiaddr.Multiaddr]:
     return parse_peer_id(peer_text), transport
 
 
-def build_host(key_pair: KeyPair, settings: NodeSettings, listen: Sequence[multiaddr.Multiaddr]) -> IHost:
-    """A Noise + Yamux + TCP host with the node's identity; see the module docstring."""
+def build_host(
+    key_pair: KeyPair,
+    settings: NodeSettings,
+    listen: Sequence[multiaddr.Multiaddr],
+    *,
+    is_known: Callable[[str], bool] = lambda peer: False,
+    gate: InboundGate | None = None,
+) -> IHost:
+    """A Noise + Yamux + TCP host with the node's identity; see the module docstring.
+
+    ``is_known(peer_id)``: whether a peer has a role on the node; peers without one get the
+    smaller share of buffers (:mod:`._yamux_guard`).  ``gate`` admits inbound connections
+    (:mod:`._inbound_gate`); without one, every inbound connection the swarm takes is let in.
+    """
     noise = NoiseTransport(key_pair, noise_privkey=new_x25519_key_pair().private_key)
     host = new_host(
         key_pair=key_pair,
@@ -112,6 +130,10 @@ def build_host(key_pair: KeyPair, settings: NodeSettings, listen: Sequence[multi
     )
     network: Any = host.get_network()
     network.retry_config = RetryConfig(max_retries=0)
+    install_guard(host, BufferLimits(), is_known)
+    bound_library_protocols(host, is_known)
+    if gate is not None:
+        install_gate(host, gate)
     return host
 
 

@@ -70,11 +70,14 @@ class ServerStream:
         *,
         deadlines: Deadlines,
         max_in_flight: int,
+        max_received_frame_bytes: int | None = None,
     ) -> None:
         self._stream = stream
         self._handler = handler
         self._deadlines = deadlines
-        self._conn = RpcConnection("server", max_in_flight=max_in_flight)
+        self._conn = RpcConnection(
+            "server", max_in_flight=max_in_flight, max_received_frame_bytes=max_received_frame_bytes
+        )
         self._sender = FrameSender(stream, self._conn, write_timeout=deadlines.write)
         self._requests = RequestTasks(
             self._respond,

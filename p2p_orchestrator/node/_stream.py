@@ -131,6 +131,26 @@ class NetStream:
                 log.debug("closing a stream of %s failed (%s); resetting it", self.peer_id, exc)
         await self._reset()
 
+    async def close_and_discard(self, *, max_bytes: int, time_limit: float) -> None:
+        """Half-close, then drop what the peer still sends until its EOF; never raises.
+
+        For a stream refused without being read: the peer gets our last frame and the EOF, and
+        its own close ends the stream.  A peer that goes on sending past ``max_bytes`` bytes or
+        ``time_limit`` seconds has the stream reset, and nothing it sent is kept.
+        """
+        await self.close()
+        discarded = 0
+        with trio.move_on_after(time_limit):
+            try:
+                while discarded <= max_bytes:
+                    data = await self.receive()
+                    if not data:
+                        return
+                    discarded += len(data)
+            except StreamBroken:
+                return
+        await self._reset()
+
     async def reset(self) -> None:
         """Abort the stream in both directions; never raises, and finishes even when cancelled."""
         if self._done:

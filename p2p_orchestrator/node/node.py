@@ -57,6 +57,7 @@ from p2p_orchestrator.node._host import (
     parse_peer_id,
     stop_auto_connector,
 )
+from p2p_orchestrator.node._inbound_gate import GateLimits, InboundGate
 from p2p_orchestrator.node._limits import StreamLimiter
 from p2p_orchestrator.node._pool import ChannelPool
 from p2p_orchestrator.node._server import Deadlines
@@ -112,6 +113,7 @@ class Node:
             deadlines=self._deadlines,
             max_in_flight=self.settings.max_in_flight_per_stream,
         )
+        self._gate = InboundGate(GateLimits.from_settings(self.settings), self._has_role)
         self._host: IHost | None = None
         self._peer_id = ""
         self._book: PeerBook | None = None
@@ -148,7 +150,7 @@ class Node:
         key_pair = await trio.to_thread.run_sync(load_or_create_identity, home)
         self._peer_id = peer_id_of(key_pair)
         self._book = book = await trio.to_thread.run_sync(PeerBook, home)
-        self._host = host = build_host(key_pair, settings, listen)
+        self._host = host = build_host(key_pair, settings, listen, is_known=self._has_role, gate=self._gate)
         host.set_stream_handler(_RPC_PROTOCOL, self._handler)
         async with AsyncExitStack() as stack:
             # Unwound in reverse: stop our tasks, leave the nursery, close the host, leave host.run.
@@ -246,6 +248,9 @@ class Node:
             "inbound_streams_refused": limiter.refused,
             "outbound_streams_open": self._pool.channel_count() if self._pool is not None else 0,
             "connected_peers": len(self.host.get_connected_peers()),
+            "inbound_connections_pending": len(self._gate.pending()),
+            "inbound_connections_established": len(self._gate.established()),
+            "inbound_connections_dropped": self._gate.dropped,
         }
 
     # -- peers --------------------------------------------------------------------------------
@@ -290,6 +295,9 @@ class Node:
                 )
             )
         return result
+
+    def _has_role(self, peer_id: str) -> bool:
+        return self.access.role_of(peer_id) is not None
 
     def role_of(self, peer_id: str) -> Role | None:
         """The role ``peer_id`` has on this node (``None``: unknown)."""

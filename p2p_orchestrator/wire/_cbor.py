@@ -188,6 +188,8 @@ def decode_payload(
     data = bytes(payload)
     if not data:
         _fail("cbor_truncated", "empty payload")
+    if data[0] & 0x1F in (28, 29, 30) or data[0] == 0xFF:  # reserved, or a stray break: not CBOR at all
+        _fail("bad_cbor", f"initial byte 0x{data[0]:02x} is not well-formed CBOR")
     if data[0] >> 5 != 5:
         _fail("cbor_not_map", f"top-level item is a {_MAJOR_NAMES[data[0] >> 5]}, not a map")
     end = _Validator(data, max_depth, max_items).item(0, 0)

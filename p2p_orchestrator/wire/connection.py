@@ -127,6 +127,8 @@ class RpcConnection:
       that is not outstanding is ignored in both directions.  After ``send(Cancel(id))`` the
       connection still waits for the final answer (the peer's in-flight slot stays used until
       then) but drops it and any items instead of returning them.
+    * Frames are at most ``max_frame_bytes`` each way; ``max_received_frame_bytes`` lowers the
+      limit on what the peer may send (a node gives peers without a role less).
     * With ``exchange_hello=True`` the first message each way must be a :class:`Hello` of
       version :data:`PROTOCOL_VERSION`; otherwise :class:`Hello` is not allowed at all.
     * At most ``max_in_flight`` received requests may be unanswered.  A request beyond that is
@@ -146,6 +148,7 @@ class RpcConnection:
         our_role: Role,
         *,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        max_received_frame_bytes: int | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         max_depth: int = DEFAULT_MAX_DEPTH,
         max_items: int = DEFAULT_MAX_ITEMS,
@@ -153,15 +156,19 @@ class RpcConnection:
     ) -> None:
         if our_role not in ("client", "server", "peer"):
             raise ValueError(f"our_role must be 'client', 'server' or 'peer', got {our_role!r}")
-        if max_frame_bytes < _MIN_FRAME_BYTES:
-            raise ValueError(f"max_frame_bytes must be at least {_MIN_FRAME_BYTES}, got {max_frame_bytes!r}")
+        received = max_frame_bytes if max_received_frame_bytes is None else max_received_frame_bytes
+        if min(max_frame_bytes, received) < _MIN_FRAME_BYTES:
+            raise ValueError(
+                f"frame limits must be at least {_MIN_FRAME_BYTES}, got {max_frame_bytes!r} and {received!r}"
+            )
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be positive, got {max_in_flight!r}")
         check_limits(max_depth, max_items)
         self._role: Role = our_role
         self._calls = our_role != "server"
         self._serves = our_role != "client"
-        self._decoder = FrameDecoder(max_frame_bytes)
+        self._decoder = FrameDecoder(received)
+        self._max_frame_bytes = max_frame_bytes
         self._max_in_flight = max_in_flight
         self._limits = {"max_depth": max_depth, "max_items": max_items}
         self._sent: dict[int, _Call] = {}
@@ -372,7 +379,7 @@ class RpcConnection:
 
     def _frame(self, msg: Message) -> bytes:
         payload = encode_payload(msg.to_wire(), **self._limits)
-        return encode_frame(payload, self._decoder.max_frame_bytes)
+        return encode_frame(payload, self._max_frame_bytes)
 
     def _check_usable(self) -> None:
         if self._error is not None:

@@ -14,8 +14,16 @@ import multiaddr
 import trio
 from libp2p.abc import IHost
 from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
 from libp2p.custom_types import TProtocol
+from libp2p.io.trio import TrioTCPStream
+from libp2p.network.connection.raw_connection import RawConnection
 from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.transport.upgrader import TransportUpgrader
 
 from p2p_orchestrator.config import NodeSettings, OrchestratorConfig, RuntimeSettings, StoreSettings
 from p2p_orchestrator.node import Node
@@ -85,6 +93,21 @@ async def raw_peer() -> AsyncIterator[IHost]:
             yield host
         finally:
             await close_host(host)
+
+
+async def handshake(address: str) -> trio.SocketStream:
+    """Connect to the node at ``address`` from a fresh peer ID, Noise and Yamux negotiated; the socket.
+
+    The connection is never started on this side: it only holds its place on the node's.
+    """
+    maddr = multiaddr.Multiaddr(address)
+    info = info_from_p2p_addr(maddr)
+    sock = await trio.open_tcp_stream(maddr.value_for_protocol("ip4"), int(maddr.value_for_protocol("tcp")))
+    noise = NoiseTransport(create_new_key_pair(), noise_privkey=new_x25519_key_pair().private_key)
+    upgrader = TransportUpgrader({NOISE_PROTOCOL_ID: noise}, {YAMUX_PROTOCOL_ID: Yamux})
+    secured = await upgrader.upgrade_security(RawConnection(TrioTCPStream(sock), True), True, info.peer_id)
+    await upgrader.upgrade_connection(secured, info.peer_id)
+    return sock
 
 
 async def open_raw_stream(host: IHost, node: Node) -> NetStream:

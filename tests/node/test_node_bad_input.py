@@ -211,7 +211,10 @@ async def test_a_peer_that_never_reads_answers_is_reset(tmp_path: Path) -> None:
 
 
 async def test_stream_flood_is_bounded(tmp_path: Path) -> None:
-    """200 streams opened as fast as possible: at most max_streams_per_peer are served at once."""
+    """200 streams opened as fast as possible: at most max_streams_per_peer are served at once.
+
+    The rest are answered ``busy``, or, past 64 open on the connection, reset by the muxer.
+    """
     with trio.fail_after(60):
         async with (
             swarm(2, tmp_dir=tmp_path, config=fast_config(max_streams_per_peer=8, read_timeout=1.0)) as nodes,
@@ -237,7 +240,9 @@ async def test_stream_flood_is_bounded(tmp_path: Path) -> None:
             busy = [frames for frames, _ in endings if frames and frames[0]["error"]["type"] == "Busy"]
             stats = victim.stats()
             assert stats["inbound_streams_peak"] <= 8 + 1  # the attacker's 8 and the friend's
-            assert len(busy) >= 150 and stats["inbound_streams_refused"] >= len(busy)
+            # beyond 64 streams open on its connection, a stream is reset before it is negotiated
+            reset_at_open = [end for _, end in endings if end.startswith("open failed")]
+            assert len(busy) + len(reset_at_open) >= 150 and stats["inbound_streams_refused"] >= len(busy)
             await still_serving(victim, friend)
             assert victim.stats()["inbound_streams_open"] == 1
 

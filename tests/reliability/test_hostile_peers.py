@@ -525,7 +525,7 @@ LIES: dict[str, Callable[[int], bytes]] = {
 
 EXPECTED_LIES = {
     "unknown_id": ("ProtocolError", "unknown_request_id"),
-    "garbage": ("ProtocolError", "cbor_not_map"),
+    "garbage": ("ProtocolError", "bad_cbor"),
     "huge_frame": ("ProtocolError", "frame_too_large"),
     "request_to_client": ("ProtocolError", "unexpected_message"),
     "half_frame_then_close": ("ProtocolError", "truncated_frame"),

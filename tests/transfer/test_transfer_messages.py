@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from p2p_orchestrator.transfer import (
     encode_message,
     message_from_wire,
 )
+from p2p_orchestrator.transfer.manifest import compute_root
 from p2p_orchestrator.wire import CLOSED, NEED_DATA, encode_frame, encode_payload
 from tests.transfer.support import archive, roundtrip
 
@@ -214,3 +216,17 @@ def test_channel_applies_the_strict_cbor_profile(payload: bytes, code: str) -> N
     with pytest.raises(ProtocolError) as info:
         channel.next_message()
     assert info.value.code == code
+
+
+def test_the_manifest_root_matches_the_documented_test_vector() -> None:
+    """docs/protocol.md, "Manifest": the bytes a third-party implementation must reproduce."""
+    data = b"a" * 65536 + b"b" * 10
+    archive_hash = hashlib.sha256(data).hexdigest()
+    chunk_hashes = hashlib.sha256(data[:65536]).digest() + hashlib.sha256(data[65536:]).digest()
+    assert archive_hash == "6f440e033b3c418a8a7a0723c78a9dd68015085b47c051fe8f49f7cadd00e06f"
+    assert chunk_hashes.hex() == (
+        "bf718b6f653bebc184e1479f1935b8da974d701b893afcf49e701f3e2f9f9c5a"
+        "6d2fe32dc4249ef7e7359c6d874fffbbf335e832e49a2681236e1b686af78794"
+    )
+    root = compute_root(archive_hash, len(data), 65536, chunk_hashes)
+    assert root.hex() == "58900a6b7595664c39bb1025515fdd33dc6a2fe5efc10055bf2c15dd5245d0a7"

@@ -334,3 +334,19 @@ def test_round_trip_of_plain_values(value: dict[str, Any]) -> None:
     assert decode_payload(data, max_depth=64) == value
     # The validator and cbor2 agree: re-encoding what was decoded gives the same bytes.
     assert encode_payload(decode_payload(data, max_depth=64), max_depth=64) == data
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        (b"\xff", "bad_cbor"),  # a stray break at the top level
+        (b"\xff\xa0", "bad_cbor"),
+        (b"\xfc", "bad_cbor"),  # reserved additional information 28
+        (b"\x9f\xff", "cbor_not_map"),  # well-formed (an indefinite array), but not a map
+        (b"\xa1\x61a\xc1\x00\xff", "cbor_tag_forbidden"),  # the first broken rule in byte order wins
+        (b"\xa1\x61a\x01\xff", "cbor_trailing_bytes"),
+    ],
+)
+def test_which_error_a_payload_breaking_rules_gets(payload: bytes, code: str) -> None:
+    """docs/protocol.md, section 2: the first rule met reading the bytes in order."""
+    assert refused(payload) == code
