@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import trio
 
+from p2p_orchestrator._atomic_files import create_temporary, temporary_path
 from p2p_orchestrator.control._session import Emit, Streaming
 from p2p_orchestrator.control.methods import CONTROL_METHODS, CONTROL_NAMESPACE
 from p2p_orchestrator.errors import (
@@ -216,12 +217,12 @@ def _copy_atomically(source: Path | BinaryIO, target: Path) -> tuple[int, str]:
     A reader of ``target`` never sees half an archive, and an existing file is replaced only
     once the copy is complete.
     """
-    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temp = temporary_path(target)
     digest, size = hashlib.sha256(), 0
     try:
         with contextlib.ExitStack() as stack:
             reader = stack.enter_context(open(source, "rb")) if isinstance(source, Path) else source
-            writer = stack.enter_context(open(temp, "wb"))
+            writer = stack.enter_context(os.fdopen(create_temporary(temp, 0o666), "wb"))
             while chunk := reader.read(_COPY_CHUNK):
                 digest.update(chunk)
                 writer.write(chunk)

@@ -114,6 +114,18 @@ class TransferStream:
             log.debug("could not send %s to %s: %s", message.TYPE, self.peer_id, exc)
         await self.close()
 
+    async def refuse(self, message: TransferMessage) -> None:
+        """Refuse the stream unread: ``message``, then our EOF; a peer that goes on sending is reset.
+
+        What the peer still sends is dropped (at most 256 KiB, for at most 5 s) until its EOF.
+        Never raises.
+        """
+        try:
+            await self.send(message)
+        except (StreamBroken, ProtocolError) as exc:
+            log.debug("could not send %s to %s: %s", message.TYPE, self.peer_id, exc)
+        await self.net.close_and_discard(max_bytes=256 * 1024, time_limit=5.0)
+
     async def close(self) -> None:
         """Half-close our side (a clean end after our last frame); never raises."""
         await self.net.close()

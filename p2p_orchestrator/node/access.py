@@ -42,13 +42,13 @@ This module does not import libp2p, so the CLI can use it.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import tomllib
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 
+from p2p_orchestrator._atomic_files import write_atomically
 from p2p_orchestrator.config import ACCESS_ROLES, AccessSettings, ConfigError, check_not_writable_by_others
 from p2p_orchestrator.rpc import LOCAL_CALLER, Caller, Permission
 
@@ -161,10 +161,4 @@ def _write_roles_file(path: Path, roles: Mapping[str, Role]) -> None:
     lines += [f'"{peer}" = "{role.value}"' for peer, role in sorted(roles.items())]
     data = ("\n".join(lines) + "\n").encode()
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(fd)
-    os.replace(temp, path)
+    write_atomically(path, data)

@@ -28,6 +28,7 @@ from libp2p.crypto.keys import KeyPair, KeyType
 from libp2p.crypto.serialization import deserialize_private_key
 from libp2p.peer.id import ID
 
+from p2p_orchestrator._atomic_files import create_temporary, temporary_path
 from p2p_orchestrator.errors import IdentityError
 
 __all__ = ["IDENTITY_FILE_NAME", "IdentityError", "load_or_create_identity", "peer_id_of"]
@@ -96,8 +97,8 @@ def _parse_key(data: bytes) -> Ed25519PrivateKey:
 
 def _write_new(path: Path, data: bytes) -> None:
     """Create ``path`` with ``data`` atomically, mode 0600; ``FileExistsError`` if it exists."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    temp = temporary_path(path)
+    fd = create_temporary(temp)
     with os.fdopen(fd, "wb") as file:
         os.fchmod(fd, 0o600)  # whatever the umask
         file.write(data)

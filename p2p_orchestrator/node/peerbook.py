@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from p2p_orchestrator._atomic_files import write_atomically
 from p2p_orchestrator._clock import utc_now_iso
 
 __all__ = ["MAX_ADDRS", "MAX_PEERS", "PEERS_FILE_NAME", "KnownPeer", "PeerBook"]
@@ -133,13 +134,7 @@ class PeerBook:
         return json.dumps(data, indent=1, sort_keys=True).encode()
 
     def _write(self, text: bytes) -> None:  # with _write_lock held
-        temp = self._path.with_name(f".{self._path.name}.{os.getpid()}.tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(fd)
-        os.replace(temp, self._path)
+        write_atomically(self._path, text)
 
 
 def _parse_book(data: Any) -> dict[str, KnownPeer]:

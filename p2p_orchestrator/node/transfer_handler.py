@@ -10,7 +10,8 @@ a py-libp2p handler takes the whole host down (trap 1 of ``py-libp2p-notes.md``)
    closed.  Peers with a role get at most ``[node] max_transfers_per_peer`` streams each and
    ``max_transfers_total`` in all; a stream over either is answered, unread, with one ``abort``
    carrying a ``Busy`` error.  (The opener of a transfer stream always speaks first, so an
-   ``abort`` as the first message is unambiguous in both roles.)
+   ``abort`` as the first message is unambiguous in both roles.)  What a refused peer still
+   sends is dropped until its EOF; one that goes on past 256 KiB or 5 s has the stream reset.
 2. **First message** within ``read_timeout``; anything but an ``offer`` or a ``fetch`` (or bytes
    that are no message) is answered ``abort`` with the error, and the stream closed.
 3. **Roles**, by the peer ID the connection authenticated: a push needs the ``deploy``
@@ -125,7 +126,7 @@ class TransferStreamHandler:
                 f"peer {stream.peer_id} has no role on this node: it may neither push nor fetch archives"
             )
             log.info("Refusing a transfer stream of %s: no role", stream.peer_id)
-            await stream.send_last(Abort(stranger))
+            await stream.refuse(Abort(stranger))
             return
         limiter = self._transfers.limiter
         with limiter.slot(stream.peer_id) as admitted:
@@ -135,7 +136,7 @@ class TransferStreamHandler:
                     "in all; retry later"
                 )
                 log.info("Refusing a transfer stream of %s: %s", stream.peer_id, busy.message)
-                await stream.send_last(Abort(busy))
+                await stream.refuse(Abort(busy))
                 return
             with trio.CancelScope() as scope:
                 self._serving.add(scope)

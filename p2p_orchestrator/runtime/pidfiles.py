@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from p2p_orchestrator._atomic_files import create_temporary
 from p2p_orchestrator.runtime._procfs import process_exists, process_start_ticks
 
 __all__ = ["PidRecord", "PidFiles"]
@@ -60,9 +61,10 @@ class PidFiles:
         path = self._path(service)
         tmp = path.with_suffix(".tmp")
         try:
-            tmp.write_text(
-                json.dumps({"pid": pid, "start_ticks": ticks, "pgid": pgid, "node_pid": os.getpid()})
-            )
+            with os.fdopen(create_temporary(tmp), "w") as file:
+                file.write(
+                    json.dumps({"pid": pid, "start_ticks": ticks, "pgid": pgid, "node_pid": os.getpid()})
+                )
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)

@@ -1,0 +1,47 @@
+"""Files replaced atomically through a temporary file that is always a new file of our own.
+
+A temporary file beside its target (``.roles.toml.<pid>.tmp``) has a name anyone can guess.
+Opening it with ``O_CREAT | O_TRUNC`` would follow a symbolic link planted there and write
+through it, or reuse a file someone else made.  :func:`create_temporary` removes whatever has
+the name (a crashed writer's leftover, or a planted link: unlinking a link never touches its
+target) and creates the file with ``O_EXCL | O_NOFOLLOW``, so it is new and ours, or the write
+fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+__all__ = ["create_temporary", "temporary_path", "write_atomically"]
+
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def temporary_path(target: Path) -> Path:
+    """The temporary file of this process for ``target``: ``.<name>.<pid>.tmp`` beside it."""
+    return target.with_name(f".{target.name}.{os.getpid()}.tmp")
+
+
+def create_temporary(path: Path, mode: int = 0o600) -> int:
+    """Create ``path`` as a new file (``mode``, less the umask) and return its descriptor."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    return os.open(path, _NEW_FILE, mode)
+
+
+def write_atomically(target: Path, data: bytes, *, mode: int = 0o600, fsync: bool = True) -> None:
+    """Replace ``target`` with ``data``: a reader sees the old file or the new one, never half."""
+    temp = temporary_path(target)
+    fd = create_temporary(temp, mode)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            if fsync:
+                os.fsync(file.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
