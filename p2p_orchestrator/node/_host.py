@@ -29,7 +29,7 @@ from typing import Any
 import multiaddr
 import trio
 from libp2p import new_host
-from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.abc import IHost, INetConn, INetwork
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
 from libp2p.network.config import ConnectionConfig, RetryConfig
@@ -43,6 +43,7 @@ from p2p_orchestrator.config import ConfigError, NodeSettings
 from p2p_orchestrator.errors import ServiceCallError
 from p2p_orchestrator.node._inbound_gate import InboundGate, install_gate
 from p2p_orchestrator.node._library_protocols import bound_library_protocols
+from p2p_orchestrator.node._notifee import Notifee
 from p2p_orchestrator.node._yamux_guard import BufferLimits, install_guard
 
 log = logging.getLogger("p2p_orchestrator.node")
@@ -191,7 +192,7 @@ async def close_host(host: IHost, *, time_limit: float = 5.0) -> None:
         )
 
 
-class ConnectionWatcher(INotifee):
+class ConnectionWatcher(Notifee):
     """Calls ``on_connect(peer_id, remote_ip)`` / ``on_disconnect(peer_id)`` as connections open and close.
 
     A py-libp2p notifee: the callbacks run inside the swarm's own tasks, so they
@@ -214,15 +215,3 @@ class ConnectionWatcher(INotifee):
         except Exception:  # a transport that cannot say: the address is simply not known
             remote = None
         self._on_connect(conn.muxed_conn.peer_id.to_base58(), remote[0] if remote else None)
-
-    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
-        pass
-
-    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
-        pass
-
-    async def listen(self, network: INetwork, multiaddr: Any) -> None:
-        pass
-
-    async def listen_close(self, network: INetwork, multiaddr: Any) -> None:
-        pass

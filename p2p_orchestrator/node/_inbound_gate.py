@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import trio
-from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.abc import IHost, INetConn, INetwork
 
 from p2p_orchestrator.config import NodeSettings
+from p2p_orchestrator.node._notifee import Notifee
 
 __all__ = ["GateLimits", "InboundGate", "Ticket", "install_gate"]
 
@@ -170,7 +171,7 @@ class InboundGate:
         ticket.drop(why)
 
 
-class _GateWatcher(INotifee):
+class _GateWatcher(Notifee):
     """Tells the gate when inbound connections are established and closed."""
 
     def __init__(self, gate: InboundGate) -> None:
@@ -181,18 +182,6 @@ class _GateWatcher(INotifee):
 
     async def disconnected(self, network: INetwork, conn: INetConn) -> None:
         self._gate.closed(conn)
-
-    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
-        pass
-
-    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
-        pass
-
-    async def listen(self, network: INetwork, multiaddr: Any) -> None:
-        pass
-
-    async def listen_close(self, network: INetwork, multiaddr: Any) -> None:
-        pass
 
 
 def _remote(conn: object) -> Remote | None:
