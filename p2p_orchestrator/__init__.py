@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         pack_service_bytes,
         unpack_archive,
     )
+    from p2p_orchestrator.callers import Caller, Permission
     from p2p_orchestrator.config import (
         OrchestratorConfig,
         RuntimeSettings,
@@ -60,7 +61,6 @@ if TYPE_CHECKING:
     )
     from p2p_orchestrator.node import Node, RemoteProxy, Role
     from p2p_orchestrator.orchestrator import ArchiveSource, Orchestrator
-    from p2p_orchestrator.rpc import Caller, Permission
     from p2p_orchestrator.runtime.logs import LogFollower
     from p2p_orchestrator.runtime.states import ServiceState
 

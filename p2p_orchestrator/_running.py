@@ -26,6 +26,7 @@ import trio
 from p2p_orchestrator._clock import utc_now_iso
 from p2p_orchestrator._replies import ITEM_BYTES, newest_within
 from p2p_orchestrator.archive import Version
+from p2p_orchestrator.callers import Caller, Permission
 from p2p_orchestrator.config import OrchestratorConfig
 from p2p_orchestrator.crashpoints import crashpoint
 from p2p_orchestrator.errors import (
@@ -35,7 +36,7 @@ from p2p_orchestrator.errors import (
     ServiceManagementError,
 )
 from p2p_orchestrator.events import EventBus
-from p2p_orchestrator.rpc import Caller, Permission, Rpc
+from p2p_orchestrator.rpc import Rpc
 from p2p_orchestrator.runtime.dependencies import (
     Installed,
     broken_by,

@@ -12,50 +12,15 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from p2p_orchestrator.callers import LOCAL_CALLER, Caller, Permission
+from p2p_orchestrator.config import OrchestratorConfig
 from p2p_orchestrator.errors import PermissionDenied, ServiceCallError
-
-if TYPE_CHECKING:
-    from p2p_orchestrator.orchestrator import Orchestrator
 
 __all__ = ["Caller", "LOCAL_CALLER", "METHODS", "MethodSpec", "Permission", "Rpc"]
 
 _PATH_RE = re.compile(r"^([a-z][a-z0-9_]{0,63})/([A-Za-z_][A-Za-z0-9_]{0,127})$")
-
-
-class Permission(StrEnum):
-    """What a method needs from its caller."""
-
-    READ = "read"
-    """Inspect: list, info, status, export, logs, events."""
-    DEPLOY = "deploy"
-    """Change what runs: install, uninstall, start, stop, restart, rollback, distribute, fetch."""
-    ADMIN = "admin"
-    """Node administration: trust, configuration."""
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is calling, as established by the transport (never by the message)."""
-
-    peer_id: str | None
-    """``None`` for a call from this node itself (API, control socket, own services)."""
-    permissions: frozenset[Permission]
-    public_only: bool
-    """Whether only ``public=True`` service methods may be called."""
-    role: str | None = None
-    """The peer's role on this node (``None``: local, or a peer without one)."""
-    service: str | None = None
-    """The local service making the call through its proxy (``None``: not a service)."""
-
-    @property
-    def is_local(self) -> bool:
-        return self.peer_id is None
-
-
-LOCAL_CALLER = Caller(peer_id=None, permissions=frozenset(Permission), public_only=False)
 
 
 @dataclass(frozen=True)
@@ -171,6 +136,15 @@ RemoteCallHandler = Callable[[str, str, dict[str, Any]], Awaitable[Any]]
 """``(peer_id, method, params) -> result``: how a call addressed to another node leaves this one."""
 
 
+class _Api(Protocol):
+    """What the table needs of the API it routes to (the :class:`~p2p_orchestrator.Orchestrator`)."""
+
+    @property
+    def config(self) -> OrchestratorConfig: ...
+
+    def remote_view(self, method: str, result: Any) -> Any: ...
+
+
 class Rpc:
     """Routes ``"<target>/<method>"`` calls to the orchestrator or a service.
 
@@ -179,7 +153,7 @@ class Rpc:
     authenticated.
     """
 
-    def __init__(self, orchestrator: Orchestrator) -> None:
+    def __init__(self, orchestrator: _Api) -> None:
         self._orchestrator = orchestrator
         self.service_call_handler: ServiceCallHandler | None = None
         """Set by the runtime: how ``"<service>/<method>"`` calls reach a service."""

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import trio
 
 from p2p_orchestrator._atomic_files import create_temporary, temporary_path
+from p2p_orchestrator.callers import LOCAL_CALLER
 from p2p_orchestrator.control._session import Emit, Streaming
 from p2p_orchestrator.control.methods import CONTROL_METHODS, CONTROL_NAMESPACE
 from p2p_orchestrator.errors import (
@@ -27,7 +28,7 @@ from p2p_orchestrator.errors import (
     ServiceManagementError,
 )
 from p2p_orchestrator.events import Event
-from p2p_orchestrator.rpc import LOCAL_CALLER, Param, check_params
+from p2p_orchestrator.rpc import Param, check_params
 from p2p_orchestrator.wire import Request
 
 if TYPE_CHECKING:

@@ -49,8 +49,8 @@ from enum import StrEnum
 from pathlib import Path
 
 from p2p_orchestrator._atomic_files import write_atomically
+from p2p_orchestrator.callers import LOCAL_CALLER, Caller, Permission
 from p2p_orchestrator.config import ACCESS_ROLES, AccessSettings, ConfigError, check_not_writable_by_others
-from p2p_orchestrator.rpc import LOCAL_CALLER, Caller, Permission
 
 __all__ = ["LOCAL_CALLER", "ROLES_FILE_NAME", "ROLE_PERMISSIONS", "AccessControl", "Role"]
 

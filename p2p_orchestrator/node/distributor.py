@@ -40,7 +40,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
@@ -48,11 +48,9 @@ from p2p_orchestrator._distribution import DistributionProgress, DistributionReq
 from p2p_orchestrator.errors import Busy, OrchestratorError, RemoteError, ServiceDistributionError
 from p2p_orchestrator.node._archives import ArchiveFile
 from p2p_orchestrator.node._send import SendSession
+from p2p_orchestrator.node._transfer_context import TransferContext
 from p2p_orchestrator.node._transfer_stream import TransferStream
 from p2p_orchestrator.transfer import Bitfield, TransferOptions, TransferSender
-
-if TYPE_CHECKING:
-    from p2p_orchestrator.node.transfers import NodeTransfers
 
 __all__ = ["RETRYABLE", "ArchivePusher", "retry_delay"]
 
@@ -114,9 +112,9 @@ class ArchivePusher:
     """
 
     chunk_size: int | None = None
-    """Chunk size of the manifests sent (``None``: the node's, ``NodeTransfers.chunk_size``)."""
+    """Chunk size of the manifests sent (``None``: the node's, ``TransferContext.chunk_size``)."""
 
-    def __init__(self, transfers: NodeTransfers) -> None:
+    def __init__(self, transfers: TransferContext) -> None:
         self._transfers = transfers
 
     def offer_peers(self, request: DistributionRequest) -> tuple[str, ...]:

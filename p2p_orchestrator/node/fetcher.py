@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
@@ -25,12 +25,10 @@ from p2p_orchestrator._distribution import InstallArchive
 from p2p_orchestrator.errors import Busy, OrchestratorError, ProtocolError, ServiceDistributionError
 from p2p_orchestrator.node._receive import ReceiveSession, SessionOutcome
 from p2p_orchestrator.node._stream import StreamBroken
+from p2p_orchestrator.node._transfer_context import TransferContext
 from p2p_orchestrator.node._transfer_stream import ReadDeadline, TransferStream
 from p2p_orchestrator.node.distributor import RETRYABLE, exhausted, retry_delay
 from p2p_orchestrator.transfer import Abort, Fetch, Offer, Result, TransferReceiver
-
-if TYPE_CHECKING:
-    from p2p_orchestrator.node.transfers import NodeTransfers
 
 __all__ = ["ArchiveFetcher"]
 
@@ -40,7 +38,7 @@ log = logging.getLogger("p2p_orchestrator.transfer")
 class ArchiveFetcher:
     """Fetches archives for one node's ``fetch_service``; see the module docstring."""
 
-    def __init__(self, transfers: NodeTransfers) -> None:
+    def __init__(self, transfers: TransferContext) -> None:
         self._transfers = transfers
 
     async def fetch(self, service_name: str, from_peer: str, install: InstallArchive) -> dict[str, Any]:

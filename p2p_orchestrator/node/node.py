@@ -44,6 +44,7 @@ import trio
 from libp2p.abc import IHost
 from libp2p.custom_types import TProtocol
 
+from p2p_orchestrator.callers import Caller
 from p2p_orchestrator.config import OrchestratorConfig, default_home, load_config
 from p2p_orchestrator.errors import ServiceCallError
 from p2p_orchestrator.node._dialer import Dialer
@@ -68,7 +69,7 @@ from p2p_orchestrator.node.peerbook import PeerBook
 from p2p_orchestrator.node.proxy import RemoteProxy
 from p2p_orchestrator.node.transfers import NodeTransfers
 from p2p_orchestrator.orchestrator import Orchestrator
-from p2p_orchestrator.rpc import Caller, Rpc
+from p2p_orchestrator.rpc import Rpc
 from p2p_orchestrator.wire import RPC_PROTOCOL_ID
 
 __all__ = ["Node", "PeerStatus"]

@@ -35,7 +35,7 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
@@ -43,6 +43,7 @@ from p2p_orchestrator.errors import OrchestratorError, ProtocolError, ServiceDis
 from p2p_orchestrator.node._receive import ReceiveSession, SessionOutcome
 from p2p_orchestrator.node._send import SendSession
 from p2p_orchestrator.node._stream import StreamBroken
+from p2p_orchestrator.node._transfer_context import TransferContext
 from p2p_orchestrator.node._transfer_stream import ReadDeadline, TransferStream
 from p2p_orchestrator.transfer import (
     Abort,
@@ -61,9 +62,6 @@ from p2p_orchestrator.transfer import (
 )
 from p2p_orchestrator.transfer.errors import CHUNK_UNAVAILABLE, fail
 
-if TYPE_CHECKING:
-    from p2p_orchestrator.node.transfers import NodeTransfers
-
 __all__ = ["ANNOUNCE_SECONDS", "JOIN_SECONDS", "PROGRESS_SECONDS", "STALL_SECONDS", "SwarmMembership"]
 
 log = logging.getLogger("p2p_orchestrator.transfer")
@@ -81,8 +79,17 @@ PROGRESS_SECONDS = 1.0
 class SwarmMembership:
     """This node as one target of one swarm distribution (see the module docstring)."""
 
-    def __init__(self, transfers: NodeTransfers, offer: Offer, origin: str, partial: PartialTransfer) -> None:
+    def __init__(
+        self,
+        transfers: TransferContext,
+        offer: Offer,
+        origin: str,
+        partial: PartialTransfer,
+        forget: Callable[[SwarmMembership], None],
+    ) -> None:
         self._transfers = transfers
+        self._forget = forget
+        """Called once the membership neither receives nor serves any more."""
         self.manifest: TransferManifest = offer.manifest
         self.origin = origin
         self.plan = SwarmPlan.of(offer.peers, origin, transfers.peer_id)
@@ -98,30 +105,6 @@ class SwarmMembership:
         self._batch = trio.Event()
         self._users = 1  # the receive; each serving stream adds one
         self._receiving = True
-
-    @classmethod
-    def of(
-        cls, transfers: NodeTransfers, offer: Offer, origin: str, partial: PartialTransfer
-    ) -> SwarmMembership | None:
-        """The membership an origin's ``offer`` makes this node part of, or ``None`` (a plain push).
-
-        An origin that pushes again (its retry after a cut stream) continues the membership it
-        started -- the peers being served keep their streams and hear of the new chunks.
-        """
-        me = transfers.peer_id
-        if me not in offer.peers or origin in offer.peers:
-            return None
-        known = transfers.swarms.get(offer.manifest.archive_hash)
-        if known is not None and (known.origin, known.manifest, known.plan.targets) == (
-            origin,
-            offer.manifest,
-            offer.peers,
-        ):
-            known._begin_receive()
-            return known
-        member = cls(transfers, offer, origin, partial)
-        transfers.swarms.add(member)
-        return member
 
     @property
     def archive_hash(self) -> str:
@@ -229,7 +212,8 @@ class SwarmMembership:
             self._serving.discard(session)
             self._release()
 
-    def _begin_receive(self) -> None:
+    def begin_receive(self) -> None:
+        """The origin pushes again (a retry after a cut): receiving resumes in this membership."""
         if not self._receiving:
             self._receiving = True
             self._users += 1
@@ -244,7 +228,7 @@ class SwarmMembership:
     def _release(self) -> None:
         self._users -= 1
         if self._users == 0:
-            self._transfers.swarms.remove(self)
+            self._forget(self)
         if self._users == 0 and self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

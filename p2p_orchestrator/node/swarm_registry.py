@@ -7,16 +7,12 @@ target of that distribution is then served from it (:meth:`SwarmMembers.serving`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import trio
 
+from p2p_orchestrator.callers import Permission
+from p2p_orchestrator.node._transfer_context import TransferContext
 from p2p_orchestrator.node.swarm_member import JOIN_SECONDS, SwarmMembership
-from p2p_orchestrator.rpc import Permission
-from p2p_orchestrator.transfer import Fetch
-
-if TYPE_CHECKING:
-    from p2p_orchestrator.node.transfers import NodeTransfers
+from p2p_orchestrator.transfer import Fetch, Offer, PartialTransfer
 
 __all__ = ["SwarmMembers"]
 
@@ -24,7 +20,7 @@ __all__ = ["SwarmMembers"]
 class SwarmMembers:
     """The swarms this node is a target of, by archive hash (a fetch finds its swarm here)."""
 
-    def __init__(self, transfers: NodeTransfers) -> None:
+    def __init__(self, transfers: TransferContext) -> None:
         self._transfers = transfers
         self._members: dict[str, SwarmMembership] = {}
         self._changed = trio.Event()
@@ -36,6 +32,26 @@ class SwarmMembers:
         self._members[membership.archive_hash] = membership
         self._changed.set()
         self._changed = trio.Event()
+
+    def join(self, offer: Offer, origin: str, partial: PartialTransfer) -> SwarmMembership | None:
+        """The membership an origin's ``offer`` makes this node part of, or ``None`` (a plain push).
+
+        An origin that pushes again (its retry after a cut stream) continues the membership it
+        started -- the peers being served keep their streams and hear of the new chunks.
+        """
+        if self._transfers.peer_id not in offer.peers or origin in offer.peers:
+            return None
+        known = self.get(offer.manifest.archive_hash)
+        if known is not None and (known.origin, known.manifest, known.plan.targets) == (
+            origin,
+            offer.manifest,
+            offer.peers,
+        ):
+            known.begin_receive()
+            return known
+        member = SwarmMembership(self._transfers, offer, origin, partial, forget=self.remove)
+        self.add(member)
+        return member
 
     def remove(self, membership: SwarmMembership) -> None:
         if self._members.get(membership.archive_hash) is membership:
@@ -54,7 +70,7 @@ class SwarmMembers:
         member = self.get(archive_hash)
         if member is None and await self._transfers.cached_archive(archive_hash) is None:
             member = await self.wait(archive_hash)
-        caller = self._transfers.node.access.caller_for(peer)
+        caller = self._transfers.access.caller_for(peer)
         if member is None or not member.may_fetch(peer):
             return None
         if caller is None or Permission.READ not in caller.permissions:

@@ -37,10 +37,11 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import trio
 
+from p2p_orchestrator.callers import Permission
 from p2p_orchestrator.errors import (
     Busy,
     OrchestratorError,
@@ -52,10 +53,11 @@ from p2p_orchestrator.node._archives import ArchiveFile
 from p2p_orchestrator.node._receive import ReceiveSession, SessionOutcome
 from p2p_orchestrator.node._send import SendSession
 from p2p_orchestrator.node._stream import NetStream, RawStream, StreamBroken
+from p2p_orchestrator.node._transfer_context import TransferContext
 from p2p_orchestrator.node._transfer_stream import ReadDeadline, TransferStream
 from p2p_orchestrator.node.swarm_member import SwarmMembership
 from p2p_orchestrator.node.swarm_origin import SWARM_CHUNK_SIZE
-from p2p_orchestrator.rpc import Permission
+from p2p_orchestrator.node.swarm_registry import SwarmMembers
 from p2p_orchestrator.transfer import (
     Abort,
     Fetch,
@@ -66,9 +68,6 @@ from p2p_orchestrator.transfer import (
     TransferReceiver,
     TransferSender,
 )
-
-if TYPE_CHECKING:
-    from p2p_orchestrator.node.transfers import NodeTransfers
 
 __all__ = ["TransferStreamHandler"]
 
@@ -90,8 +89,9 @@ class _Inbound:
 class TransferStreamHandler:
     """Admits, serves and contains inbound transfer streams; see the module docstring."""
 
-    def __init__(self, transfers: NodeTransfers) -> None:
+    def __init__(self, transfers: TransferContext, swarms: SwarmMembers) -> None:
         self._transfers = transfers
+        self._swarms = swarms
         self._serving: set[trio.CancelScope] = set()
         self._inbound: dict[str, _Inbound] = {}
         self._closed = False
@@ -120,7 +120,7 @@ class TransferStreamHandler:
     async def _handle(self, stream: TransferStream) -> None:
         if self._closed:
             return
-        caller = self._transfers.node.access.caller_for(stream.peer_id)
+        caller = self._transfers.access.caller_for(stream.peer_id)
         if caller is None or not caller.permissions & {Permission.READ, Permission.DEPLOY}:
             stranger = PermissionDenied(
                 f"peer {stream.peer_id} has no role on this node: it may neither push nor fetch archives"
@@ -213,9 +213,9 @@ class TransferStreamHandler:
             )
 
     def _refuse_push(self, peer: str, offer: Offer) -> OrchestratorError | None:
-        caller = self._transfers.node.access.caller_for(peer)
+        caller = self._transfers.access.caller_for(peer)
         if caller is None or Permission.DEPLOY not in caller.permissions:
-            role = self._transfers.node.access.role_of(peer)
+            role = self._transfers.access.role_of(peer)
             return PermissionDenied(
                 f"peer {peer} may not install services on this node "
                 f"(its role, {role.value if role else 'none'}, lacks the deploy permission)"
@@ -247,7 +247,7 @@ class TransferStreamHandler:
     ) -> SessionOutcome:
         transfers = self._transfers
         entry = self._inbound[partial.archive_hash] = _Inbound(stream.peer_id)
-        member = SwarmMembership.of(transfers, offer, stream.peer_id, partial)  # None: a plain push
+        member = self._swarms.join(offer, stream.peer_id, partial)  # None: a plain push
         session = ReceiveSession(
             TransferReceiver(partial, plan=member.plan if member else None),
             complete=lambda path: self._install(session, path, offer, member),
@@ -289,7 +289,7 @@ class TransferStreamHandler:
     async def _serve_fetch(self, stream: TransferStream, fetch: Fetch) -> None:
         transfers, peer = self._transfers, stream.peer_id
         what = f"service {fetch.service}" if fetch.service is not None else f"archive {fetch.archive_hash}"
-        if fetch.archive_hash is not None and (member := await transfers.swarms.serving(peer, fetch)):
+        if fetch.archive_hash is not None and (member := await self._swarms.serving(peer, fetch)):
             await member.serve(stream)  # a swarm peer fetching what this target verified so far
             return
         try:
@@ -330,7 +330,7 @@ class TransferStreamHandler:
             log.info("%s fetched %s but refused it: %s", peer, what, result.error)
 
     async def _fetch_source(self, peer: str, fetch: Fetch) -> Path:
-        access = self._transfers.node.access
+        access = self._transfers.access
         caller = access.caller_for(peer)
         if caller is None or Permission.READ not in caller.permissions:
             raise PermissionDenied(

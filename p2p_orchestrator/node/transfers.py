@@ -26,9 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
+from typing import Any, ClassVar, Protocol, TypeVar, cast
 
 import trio
+from libp2p.abc import IHost
 from libp2p.custom_types import TProtocol
 
 from p2p_orchestrator._distribution import (
@@ -42,14 +43,16 @@ from p2p_orchestrator.node import _frame_reads, _noise_guard
 from p2p_orchestrator.node._archives import ManifestCache
 from p2p_orchestrator.node._host import parse_peer_id
 from p2p_orchestrator.node._limits import StreamLimiter
-from p2p_orchestrator.node._receive import CutHook
 from p2p_orchestrator.node._stream import NetStream, RawStream
+from p2p_orchestrator.node._transfer_context import TransferHooks, TransferSettings
 from p2p_orchestrator.node._transfer_stream import TransferBytes, TransferStream
+from p2p_orchestrator.node.access import AccessControl
 from p2p_orchestrator.node.distributor import ArchivePusher
 from p2p_orchestrator.node.fetcher import ArchiveFetcher
 from p2p_orchestrator.node.swarm_origin import SwarmPusher
 from p2p_orchestrator.node.swarm_registry import SwarmMembers
 from p2p_orchestrator.node.transfer_handler import TransferStreamHandler
+from p2p_orchestrator.orchestrator import Orchestrator
 from p2p_orchestrator.transfer import (
     DEFAULT_CHUNK_SIZE,
     TRANSFER_PROTOCOL_ID,
@@ -58,8 +61,24 @@ from p2p_orchestrator.transfer import (
     TransferManifest,
 )
 
-if TYPE_CHECKING:
-    from p2p_orchestrator.node.node import Node
+
+class NodeView(Protocol):
+    """What the transfer side needs of its :class:`~p2p_orchestrator.node.Node`."""
+
+    @property
+    def orchestrator(self) -> Orchestrator: ...
+
+    @property
+    def access(self) -> AccessControl: ...
+
+    @property
+    def host(self) -> IHost: ...
+
+    @property
+    def peer_id(self) -> str: ...
+
+    async def connect(self, target: str) -> str: ...
+
 
 __all__ = ["COLLECT_INTERVAL", "NodeTransfers", "TransferHooks", "TransferSettings"]
 
@@ -73,40 +92,13 @@ COLLECT_INTERVAL = 3600.0
 
 
 @dataclass
-class TransferHooks:
-    """Test seams: return ``True`` to reset the stream right there, as a dropped connection would."""
-
-    chunk_sent: Callable[[str, int], bool] | None = None
-    """``(receiver peer, chunk bytes written on this stream)`` after each chunk a sender writes."""
-    chunk_stored: CutHook | None = None
-    """``(sender peer, verified bytes of the archive)`` after each chunk a receiver stores."""
-
-
-@dataclass(frozen=True)
-class TransferSettings:
-    """The numbers the transfer adapter works with (from ``[node]``, ``[archive]`` and ``[store]``)."""
-
-    read_timeout: float
-    write_timeout: float
-    dial_timeout: float
-    install_timeout: float
-    attempts: int
-    max_archive_bytes: int
-    max_per_peer: int
-    max_total: int
-    fsync: bool
-    retry_delay: float = 0.1
-    """First pause before a retry; multiplied by 4 for each further one (at most 2 s)."""
-
-
-@dataclass
 class NodeTransfers:
     """The transfer side of one running :class:`~p2p_orchestrator.node.Node`; see the module docstring."""
 
     STRATEGIES: ClassVar[frozenset[str]] = frozenset({"push", "swarm"})
     """The ``distribute_service`` strategies this node implements (``swarm``: issue 6)."""
 
-    node: Node
+    node: NodeView
     nursery: trio.Nursery
     hooks: TransferHooks = field(default_factory=TransferHooks)
     chunk_size: int = DEFAULT_CHUNK_SIZE
@@ -129,14 +121,15 @@ class NodeTransfers:
             fsync=config.store.fsync,
         )
         self.orchestrator = orchestrator
+        self.access = self.node.access
         self.manifests = ManifestCache(max_archive_bytes=self.settings.max_archive_bytes)
         self.bytes_moved = TransferBytes()
         """Bytes this node's transfer streams sent and received (its metrics)."""
         self.limiter = StreamLimiter(per_peer=self.settings.max_per_peer, total=self.settings.max_total)
-        self.handler = TransferStreamHandler(self)
+        self.swarms = SwarmMembers(self)
+        self.handler = TransferStreamHandler(self, self.swarms)
         self.pusher = ArchivePusher(self)
         self.swarm_pusher = SwarmPusher(self)
-        self.swarms = SwarmMembers(self)
         self.fetcher = ArchiveFetcher(self)
         self._partials: PartialStore | None = None
         self._partials_lock = trio.Lock()

@@ -20,12 +20,11 @@ from typing import TYPE_CHECKING
 
 import trio
 
-import p2p_orchestrator
 from p2p_orchestrator.runtime._sandbox import temporary_directory
 from p2p_orchestrator.runtime.logs import RotatingLog
 
 if TYPE_CHECKING:
-    from p2p_orchestrator.runtime.process import LaunchSpec
+    from p2p_orchestrator.runtime.launch import LaunchSpec
 
 __all__ = ["PACKAGE_ROOT", "RUNNER", "pump_output", "service_environment", "spawn_runner"]
 
@@ -33,7 +32,7 @@ _KEPT = frozenset({"PATH", "LANG", "LANGUAGE", "TZ"})
 """The node's variables a service gets (with ``LC_*``); nothing else of the node's environment."""
 
 RUNNER = Path(__file__).with_name("runner.py")
-PACKAGE_ROOT = Path(p2p_orchestrator.__file__).resolve().parent.parent
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 """The directory holding ``p2p_orchestrator`` and ``service_framework.py``."""
 
 

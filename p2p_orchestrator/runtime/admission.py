@@ -31,8 +31,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from p2p_orchestrator.callers import Caller
 from p2p_orchestrator.errors import Busy
-from p2p_orchestrator.rpc import Caller
 
 __all__ = ["AdmissionLimits", "CallAdmission"]
 

@@ -31,9 +31,9 @@ from typing import Any
 import outcome
 import trio
 
+from p2p_orchestrator.callers import Caller
 from p2p_orchestrator.errors import PermissionDenied, ServiceCallError
 from p2p_orchestrator.framework.caller import CallerInfo
-from p2p_orchestrator.rpc import Caller
 from p2p_orchestrator.runtime.unit import ServiceUnit
 
 __all__ = ["LocalCall", "ProxyCalls", "call_service"]

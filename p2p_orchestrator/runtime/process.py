@@ -25,12 +25,9 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import anyio.abc
@@ -44,6 +41,7 @@ from p2p_orchestrator.framework.caller import LOCAL, CallerInfo
 from p2p_orchestrator.runtime._channel import FramedChannel
 from p2p_orchestrator.runtime._spawn import pump_output, spawn_runner
 from p2p_orchestrator.runtime.admission import AdmissionLimits, CallAdmission
+from p2p_orchestrator.runtime.launch import LaunchSpec
 from p2p_orchestrator.runtime.logs import RotatingLog
 from p2p_orchestrator.runtime.pidfiles import PidFiles
 from p2p_orchestrator.runtime.protocol import (
@@ -68,39 +66,6 @@ _DRAIN_WAIT = 0.5  # seconds to read the output left in the pipe after the child
 
 ProxyCall = Callable[[str, str, dict[str, Any], str | None], Awaitable[Any]]
 """How a service's proxy call is carried out: ``(service, method, params, peer) -> result``."""
-
-
-@dataclass(frozen=True)
-class LaunchSpec:
-    """Everything needed to start one service process."""
-
-    name: str
-    version: str
-    directory: Path
-    data_directory: Path | None = None
-    """The service's working directory (its own files); ``None``: ``directory``."""
-    config: dict[str, Any] = field(default_factory=dict)
-    start_timeout: float = 10.0
-    stop_timeout: float = 5.0
-    call_timeout: float = 30.0
-    memory_limit_mb: int = 0
-    max_concurrent_calls: int = 64
-    python: str = sys.executable
-    """The interpreter: the node's, or the service's virtual environment's."""
-    description: str = ""
-    """The manifest's description (the service's ``info.description`` unless it sets one)."""
-    peer_names: frozenset[str] = frozenset()
-    """The names of the node's ``[peers]`` table, which the service's proxy takes as peers."""
-    sandbox: bool = True
-    """Confine the process with Landlock (see :mod:`~p2p_orchestrator.runtime._sandbox`)."""
-    network: bool = True
-    """With ``sandbox``: whether the process may bind and connect TCP sockets."""
-    readable: tuple[str, ...] = ()
-    """With ``sandbox``: more directories it may read (the runner's packages, for a service's venv)."""
-    environment: tuple[tuple[str, str], ...] = ()
-    """Variables of the node's environment the operator passes on (``[runtime] pass_env``)."""
-    event_loop: str = "asyncio"
-    """The event loop the service runs on: ``"asyncio"`` or ``"trio"`` (its manifest's ``event_loop``)."""
 
 
 class ServiceProcess:

@@ -37,10 +37,10 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from p2p_orchestrator.callers import Caller
 from p2p_orchestrator.config import RuntimeSettings
 from p2p_orchestrator.errors import ServiceManagementError
 from p2p_orchestrator.events import EventBus
-from p2p_orchestrator.rpc import Caller
 from p2p_orchestrator.runtime._procfs import ancestry
 from p2p_orchestrator.runtime.backoff import after_exit
 from p2p_orchestrator.runtime.calls import LocalCall, ProxyCalls, call_service
