@@ -4,7 +4,7 @@
 ``fetch_service`` asks one node for its current archive of a service and installs it here.
 The orchestrator knows nothing of the network.  It checks the arguments, finds the archive,
 logs, publishes the events and shapes the result; the moving is done by a :class:`Distributor`,
-a seam the node layer fills while it runs (:mod:`p2p_orchestrator.node.transfers`), exactly as
+a seam the node layer fills while it runs (:mod:`p2p_orchestrator.node.distribution.transfers`), exactly as
 it fills :attr:`~p2p_orchestrator.rpc.Rpc.remote_call_handler`.  An orchestrator without a node
 refuses both with ``ServiceDistributionError(code="no_network")``.
 

@@ -16,7 +16,7 @@ way lives here, as small parts an adapter composes rather than a base class:
   and :func:`send_answer`, which sends a final answer or, if the codec cannot
   encode it, an ``unencodable_result`` error in its place.
 * :class:`StreamWriter` -- whole, ordered, deadline-bound frame writes to a
-  :class:`ByteStream` (the libp2p twin is :mod:`p2p_orchestrator.node._sender`).
+  :class:`ByteStream` (the libp2p twin is :mod:`p2p_orchestrator.node.rpc._sender`).
 
 Users: ``runtime._channel.FramedChannel`` (all four), ``node._client.ClientChannel``
 (reader, pending calls), ``node._server.ServerStream`` (reader, request tasks) and

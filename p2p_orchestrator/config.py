@@ -165,7 +165,7 @@ class NodeSettings:
     """First delay between reconnect attempts; doubled after each failure."""
     reconnect_max_delay: float = 30.0
     """Cap on the delay between reconnect attempts."""
-    # -- archive transfers (p2p_orchestrator.node.transfers; docs/protocol.md "Transfer protocol")
+    # -- archive transfers (p2p_orchestrator.node.distribution.transfers; docs/protocol.md "Transfer protocol")
     distribute_concurrency: int = 8
     """Targets ``distribute_service`` sends to at once (its ``concurrency`` argument overrides it)."""
     transfer_attempts: int = 3

@@ -17,11 +17,11 @@ or around an orchestrator you already opened::
 What it owns, all torn down on exit:
 
 * the identity (:mod:`~p2p_orchestrator.node.identity`) and a py-libp2p host
-  (Noise + Yamux + TCP, see :mod:`~p2p_orchestrator.node._host`);
+  (Noise + Yamux + TCP, see :mod:`~p2p_orchestrator.node.host._build`);
 * the RPC protocol handler (:data:`~p2p_orchestrator.wire.RPC_PROTOCOL_ID`)
   answering peers as their role allows (:mod:`~p2p_orchestrator.node.access`);
-* one reusable outbound stream per peer for our calls (:mod:`~p2p_orchestrator.node._pool`);
-* the peer book and the reconnect tasks (:mod:`~p2p_orchestrator.node._dialer`);
+* one reusable outbound stream per peer for our calls (:mod:`~p2p_orchestrator.node.rpc._pool`);
+* the peer book and the reconnect tasks (:mod:`~p2p_orchestrator.node.host._dialer`);
 * a nursery for its background tasks.
 
 While it runs, the orchestrator's :attr:`~p2p_orchestrator.rpc.Rpc.remote_call_handler`
@@ -47,9 +47,9 @@ from libp2p.custom_types import TProtocol
 from p2p_orchestrator.callers import Caller
 from p2p_orchestrator.config import OrchestratorConfig, default_home, load_config
 from p2p_orchestrator.errors import ServiceCallError
-from p2p_orchestrator.node._dialer import Dialer
-from p2p_orchestrator.node._handler import RpcStreamHandler
-from p2p_orchestrator.node._host import (
+from p2p_orchestrator.node.access import AccessControl, Role
+from p2p_orchestrator.node.distribution.transfers import NodeTransfers
+from p2p_orchestrator.node.host._build import (
     ConnectionWatcher,
     build_host,
     close_host,
@@ -58,16 +58,16 @@ from p2p_orchestrator.node._host import (
     parse_peer_id,
     stop_auto_connector,
 )
-from p2p_orchestrator.node._inbound_gate import GateLimits, InboundGate
-from p2p_orchestrator.node._limits import StreamLimiter
-from p2p_orchestrator.node._pool import ChannelPool
-from p2p_orchestrator.node._server import Deadlines
-from p2p_orchestrator.node._stream import NetStream, RawStream
-from p2p_orchestrator.node.access import AccessControl, Role
+from p2p_orchestrator.node.host._dialer import Dialer
+from p2p_orchestrator.node.host._inbound_gate import GateLimits, InboundGate
+from p2p_orchestrator.node.host._limits import StreamLimiter
+from p2p_orchestrator.node.host._stream import NetStream, RawStream
 from p2p_orchestrator.node.identity import load_or_create_identity, peer_id_of
 from p2p_orchestrator.node.peerbook import PeerBook
 from p2p_orchestrator.node.proxy import RemoteProxy
-from p2p_orchestrator.node.transfers import NodeTransfers
+from p2p_orchestrator.node.rpc._handler import RpcStreamHandler
+from p2p_orchestrator.node.rpc._pool import ChannelPool
+from p2p_orchestrator.node.rpc._server import Deadlines
 from p2p_orchestrator.orchestrator import Orchestrator
 from p2p_orchestrator.rpc import Rpc
 from p2p_orchestrator.wire import RPC_PROTOCOL_ID

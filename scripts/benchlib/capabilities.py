@@ -114,7 +114,7 @@ async def swarm(ctx: Context) -> str | None:
     distribute = getattr(Orchestrator, "distribute_service", None)
     if distribute is None or "strategy" not in inspect.signature(distribute).parameters:
         return "no swarm distribution yet (issue 6): distribute_service has no strategy parameter"
-    from p2p_orchestrator.node.transfers import NodeTransfers
+    from p2p_orchestrator.node.distribution.transfers import NodeTransfers
 
     if "swarm" not in NodeTransfers.STRATEGIES:
         known = ", ".join(sorted(NodeTransfers.STRATEGIES))

@@ -13,7 +13,7 @@ import trio
 
 from p2p_orchestrator.archive import pack_service_bytes
 from p2p_orchestrator.node import Node
-from p2p_orchestrator.node.transfers import NodeTransfers
+from p2p_orchestrator.node.distribution.transfers import NodeTransfers
 from p2p_orchestrator.testing import Swarm, swarm
 from p2p_orchestrator.transfer import MIN_CHUNK_SIZE
 from tests.helpers import make_service

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from p2p_orchestrator.node._archives import ArchiveFile
-from p2p_orchestrator.node._send import SendSession
+from p2p_orchestrator.node.distribution._archives import ArchiveFile
+from p2p_orchestrator.node.distribution._send import SendSession
 from p2p_orchestrator.transfer import TransferSender, build_manifest
 from tests.distribution.support import transfer_swarm, transfers
 

@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from p2p_orchestrator import ServiceDistributionError
-from p2p_orchestrator.node._receive import QUEUE
+from p2p_orchestrator.node.distribution._receive import QUEUE
 from tests.distribution.support import CHUNK, blob_archive, partials_gone, sha256, transfer_swarm, transfers
 
 SERVICE = "example_service"
@@ -129,7 +129,7 @@ async def test_a_sender_whose_disk_fails_leaves_the_receiver_its_verified_chunks
     Only the receiver's own disk failing makes its partial worthless; a source saying its disk
     failed (or lying that it did) must not cost the receiver what it verified.
     """
-    from p2p_orchestrator.node._archives import ArchiveFile
+    from p2p_orchestrator.node.distribution._archives import ArchiveFile
 
     archive = blob_archive(tmp_path / "src", size=SIZE)
     real, served = ArchiveFile.read_chunk, [0]

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import trio
 
-from p2p_orchestrator.node.swarm_member import SwarmMembership
-from p2p_orchestrator.node.swarm_origin import SWARM_CHUNK_SIZE as CHUNK
+from p2p_orchestrator.node.distribution.swarm_member import SwarmMembership
+from p2p_orchestrator.node.distribution.swarm_origin import SWARM_CHUNK_SIZE as CHUNK
 from tests.distribution.support import blob_archive, sha256, transfers
 from tests.distribution.swarm_support import live_swarm
 

@@ -27,8 +27,8 @@ from libp2p.transport.upgrader import TransportUpgrader
 
 from p2p_orchestrator.config import NodeSettings, OrchestratorConfig, RuntimeSettings, StoreSettings
 from p2p_orchestrator.node import Node
-from p2p_orchestrator.node._host import build_host, close_host
-from p2p_orchestrator.node._stream import NetStream, RawStream, StreamBroken
+from p2p_orchestrator.node.host._build import build_host, close_host
+from p2p_orchestrator.node.host._stream import NetStream, RawStream, StreamBroken
 from p2p_orchestrator.wire import RPC_PROTOCOL_ID, FrameDecoder, decode_payload
 from tests.helpers import make_archive
 

@@ -13,7 +13,7 @@ from libp2p.io.exceptions import IncompleteReadError
 from libp2p.io.trio import TrioTCPStream
 from libp2p.network.connection.raw_connection import RawConnection
 
-from p2p_orchestrator.node import _frame_reads
+from p2p_orchestrator.node.host import _frame_reads
 
 
 @asynccontextmanager

@@ -11,7 +11,7 @@ from libp2p.abc import INetConn
 from libp2p.peer.peerinfo import info_from_p2p_addr
 
 from p2p_orchestrator.node import Node
-from p2p_orchestrator.node._inbound_gate import GateLimits, InboundGate
+from p2p_orchestrator.node.host._inbound_gate import GateLimits, InboundGate
 from tests.node.support import fast_config, handshake, raw_peer
 
 FRIEND = "friend"

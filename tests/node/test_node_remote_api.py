@@ -245,8 +245,8 @@ async def test_a_call_racing_the_end_of_its_stream_is_retried_not_misreported() 
     """
     from types import SimpleNamespace
 
-    from p2p_orchestrator.node._client import ClientChannel, NotSent
-    from p2p_orchestrator.node._stream import NetStream
+    from p2p_orchestrator.node.host._stream import NetStream
+    from p2p_orchestrator.node.rpc._client import ClientChannel, NotSent
 
     class Raw:
         muxed_conn = SimpleNamespace(peer_id=SimpleNamespace(to_base58=lambda: "12D3KooWpeer"))

@@ -46,9 +46,9 @@ from libp2p.peer.peerinfo import info_from_p2p_addr
 
 from p2p_orchestrator import Busy, OrchestratorError, PermissionDenied
 from p2p_orchestrator.node import Node
-from p2p_orchestrator.node._limits import StreamLimiter
-from p2p_orchestrator.node._stream import NetStream
 from p2p_orchestrator.node.access import ROLE_PERMISSIONS, Role
+from p2p_orchestrator.node.host._limits import StreamLimiter
+from p2p_orchestrator.node.host._stream import NetStream
 from p2p_orchestrator.rpc import LOCAL_CALLER, METHODS, Caller, MethodSpec, Permission
 from p2p_orchestrator.runtime._procfs import process_start_ticks
 from p2p_orchestrator.runtime.admission import AdmissionLimits, CallAdmission

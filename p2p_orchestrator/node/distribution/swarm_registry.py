@@ -1,6 +1,6 @@
 """``SwarmMembers``: the swarms a node is a target of, by archive hash -- where a peer's fetch finds one.
 
-A :class:`~p2p_orchestrator.node.swarm_member.SwarmMembership` is registered from the origin's
+A :class:`~p2p_orchestrator.node.distribution.swarm_member.SwarmMembership` is registered from the origin's
 offer until it neither receives nor serves any more; a ``fetch {archive_hash}`` from another
 target of that distribution is then served from it (:meth:`SwarmMembers.serving`).
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import trio
 
 from p2p_orchestrator.callers import Permission
-from p2p_orchestrator.node._transfer_context import TransferContext
-from p2p_orchestrator.node.swarm_member import JOIN_SECONDS, SwarmMembership
+from p2p_orchestrator.node.distribution.context import TransferContext
+from p2p_orchestrator.node.distribution.swarm_member import JOIN_SECONDS, SwarmMembership
 from p2p_orchestrator.transfer import Fetch, Offer, PartialTransfer
 
 __all__ = ["SwarmMembers"]

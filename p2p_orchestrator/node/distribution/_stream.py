@@ -1,12 +1,12 @@
 """``TransferStream``: the transfer protocol's messages on one libp2p stream, with deadlines.
 
-It joins a :class:`~p2p_orchestrator.node._stream.NetStream` (bytes, typed failures) and a
+It joins a :class:`~p2p_orchestrator.node.host._stream.NetStream` (bytes, typed failures) and a
 :class:`~p2p_orchestrator.transfer.TransferChannel` (frames, checked messages):
 
 * :meth:`TransferStream.receive` returns the next message, or ``None`` at a clean EOF -- which
   is never a success by itself: a reset may read as EOF too (trap 2 of ``py-libp2p-notes.md``),
   so only a ``result`` ends a transfer well.  A failed stream raises
-  :class:`~p2p_orchestrator.node._stream.StreamBroken`; bytes that break the protocol raise
+  :class:`~p2p_orchestrator.node.host._stream.StreamBroken`; bytes that break the protocol raise
   :class:`~p2p_orchestrator.errors.ProtocolError` (or ``ServiceDistributionError`` for a bad
   manifest).  It has no deadline of its own: the caller wraps it in a :class:`ReadDeadline`.
 * :meth:`TransferStream.send` and :meth:`TransferStream.send_frame` write one frame whole: under
@@ -26,7 +26,7 @@ from contextlib import contextmanager
 import trio
 
 from p2p_orchestrator.errors import ProtocolError
-from p2p_orchestrator.node._stream import NetStream, StreamBroken
+from p2p_orchestrator.node.host._stream import NetStream, StreamBroken
 from p2p_orchestrator.transfer import TransferChannel, TransferMessage
 from p2p_orchestrator.wire import Sentinel
 

@@ -9,14 +9,14 @@ Three rules make a stream of frames safe to share between tasks:
   would corrupt the stream for everyone else on it.
 * A write has a deadline instead: a peer that stops reading (so Yamux's window
   stays shut) gets its stream reset after ``write_timeout`` seconds, and the
-  writer sees :class:`~p2p_orchestrator.node._stream.StreamBroken`.
+  writer sees :class:`~p2p_orchestrator.node.host._stream.StreamBroken`.
 """
 
 from __future__ import annotations
 
 import trio
 
-from p2p_orchestrator.node._stream import NetStream, StreamBroken
+from p2p_orchestrator.node.host._stream import NetStream, StreamBroken
 from p2p_orchestrator.wire import Message, RpcConnection
 
 __all__ = ["FrameSender"]

@@ -27,7 +27,7 @@ from typing import Protocol
 
 import trio
 
-from p2p_orchestrator.node import _yamux_reads
+from p2p_orchestrator.node.host import _yamux_reads
 
 __all__ = ["NetStream", "RawStream", "StreamBroken"]
 

@@ -1,11 +1,11 @@
 """``SwarmPusher``: ``distribute_service(strategy="swarm")`` -- the origin's side of a swarm.
 
 The origin pushes to every target at once, exactly as the parallel push does
-(:class:`~p2p_orchestrator.node.distributor.ArchivePusher`: one stream per target, retries that
+(:class:`~p2p_orchestrator.node.distribution.pusher.ArchivePusher`: one stream per target, retries that
 resume, one outcome per target), with three differences:
 
 * the ``offer`` lists every target (``peers``), so each target knows the whole distribution: it
-  pulls from the others and serves them (:mod:`p2p_orchestrator.node.swarm_member`), and asks
+  pulls from the others and serves them (:mod:`p2p_orchestrator.node.distribution.swarm_member`), and asks
   the origin only for its own share of the chunks (:class:`~p2p_orchestrator.transfer.SwarmPlan`).
   The origin's uplink then carries the archive about once instead of once per target;
 * the manifest has :data:`SWARM_CHUNK_SIZE` chunks, smaller than a push's: a chunk is passed on
@@ -27,7 +27,7 @@ from typing import Any
 
 from p2p_orchestrator._distribution import DistributionProgress, DistributionRequest, TargetOutcome
 from p2p_orchestrator.errors import OrchestratorError
-from p2p_orchestrator.node.distributor import ArchivePusher
+from p2p_orchestrator.node.distribution.pusher import ArchivePusher
 from p2p_orchestrator.transfer import MAX_PEERS
 
 __all__ = ["SWARM_CHUNK_SIZE", "SwarmPusher"]

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import trio
 
-from p2p_orchestrator.node._stream import NetStream
+from p2p_orchestrator.node.host._stream import NetStream
 
 __all__ = ["ReadDeadline"]
 
@@ -38,7 +38,7 @@ class ReadDeadline:
     async def receive(self) -> bytes | None:
         """The next bytes (``b""`` at EOF), or ``None`` if the deadline passed first.
 
-        Raises :class:`~p2p_orchestrator.node._stream.StreamBroken` as the stream does.
+        Raises :class:`~p2p_orchestrator.node.host._stream.StreamBroken` as the stream does.
         """
         with trio.CancelScope(deadline=self._deadline()) as scope:
             self._scope = scope

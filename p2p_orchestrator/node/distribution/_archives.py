@@ -7,7 +7,7 @@ the store's cache is content-addressed, so a path's content never changes under 
 worker thread, and keeps the most recent few.  :class:`ArchiveFile` holds the file open for the
 whole distribution -- an upgrade that prunes the cached archive meanwhile does not pull it from
 under the transfers -- and reads chunks with ``pread`` (blocking: call it from worker threads,
-as :class:`~p2p_orchestrator.node._send.SendSession` does).
+as :class:`~p2p_orchestrator.node.distribution._send.SendSession` does).
 """
 
 from __future__ import annotations

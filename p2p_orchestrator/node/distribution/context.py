@@ -1,7 +1,7 @@
 """``TransferContext``: what the parts of a node's transfer side need of it, and no more.
 
 The handler, the pushers, the fetcher and the swarm registry are given one at construction
-(:class:`~p2p_orchestrator.node.transfers.NodeTransfers` is the one a running node has), so none
+(:class:`~p2p_orchestrator.node.distribution.transfers.NodeTransfers` is the one a running node has), so none
 of them reaches through to the whole node; and :class:`TransferHooks` and
 :class:`TransferSettings`, the numbers and test seams they share.
 """
@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from p2p_orchestrator.node._limits import StreamLimiter
-from p2p_orchestrator.node._receive import CutHook
-from p2p_orchestrator.node._stream import NetStream
-from p2p_orchestrator.node._transfer_stream import TransferStream
 from p2p_orchestrator.node.access import AccessControl
+from p2p_orchestrator.node.distribution._receive import CutHook
+from p2p_orchestrator.node.distribution._stream import TransferStream
+from p2p_orchestrator.node.host._limits import StreamLimiter
+from p2p_orchestrator.node.host._stream import NetStream
 from p2p_orchestrator.orchestrator import Orchestrator
 from p2p_orchestrator.transfer import PartialTransfer, TransferManifest
 

@@ -35,7 +35,7 @@ import trio
 from libp2p.abc import IHost, INetConn, INetwork
 
 from p2p_orchestrator.config import NodeSettings
-from p2p_orchestrator.node._notifee import Notifee
+from p2p_orchestrator.node.host._notifee import Notifee
 
 __all__ = ["GateLimits", "InboundGate", "Ticket", "install_gate"]
 

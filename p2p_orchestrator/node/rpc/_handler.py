@@ -27,10 +27,10 @@ import trio
 
 from p2p_orchestrator.callers import Caller
 from p2p_orchestrator.errors import Busy, PermissionDenied
-from p2p_orchestrator.node._limits import StreamLimiter
-from p2p_orchestrator.node._server import Deadlines, ServerStream
-from p2p_orchestrator.node._stream import NetStream, RawStream, StreamBroken
 from p2p_orchestrator.node.access import AccessControl
+from p2p_orchestrator.node.host._limits import StreamLimiter
+from p2p_orchestrator.node.host._stream import NetStream, RawStream, StreamBroken
+from p2p_orchestrator.node.rpc._server import Deadlines, ServerStream
 from p2p_orchestrator.wire import ErrorReply, Request, RpcConnection
 
 __all__ = ["STRANGER_FRAME_BYTES", "CallRpc", "RpcStreamHandler"]

@@ -6,7 +6,7 @@ stream, :class:`SwarmMembership` then
 
 * **pulls** from every other target of the list: one transfer stream each, opened here, first
   message ``fetch {archive_hash}``; each answer (an ``offer`` to fetch the same manifest) becomes
-  one more source of the same :class:`~p2p_orchestrator.node._receive.ReceiveSession`, whose
+  one more source of the same :class:`~p2p_orchestrator.node.distribution._receive.ReceiveSession`, whose
   receiver follows the :class:`~p2p_orchestrator.transfer.SwarmPlan` (the origin only for this
   node's share of the chunks, the other targets for the rest, rarest first).  A target that
   cannot be reached or refuses is forgotten: its share passes to the next target in the plan;
@@ -24,7 +24,7 @@ a target that sends a corrupt one is refused, dropped from the sources and repor
 result the origin gets: ``received.dropped_peers``).  A fetch may arrive before this node has the
 origin's offer (the targets start at about the same time): the handler then waits up to
 :data:`JOIN_SECONDS` for the membership to exist
-(:meth:`~p2p_orchestrator.node.swarm_registry.SwarmMembers.wait`).
+(:meth:`~p2p_orchestrator.node.distribution.swarm_registry.SwarmMembers.wait`).
 """
 
 from __future__ import annotations
@@ -40,11 +40,11 @@ from typing import Any
 import trio
 
 from p2p_orchestrator.errors import OrchestratorError, ProtocolError, ServiceDistributionError
-from p2p_orchestrator.node._receive import ReceiveSession, SessionOutcome
-from p2p_orchestrator.node._send import SendSession
-from p2p_orchestrator.node._stream import StreamBroken
-from p2p_orchestrator.node._transfer_context import TransferContext
-from p2p_orchestrator.node._transfer_stream import ReadDeadline, TransferStream
+from p2p_orchestrator.node.distribution._receive import ReceiveSession, SessionOutcome
+from p2p_orchestrator.node.distribution._send import SendSession
+from p2p_orchestrator.node.distribution._stream import ReadDeadline, TransferStream
+from p2p_orchestrator.node.distribution.context import TransferContext
+from p2p_orchestrator.node.host._stream import StreamBroken
 from p2p_orchestrator.transfer import (
     Abort,
     Action,

@@ -36,7 +36,7 @@ from libp2p.peer.peerinfo import PeerInfo
 from p2p_orchestrator._keyed_locks import KeyedLocks
 from p2p_orchestrator.config import NodeSettings
 from p2p_orchestrator.errors import ServiceCallError
-from p2p_orchestrator.node._host import allow_dial, dial_only, parse_peer_address, parse_peer_id
+from p2p_orchestrator.node.host._build import allow_dial, dial_only, parse_peer_address, parse_peer_id
 from p2p_orchestrator.node.peerbook import MAX_ADDRS, PeerBook
 
 __all__ = ["Dialer"]

@@ -4,7 +4,7 @@ The fetcher opens a transfer stream to the peer and sends ``fetch {service}``; t
 that this node has the ``read`` permission there and answers ``offer`` (purpose ``fetch``) or
 ``abort`` with its refusal (``PermissionDenied``, ``not_installed``...), which is raised here as
 its own type.  The offered archive is received by a
-:class:`~p2p_orchestrator.node._receive.ReceiveSession` into this node's partial transfers --
+:class:`~p2p_orchestrator.node.distribution._receive.ReceiveSession` into this node's partial transfers --
 an archive this node already holds (its store's cache, or a finished partial) is not sent
 again, and a half-received one is completed -- then installed by the caller's ``install``
 (``install_service``), and the install's result (or error) is the ``result`` the peer gets.
@@ -23,11 +23,11 @@ import trio
 
 from p2p_orchestrator._distribution import InstallArchive
 from p2p_orchestrator.errors import Busy, OrchestratorError, ProtocolError, ServiceDistributionError
-from p2p_orchestrator.node._receive import ReceiveSession, SessionOutcome
-from p2p_orchestrator.node._stream import StreamBroken
-from p2p_orchestrator.node._transfer_context import TransferContext
-from p2p_orchestrator.node._transfer_stream import ReadDeadline, TransferStream
-from p2p_orchestrator.node.distributor import RETRYABLE, exhausted, retry_delay
+from p2p_orchestrator.node.distribution._receive import ReceiveSession, SessionOutcome
+from p2p_orchestrator.node.distribution._stream import ReadDeadline, TransferStream
+from p2p_orchestrator.node.distribution.context import TransferContext
+from p2p_orchestrator.node.distribution.pusher import RETRYABLE, exhausted, retry_delay
+from p2p_orchestrator.node.host._stream import StreamBroken
 from p2p_orchestrator.transfer import Abort, Fetch, Offer, Result, TransferReceiver
 
 __all__ = ["ArchiveFetcher"]

@@ -12,7 +12,7 @@ also closes itself after resting ``idle_close`` seconds with nothing in flight,
 before the peer's own idle deadline can cut it mid-request.
 
 A call that never reached the wire raises :class:`NotSent`, which the pool
-(:mod:`p2p_orchestrator.node._pool`) may retry safely on a fresh stream.
+(:mod:`p2p_orchestrator.node.rpc._pool`) may retry safely on a fresh stream.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import trio
 
 from p2p_orchestrator._rpc_session import MessageReader, PendingCalls
 from p2p_orchestrator.errors import OrchestratorError, ProtocolError, ServiceCallError
-from p2p_orchestrator.node._read_deadline import ReadDeadline
-from p2p_orchestrator.node._sender import FrameSender
-from p2p_orchestrator.node._stream import NetStream, StreamBroken
+from p2p_orchestrator.node.host._read_deadline import ReadDeadline
+from p2p_orchestrator.node.host._stream import NetStream, StreamBroken
+from p2p_orchestrator.node.rpc._sender import FrameSender
 from p2p_orchestrator.wire import Cancel, ConnectionState, ErrorReply, Request, Response, RpcConnection
 
 __all__ = ["ClientChannel", "NotSent"]

@@ -21,8 +21,8 @@ from typing import Any, cast
 from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
 
-from p2p_orchestrator.node._limits import StreamLimiter
-from p2p_orchestrator.node._stream import NetStream, RawStream
+from p2p_orchestrator.node.host._limits import StreamLimiter
+from p2p_orchestrator.node.host._stream import NetStream, RawStream
 
 __all__ = ["bound_library_protocols"]
 

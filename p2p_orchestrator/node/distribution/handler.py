@@ -17,7 +17,7 @@ a py-libp2p handler takes the whole host down (trap 1 of ``py-libp2p-notes.md``)
 3. **Roles**, by the peer ID the connection authenticated: a push needs the ``deploy``
    permission, a fetch ``read``; a refusal is ``result``/``abort`` with ``PermissionDenied``.
 4. **Push**: the partial transfer of the archive is opened (resumed, or borrowed whole from the
-   store's cache: dedup), a :class:`~p2p_orchestrator.node._receive.ReceiveSession` receives the
+   store's cache: dedup), a :class:`~p2p_orchestrator.node.distribution._receive.ReceiveSession` receives the
    rest, and the verified archive is installed by
    :meth:`~p2p_orchestrator.Orchestrator.install_received` -- exactly a local install.  The
    result (or the error) goes back to the sender; the partial is discarded after an install or
@@ -26,7 +26,7 @@ a py-libp2p handler takes the whole host down (trap 1 of ``py-libp2p-notes.md``)
    whose transfer from that same peer is still open (it reconnected after a cut we have not
    noticed yet) replaces the old stream.
 5. **Fetch**: the service's current archive (or the archive named by hash, from the store's
-   cache) is served by a :class:`~p2p_orchestrator.node._send.SendSession`.
+   cache) is served by a :class:`~p2p_orchestrator.node.distribution._send.SendSession`.
 
 :meth:`TransferStreamHandler.close` cancels every stream being served and refuses new ones.
 """
@@ -49,15 +49,15 @@ from p2p_orchestrator.errors import (
     ProtocolError,
     ServiceDistributionError,
 )
-from p2p_orchestrator.node._archives import ArchiveFile
-from p2p_orchestrator.node._receive import ReceiveSession, SessionOutcome
-from p2p_orchestrator.node._send import SendSession
-from p2p_orchestrator.node._stream import NetStream, RawStream, StreamBroken
-from p2p_orchestrator.node._transfer_context import TransferContext
-from p2p_orchestrator.node._transfer_stream import ReadDeadline, TransferStream
-from p2p_orchestrator.node.swarm_member import SwarmMembership
-from p2p_orchestrator.node.swarm_origin import SWARM_CHUNK_SIZE
-from p2p_orchestrator.node.swarm_registry import SwarmMembers
+from p2p_orchestrator.node.distribution._archives import ArchiveFile
+from p2p_orchestrator.node.distribution._receive import ReceiveSession, SessionOutcome
+from p2p_orchestrator.node.distribution._send import SendSession
+from p2p_orchestrator.node.distribution._stream import ReadDeadline, TransferStream
+from p2p_orchestrator.node.distribution.context import TransferContext
+from p2p_orchestrator.node.distribution.swarm_member import SwarmMembership
+from p2p_orchestrator.node.distribution.swarm_origin import SWARM_CHUNK_SIZE
+from p2p_orchestrator.node.distribution.swarm_registry import SwarmMembers
+from p2p_orchestrator.node.host._stream import NetStream, RawStream, StreamBroken
 from p2p_orchestrator.transfer import (
     Abort,
     Fetch,

@@ -28,9 +28,9 @@ import trio
 
 from p2p_orchestrator._rpc_session import Answer, MessageReader, RequestTasks, send_answer
 from p2p_orchestrator.errors import ProtocolError, RemoteError
-from p2p_orchestrator.node._read_deadline import ReadDeadline
-from p2p_orchestrator.node._sender import FrameSender
-from p2p_orchestrator.node._stream import NetStream, StreamBroken
+from p2p_orchestrator.node.host._read_deadline import ReadDeadline
+from p2p_orchestrator.node.host._stream import NetStream, StreamBroken
+from p2p_orchestrator.node.rpc._sender import FrameSender
 from p2p_orchestrator.wire import Request, Response, RpcConnection
 
 __all__ = ["Deadlines", "RequestHandler", "ServerStream"]

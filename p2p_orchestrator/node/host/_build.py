@@ -13,7 +13,7 @@ downgrade) and wait 250 ms on every connect:
 * transport: TCP, listening where ``[node] listen`` says;
 * ``max_connections_per_peer=1`` (connects take ~8 ms instead of 250 ms);
 * py-libp2p's own reconnect policies off, because the node has one
-  (:mod:`p2p_orchestrator.node._dialer`): no auto-connector dialling every peer
+  (:mod:`p2p_orchestrator.node.host._dialer`): no auto-connector dialling every peer
   in the peerstore (:func:`stop_auto_connector`), no hidden retries inside one
   dial (``RetryConfig(max_retries=0)``: one attempt is one dial of each
   address, bounded by ``dial_timeout``), and the swarm's 60-second "negative
@@ -41,10 +41,11 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from p2p_orchestrator.config import ConfigError, NodeSettings
 from p2p_orchestrator.errors import ServiceCallError
-from p2p_orchestrator.node._inbound_gate import InboundGate, install_gate
-from p2p_orchestrator.node._library_protocols import bound_library_protocols
-from p2p_orchestrator.node._notifee import Notifee
-from p2p_orchestrator.node._yamux_guard import BufferLimits, install_guard
+from p2p_orchestrator.node.host import _patches as patches
+from p2p_orchestrator.node.host._inbound_gate import InboundGate, install_gate
+from p2p_orchestrator.node.host._library_protocols import bound_library_protocols
+from p2p_orchestrator.node.host._notifee import Notifee
+from p2p_orchestrator.node.host._yamux_guard import BufferLimits, install_guard
 
 log = logging.getLogger("p2p_orchestrator.node")
 
@@ -115,6 +116,7 @@ def build_host(
     smaller share of buffers (:mod:`._yamux_guard`).  ``gate`` admits inbound connections
     (:mod:`._inbound_gate`); without one, every inbound connection the swarm takes is let in.
     """
+    patches.install()  # before the host exists: a version check, then the process-wide fixes
     noise = NoiseTransport(key_pair, noise_privkey=new_x25519_key_pair().private_key)
     host = new_host(
         key_pair=key_pair,

@@ -27,9 +27,9 @@ import trio
 
 from p2p_orchestrator._keyed_locks import KeyedLocks
 from p2p_orchestrator.errors import ServiceCallError
-from p2p_orchestrator.node._client import ClientChannel, NotSent
-from p2p_orchestrator.node._server import Deadlines
-from p2p_orchestrator.node._stream import NetStream
+from p2p_orchestrator.node.host._stream import NetStream
+from p2p_orchestrator.node.rpc._client import ClientChannel, NotSent
+from p2p_orchestrator.node.rpc._server import Deadlines
 
 __all__ = ["ChannelPool", "StreamOpener"]
 

@@ -41,8 +41,8 @@ from typing import Any
 import trio
 
 from p2p_orchestrator.errors import OrchestratorError, ProtocolError, RemoteError, ServiceDistributionError
-from p2p_orchestrator.node._stream import StreamBroken
-from p2p_orchestrator.node._transfer_stream import Outbox, ReadDeadline, TransferStream
+from p2p_orchestrator.node.distribution._stream import Outbox, ReadDeadline, TransferStream
+from p2p_orchestrator.node.host._stream import StreamBroken
 from p2p_orchestrator.transfer import (
     Action,
     Awaiting,

@@ -6,11 +6,11 @@ The node opens one while it runs (``node.transfers``); it owns, and tears down w
   (:class:`~p2p_orchestrator.transfer.PartialStore`: bounded in size and age, dedup against the
   store's archive cache), collected every :data:`COLLECT_INTERVAL` seconds;
 * the handler of ``/p2p-orchestrator/transfer/1.0.0``
-  (:class:`~p2p_orchestrator.node.transfer_handler.TransferStreamHandler`): pushes to install,
+  (:class:`~p2p_orchestrator.node.distribution.handler.TransferStreamHandler`): pushes to install,
   fetches to serve;
-* the outbound side: :class:`~p2p_orchestrator.node.distributor.ArchivePusher` and
-  :class:`~p2p_orchestrator.node.fetcher.ArchiveFetcher`;
-* the manifests of the archives it sends (:class:`~p2p_orchestrator.node._archives.ManifestCache`).
+* the outbound side: :class:`~p2p_orchestrator.node.distribution.pusher.ArchivePusher` and
+  :class:`~p2p_orchestrator.node.distribution.fetcher.ArchiveFetcher`;
+* the manifests of the archives it sends (:class:`~p2p_orchestrator.node.distribution._archives.ManifestCache`).
 
 While it runs it is the orchestrator's :attr:`~p2p_orchestrator.Orchestrator.distributor` (the
 seam of :mod:`p2p_orchestrator._distribution`).  The rules it applies -- deadlines, limits,
@@ -39,19 +39,18 @@ from p2p_orchestrator._distribution import (
     TargetOutcome,
 )
 from p2p_orchestrator.errors import OrchestratorError, ServiceCallError, ServiceDistributionError
-from p2p_orchestrator.node import _frame_reads, _noise_guard
-from p2p_orchestrator.node._archives import ManifestCache
-from p2p_orchestrator.node._host import parse_peer_id
-from p2p_orchestrator.node._limits import StreamLimiter
-from p2p_orchestrator.node._stream import NetStream, RawStream
-from p2p_orchestrator.node._transfer_context import TransferHooks, TransferSettings
-from p2p_orchestrator.node._transfer_stream import TransferBytes, TransferStream
 from p2p_orchestrator.node.access import AccessControl
-from p2p_orchestrator.node.distributor import ArchivePusher
-from p2p_orchestrator.node.fetcher import ArchiveFetcher
-from p2p_orchestrator.node.swarm_origin import SwarmPusher
-from p2p_orchestrator.node.swarm_registry import SwarmMembers
-from p2p_orchestrator.node.transfer_handler import TransferStreamHandler
+from p2p_orchestrator.node.distribution._archives import ManifestCache
+from p2p_orchestrator.node.distribution._stream import TransferBytes, TransferStream
+from p2p_orchestrator.node.distribution.context import TransferHooks, TransferSettings
+from p2p_orchestrator.node.distribution.fetcher import ArchiveFetcher
+from p2p_orchestrator.node.distribution.handler import TransferStreamHandler
+from p2p_orchestrator.node.distribution.pusher import ArchivePusher
+from p2p_orchestrator.node.distribution.swarm_origin import SwarmPusher
+from p2p_orchestrator.node.distribution.swarm_registry import SwarmMembers
+from p2p_orchestrator.node.host._build import parse_peer_id
+from p2p_orchestrator.node.host._limits import StreamLimiter
+from p2p_orchestrator.node.host._stream import NetStream, RawStream
 from p2p_orchestrator.orchestrator import Orchestrator
 from p2p_orchestrator.transfer import (
     DEFAULT_CHUNK_SIZE,
@@ -105,8 +104,6 @@ class NodeTransfers:
     """Chunk size of the manifests this node builds for what it sends."""
 
     def __post_init__(self) -> None:
-        _noise_guard.install()  # before any transfer: a cancelled write must not kill a connection
-        _frame_reads.install()  # one wake-up per Noise frame on slow links
         orchestrator, config = self.node.orchestrator, self.node.orchestrator.config
         node = config.node
         self.settings = TransferSettings(

@@ -3,7 +3,7 @@
 For one :class:`~p2p_orchestrator._distribution.DistributionRequest` it builds the archive's
 manifest once (cached), holds the file open, and serves every target concurrently, at most
 ``request.concurrency`` at a time.  Each target gets its own stream and
-:class:`~p2p_orchestrator.node._send.SendSession` (``offer``, purpose ``install``, with the
+:class:`~p2p_orchestrator.node.distribution._send.SendSession` (``offer``, purpose ``install``, with the
 caller's ``force_reinstall``/``auto_start``); the target installs the archive and answers
 ``result``.
 
@@ -31,7 +31,7 @@ travel again.  A target that answered (installed or refused) is never retried.
 Progress: each chunk sent is reported to the distribution's ``progress`` (``sent``), and so is
 what each target holds (``received``): the chunks written to it and those its ``have``s list,
 across tries -- in a swarm the target's reports of what it verified, from the origin or from
-its peers (:mod:`p2p_orchestrator.node.swarm_member`), so its progress is not only the origin's
+its peers (:mod:`p2p_orchestrator.node.distribution.swarm_member`), so its progress is not only the origin's
 share.
 """
 
@@ -46,10 +46,10 @@ import trio
 
 from p2p_orchestrator._distribution import DistributionProgress, DistributionRequest, TargetOutcome
 from p2p_orchestrator.errors import Busy, OrchestratorError, RemoteError, ServiceDistributionError
-from p2p_orchestrator.node._archives import ArchiveFile
-from p2p_orchestrator.node._send import SendSession
-from p2p_orchestrator.node._transfer_context import TransferContext
-from p2p_orchestrator.node._transfer_stream import TransferStream
+from p2p_orchestrator.node.distribution._archives import ArchiveFile
+from p2p_orchestrator.node.distribution._send import SendSession
+from p2p_orchestrator.node.distribution._stream import TransferStream
+from p2p_orchestrator.node.distribution.context import TransferContext
 from p2p_orchestrator.transfer import Bitfield, TransferOptions, TransferSender
 
 __all__ = ["RETRYABLE", "ArchivePusher", "retry_delay"]
@@ -107,7 +107,7 @@ class _Held:
 class ArchivePusher:
     """Pushes archives for one node's ``distribute_service``; see the module docstring.
 
-    Hooks for variants (the swarm's :class:`~p2p_orchestrator.node.swarm_origin.SwarmPusher`):
+    Hooks for variants (the swarm's :class:`~p2p_orchestrator.node.distribution.swarm_origin.SwarmPusher`):
     :attr:`chunk_size`, :meth:`offer_peers`, :meth:`concurrency`.
     """
 
