@@ -8,13 +8,13 @@ file must not silently fall back to a default.
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from p2p_orchestrator._patterns import PEER_ID, PEER_NAME
 from p2p_orchestrator.archive import ArchiveLimits
 from p2p_orchestrator.errors import ConfigError
 from p2p_orchestrator.runtime.health import HealthPolicy
@@ -114,10 +114,6 @@ class MetricsSettings:
 
     listen: str = ""
     """``HOST:PORT`` to serve ``/metrics`` on (``127.0.0.1:9464``; port 0: any free one); empty: not served."""
-
-
-_PEER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
-_PEER_ID = re.compile(r"[1-9A-HJ-NP-Za-km-z]{32,128}")
 
 
 # -- [node] and [access]: the network layer (p2p_orchestrator.node) -------------------------
@@ -346,11 +342,11 @@ def _peers_section(raw: Any, where: str) -> dict[str, str]:
     table = _table(raw, where)
     peers: dict[str, str] = {}
     for name, peer_id in table.items():
-        if _PEER_NAME.fullmatch(name) is None:
+        if PEER_NAME.fullmatch(name) is None:
             raise ConfigError(
                 f"{where}: {name!r} is not a peer name (a letter, then letters, digits, '_' or '-')"
             )
-        if not isinstance(peer_id, str) or _PEER_ID.fullmatch(peer_id) is None:
+        if not isinstance(peer_id, str) or PEER_ID.fullmatch(peer_id) is None:
             raise ConfigError(f"{where}: {name} = {peer_id!r} is not a peer ID")
         peers[name] = peer_id
     return peers
@@ -404,8 +400,6 @@ def _section(cls: type[_T], raw: Any, where: str) -> _T:
 
 # -- [node] and [access] parsing ------------------------------------------------------------
 
-_PEER_ID_RE = re.compile(r"[1-9A-HJ-NP-Za-km-z]{32,128}")  # base58btc, as libp2p prints peer IDs
-
 
 def _multiaddr_list(value: Any, where: str, *, need_peer: bool) -> tuple[str, ...]:
     """A list of multiaddr strings (checked lightly here; the node parses them fully)."""
@@ -445,7 +439,7 @@ def _access_section(raw: Any, where: str) -> AccessSettings:
         raise ConfigError(f'{where}: unknown_peers must be "public" or "none", got {unknown_peers!r}')
     roles = _table(table.get("roles", {}), f"{where}.roles")
     for peer, role in roles.items():
-        if not _PEER_ID_RE.fullmatch(peer):
+        if not PEER_ID.fullmatch(peer):
             raise ConfigError(f"{where}.roles: {peer!r} is not a peer ID")
         if role not in ACCESS_ROLES:
             raise ConfigError(

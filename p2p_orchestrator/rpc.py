@@ -9,18 +9,16 @@ here, before anything runs, so every entry point refuses bad input the same way.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from p2p_orchestrator._patterns import METHOD_PATH
 from p2p_orchestrator.callers import LOCAL_CALLER, Caller, Permission
 from p2p_orchestrator.config import OrchestratorConfig
 from p2p_orchestrator.errors import PermissionDenied, ServiceCallError
 
 __all__ = ["Caller", "LOCAL_CALLER", "METHODS", "MethodSpec", "Permission", "Rpc"]
-
-_PATH_RE = re.compile(r"^([a-z][a-z0-9_]{0,63})/([A-Za-z_][A-Za-z0-9_]{0,127})$")
 
 
 @dataclass(frozen=True)
@@ -176,7 +174,7 @@ class Rpc:
         """
         if peer is not None:
             return await self._call_peer(peer, method, params, caller)
-        if not isinstance(method, str) or not (match := _PATH_RE.match(method)):
+        if not isinstance(method, str) or not (match := METHOD_PATH.fullmatch(method)):
             raise ServiceCallError(
                 f"bad method path {method!r}: expected '<service>/<method>' or 'orchestrator/<method>'",
                 code="bad_method",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from p2p_orchestrator._patterns import SERVICE_NAME
 from p2p_orchestrator.archive._limits import ArchiveLimits
 from p2p_orchestrator.errors import ServiceInstallationError
 
@@ -12,7 +13,6 @@ __all__ = ["SERVICE_NAME_RE", "check_forbidden", "check_service_name", "collisio
 
 SERVICE_NAME_RE = r"^[a-z][a-z0-9_]{0,63}$"
 # fullmatch, because "$" also matches before a trailing newline.
-_SERVICE_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 # Compiled or native code would be imported instead of (or besides) the sources.
 _FORBIDDEN_SUFFIXES = (".pyc", ".pyo", ".so", ".pyd", ".dll", ".dylib", ".pth")
@@ -38,7 +38,7 @@ def check_service_name(name: object) -> str:
             f"the service name {name!r} is reserved (the node's own methods use it)",
             code="bad_service_name",
         )
-    if not isinstance(name, str) or _SERVICE_NAME.fullmatch(name) is None:
+    if not isinstance(name, str) or SERVICE_NAME.fullmatch(name) is None:
         raise ServiceInstallationError(
             f"invalid service name {name!r}: use 1-64 lowercase letters, digits or '_', "
             "starting with a letter",

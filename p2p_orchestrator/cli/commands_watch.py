@@ -10,22 +10,20 @@ With ``--json``: ``call`` prints the method's result; ``logs`` prints
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import click
 
+from p2p_orchestrator._patterns import METHOD_PATH
 from p2p_orchestrator.cli import _render
 from p2p_orchestrator.cli._context import CliContext, pass_cli, print_json
 from p2p_orchestrator.cli._options import json_option, peer_option
 
 __all__ = ["register"]
 
-_METHOD_RE = re.compile(r"[a-z][a-z0-9_]{0,63}/[A-Za-z_][A-Za-z0-9_]{0,127}")
-
 
 def _method_path(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    if not _METHOD_RE.fullmatch(value):
+    if not METHOD_PATH.fullmatch(value):
         raise click.BadParameter(f"{value!r} is not SERVICE/METHOD (e.g. example_service/greet)")
     return value
 

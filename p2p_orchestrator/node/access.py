@@ -42,13 +42,13 @@ This module does not import libp2p, so the CLI can use it.
 from __future__ import annotations
 
 import logging
-import re
 import tomllib
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 
 from p2p_orchestrator._atomic_files import write_atomically
+from p2p_orchestrator._patterns import PEER_ID
 from p2p_orchestrator.callers import LOCAL_CALLER, Caller, Permission
 from p2p_orchestrator.config import ACCESS_ROLES, AccessSettings, ConfigError, check_not_writable_by_others
 
@@ -57,7 +57,6 @@ __all__ = ["LOCAL_CALLER", "ROLES_FILE_NAME", "ROLE_PERMISSIONS", "AccessControl
 log = logging.getLogger("p2p_orchestrator.node")
 
 ROLES_FILE_NAME = "roles.toml"
-_PEER_ID_RE = re.compile(r"[1-9A-HJ-NP-Za-km-z]{32,128}")
 
 
 class Role(StrEnum):
@@ -116,7 +115,7 @@ class AccessControl:
         ``config.toml`` sets.  Blocking (it writes a small file): call it from a
         worker thread in async code, as ``Node.set_role`` does.
         """
-        if not isinstance(peer_id, str) or not _PEER_ID_RE.fullmatch(peer_id):
+        if not isinstance(peer_id, str) or not PEER_ID.fullmatch(peer_id):
             raise ConfigError(f"{peer_id!r} is not a peer ID", code="bad_peer_id")
         if peer_id in self._fixed:
             raise ConfigError(
@@ -149,7 +148,7 @@ def _read_roles_file(path: Path) -> dict[str, Role]:
         raise ConfigError(f"{path} must hold only a [roles] table")
     roles: dict[str, Role] = {}
     for peer, role in data.get("roles", {}).items():
-        if not _PEER_ID_RE.fullmatch(peer) or role not in ACCESS_ROLES:
+        if not PEER_ID.fullmatch(peer) or role not in ACCESS_ROLES:
             raise ConfigError(f"{path}: bad entry {peer!r} = {role!r}")
         roles[peer] = Role(role)
     return roles

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ import trio
 from libp2p.abc import IHost
 from libp2p.custom_types import TProtocol
 
+from p2p_orchestrator._patterns import METHOD_PATH
 from p2p_orchestrator.callers import Caller
 from p2p_orchestrator.config import OrchestratorConfig, default_home, load_config
 from p2p_orchestrator.errors import ServiceCallError
@@ -77,7 +77,6 @@ __all__ = ["Node", "PeerStatus"]
 log = logging.getLogger("p2p_orchestrator.node")
 
 _RPC_PROTOCOL = TProtocol(RPC_PROTOCOL_ID)
-_METHOD_RE = re.compile(r"[a-z][a-z0-9_]{0,63}/[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -322,7 +321,7 @@ class Node:
         time_limit: float | None = None,
     ) -> Any:
         """Call ``method`` on ``peer_id`` (this node's own ID: a local call); see :class:`RemoteProxy`."""
-        if not isinstance(method, str) or not _METHOD_RE.fullmatch(method):
+        if not isinstance(method, str) or not METHOD_PATH.fullmatch(method):
             raise ServiceCallError(
                 f"bad method path {method!r:.140}: expected '<service>/<method>' or 'orchestrator/<method>'",
                 code="bad_method",

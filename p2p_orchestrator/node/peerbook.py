@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 from p2p_orchestrator._atomic_files import write_atomically
 from p2p_orchestrator._clock import utc_now_iso
+from p2p_orchestrator._patterns import PEER_ID
 
 __all__ = ["MAX_ADDRS", "MAX_PEERS", "PEERS_FILE_NAME", "KnownPeer", "PeerBook"]
 
@@ -37,7 +37,6 @@ PEERS_FILE_NAME = "peers.json"
 MAX_PEERS = 1000
 MAX_ADDRS = 8
 _FORMAT = 1
-_PEER_ID_RE = re.compile(r"[1-9A-HJ-NP-Za-km-z]{32,128}")
 
 
 @dataclass(frozen=True)
@@ -144,7 +143,7 @@ def _parse_book(data: Any) -> dict[str, KnownPeer]:
     peers = {}
     for peer_id, entry in data["peers"].items():
         addrs = entry["addrs"]
-        if not _PEER_ID_RE.fullmatch(peer_id) or not all(isinstance(a, str) for a in addrs):
+        if not PEER_ID.fullmatch(peer_id) or not all(isinstance(a, str) for a in addrs):
             raise ValueError(f"bad entry for {peer_id!r}")
         peers[peer_id] = KnownPeer(
             peer_id,

@@ -28,10 +28,11 @@ chunk hashes describe some other file is caught there (``archive_hash_mismatch``
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from p2p_orchestrator._patterns import HEX_SHA256
 
 from ._constants import (
     DEFAULT_CHUNK_SIZE,
@@ -53,7 +54,6 @@ from .errors import (
 
 __all__ = ["TransferManifest", "build_manifest", "compute_root"]
 
-_HEX_HASH = re.compile(r"[0-9a-f]{64}")
 _ROOT_DOMAIN = b"p2p-orchestrator/transfer/manifest-root/1\x00"
 _FIELDS = frozenset({"archive_hash", "total_size", "chunk_size", "chunk_hashes", "root"})
 
@@ -92,7 +92,7 @@ class TransferManifest:
     root: bytes
 
     def __post_init__(self) -> None:
-        if not isinstance(self.archive_hash, str) or _HEX_HASH.fullmatch(self.archive_hash) is None:
+        if not isinstance(self.archive_hash, str) or HEX_SHA256.fullmatch(self.archive_hash) is None:
             fail(BAD_MANIFEST, f"archive_hash must be 64 lowercase hex digits, got {self.archive_hash!r:.80}")
         if type(self.total_size) is not int or self.total_size < 1:
             fail(BAD_MANIFEST, f"total_size must be a positive integer, got {self.total_size!r:.40}")

@@ -35,6 +35,8 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal, NoReturn, TypeAlias, cast
 
+from p2p_orchestrator._patterns import HEX_SHA256, SERVICE_NAME
+
 from ..errors import OrchestratorError, ProtocolError, error_from_wire, error_to_wire
 from ._constants import DEFAULT_MAX_TRANSFER_BYTES, MAX_CHUNK_SIZE, MAX_CHUNKS, MAX_IN_FLIGHT, MAX_PEERS
 from .manifest import TransferManifest
@@ -62,8 +64,6 @@ Purpose: TypeAlias = Literal["install", "fetch"]
 
 _PURPOSES = ("install", "fetch")
 _PEER_ID = re.compile(r"[1-9A-HJ-NP-Za-km-z]{1,128}")  # base58btc, as libp2p prints peer ids
-_HEX_HASH = re.compile(r"[0-9a-f]{64}")
-_SERVICE_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _ERROR_FIELDS = frozenset({"code", "type", "message"})
 _MAX_BITS_BYTES = MAX_CHUNKS // 8
 
@@ -152,11 +152,11 @@ class Fetch(_Wire):
         if (self.archive_hash is None) == (self.service is None):
             _bad("Fetch names exactly one of archive_hash and service")
         if self.archive_hash is not None and (
-            not isinstance(self.archive_hash, str) or _HEX_HASH.fullmatch(self.archive_hash) is None
+            not isinstance(self.archive_hash, str) or HEX_SHA256.fullmatch(self.archive_hash) is None
         ):
             _bad(f"Fetch.archive_hash must be 64 lowercase hex digits, got {self.archive_hash!r:.80}")
         if self.service is not None and (
-            not isinstance(self.service, str) or _SERVICE_NAME.fullmatch(self.service) is None
+            not isinstance(self.service, str) or SERVICE_NAME.fullmatch(self.service) is None
         ):
             _bad(f"Fetch.service must be a service name, got {self.service!r:.80}")
 

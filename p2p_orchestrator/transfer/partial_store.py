@@ -31,11 +31,12 @@ node calls :meth:`PartialStore.collect` now and then (e.g. hourly) besides the c
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from p2p_orchestrator._patterns import HEX_SHA256
 
 from ..errors import ServiceDistributionError
 from ._constants import (
@@ -61,7 +62,6 @@ __all__ = ["PartialInfo", "PartialStore"]
 
 log = logging.getLogger("p2p_orchestrator.transfer")
 
-_HEX_HASH = re.compile(r"[0-9a-f]{64}")
 _FILES = (MANIFEST_FILE, DATA_FILE, LEDGER_FILE, COMPLETE_FILE)
 
 
@@ -120,7 +120,7 @@ class PartialStore:
 
     def cached_archive(self, archive_hash: str) -> Path | None:
         """The service store's cached copy of the archive, if it has one."""
-        if self.archive_cache is None or _HEX_HASH.fullmatch(archive_hash) is None:
+        if self.archive_cache is None or HEX_SHA256.fullmatch(archive_hash) is None:
             return None
         path = self.archive_cache / f"{archive_hash}.tar.gz"
         return path if path.is_file() else None
@@ -128,7 +128,7 @@ class PartialStore:
     def archive_path(self, archive_hash: str) -> Path | None:
         """A complete, verified copy of the archive on this node (cache or finished transfer)."""
         cached = self.cached_archive(archive_hash)
-        if cached is not None or _HEX_HASH.fullmatch(archive_hash) is None:
+        if cached is not None or HEX_SHA256.fullmatch(archive_hash) is None:
             return cached
         directory = self.root / archive_hash
         if (directory / COMPLETE_FILE).is_file():
@@ -220,7 +220,7 @@ class PartialStore:
         found = []
         for directory in self.root.iterdir():
             name = directory.name
-            if _HEX_HASH.fullmatch(name) is None or not directory.is_dir():
+            if HEX_SHA256.fullmatch(name) is None or not directory.is_dir():
                 continue
             stats = {}
             for file in _FILES:
@@ -277,7 +277,7 @@ class PartialStore:
         if archive_hash in self._active:
             fail(TRANSFER_IN_PROGRESS, f"the transfer of {archive_hash[:12]} is open; discard it instead")
         directory = self.root / archive_hash
-        if _HEX_HASH.fullmatch(archive_hash) is None or not directory.exists():
+        if HEX_SHA256.fullmatch(archive_hash) is None or not directory.exists():
             return False
         self._remove_tree(directory)
         return True

@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, NoReturn, TypeAlias
 
+from p2p_orchestrator._patterns import METHOD_PATH
+
 from ..errors import OrchestratorError, ProtocolError, error_from_wire, error_to_wire
 from ._constants import MAX_REQUEST_ID, PROTOCOL_VERSION
 
@@ -39,7 +41,7 @@ __all__ = [
     "message_from_wire",
 ]
 
-METHOD_RE = re.compile(r"[a-z][a-z0-9_]{0,63}/[A-Za-z_][A-Za-z0-9_]{0,127}")
+METHOD_RE = METHOD_PATH
 """``<namespace>/<method>``, e.g. ``orchestrator/list_services`` or ``echo_service/echo``."""
 
 ROLE_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
