@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import trio
 
-from p2p_orchestrator._atomic_files import create_temporary, temporary_path
+from p2p_orchestrator._files import create_temporary, temporary_path
 from p2p_orchestrator.callers import LOCAL_CALLER
 from p2p_orchestrator.control._session import Emit, Streaming
 from p2p_orchestrator.control.methods import CONTROL_METHODS, CONTROL_NAMESPACE

@@ -47,7 +47,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 
-from p2p_orchestrator._atomic_files import write_atomically
+from p2p_orchestrator._files import write_atomically
 from p2p_orchestrator._patterns import PEER_ID
 from p2p_orchestrator.callers import LOCAL_CALLER, Caller, Permission
 from p2p_orchestrator.config import ACCESS_ROLES, AccessSettings, ConfigError, check_not_writable_by_others

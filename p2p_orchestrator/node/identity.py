@@ -28,7 +28,7 @@ from libp2p.crypto.keys import KeyPair, KeyType
 from libp2p.crypto.serialization import deserialize_private_key
 from libp2p.peer.id import ID
 
-from p2p_orchestrator._atomic_files import create_temporary, temporary_path
+from p2p_orchestrator._files import create_temporary, temporary_path
 from p2p_orchestrator.errors import IdentityError
 
 __all__ = ["IDENTITY_FILE_NAME", "IdentityError", "load_or_create_identity", "peer_id_of"]

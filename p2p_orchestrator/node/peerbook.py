@@ -25,8 +25,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from p2p_orchestrator._atomic_files import write_atomically
 from p2p_orchestrator._clock import utc_now_iso
+from p2p_orchestrator._files import write_atomically
 from p2p_orchestrator._patterns import PEER_ID
 
 __all__ = ["MAX_ADDRS", "MAX_PEERS", "PEERS_FILE_NAME", "KnownPeer", "PeerBook"]

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from p2p_orchestrator._atomic_files import create_temporary
+from p2p_orchestrator._files import create_temporary
 from p2p_orchestrator.runtime._procfs import process_exists, process_start_ticks
 
 __all__ = ["PidRecord", "PidFiles"]

@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from p2p_orchestrator._clock import utc_now_iso
+from p2p_orchestrator._files import fsync_dir, remove_tree
 from p2p_orchestrator.archive import ArchiveLimits, UnpackedArchive, Version, unpack_archive
 from p2p_orchestrator.config import StoreSettings
 from p2p_orchestrator.crashpoints import crashpoint
 from p2p_orchestrator.errors import ServiceInstallationError, ServiceManagementError
 from p2p_orchestrator.store import _db
-from p2p_orchestrator.store._fs import fsync_dir, fsync_tree, point_symlink, remove_tree
+from p2p_orchestrator.store._fs import fsync_tree, point_symlink
 from p2p_orchestrator.store.records import ServiceRecord, VersionRecord
 
 __all__ = ["ServiceStore", "StagedArchive"]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 from pathlib import Path
 
-__all__ = ["fsync_dir", "pread_exact", "pwrite_all", "remove_tree", "write_file"]
+from p2p_orchestrator._files import create_temporary, fsync_dir
+
+__all__ = ["pread_exact", "pwrite_all", "write_file"]
 
 
 def pread_exact(fd: int, length: int, offset: int) -> bytes:
@@ -36,19 +37,10 @@ def pwrite_all(fd: int, data: bytes, offset: int) -> None:
             written += os.pwrite(fd, view[written:], offset + written)
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a creation or rename inside ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_file(path: Path, data: bytes, *, fsync: bool, atomic: bool = False) -> None:
     """Write a small file whole; with ``atomic``, via a temporary name and a rename."""
     target = path.with_name(f".{path.name}.tmp") if atomic else path
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = create_temporary(target) if atomic else os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         pwrite_all(fd, data, 0)
         if fsync:
@@ -59,11 +51,3 @@ def write_file(path: Path, data: bytes, *, fsync: bool, atomic: bool = False) ->
         os.replace(target, path)
     if fsync:
         fsync_dir(path.parent)
-
-
-def remove_tree(path: Path) -> None:
-    """Delete a file or directory tree if it exists, never following symlinks."""
-    if path.is_symlink() or path.is_file():
-        path.unlink(missing_ok=True)
-    elif path.exists():
-        shutil.rmtree(path)

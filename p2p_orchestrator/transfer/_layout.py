@@ -14,10 +14,12 @@ import os
 import tempfile
 from pathlib import Path
 
+from p2p_orchestrator._files import fsync_dir, remove_tree
+
 from ..errors import ProtocolError, ServiceDistributionError
 from ..wire import decode_payload, encode_payload
 from ._constants import MAX_CHUNKS
-from ._fs import fsync_dir, pread_exact, remove_tree, write_file
+from ._fs import pread_exact, write_file
 from .bitfield import Bitfield
 from .errors import PARTIAL_CORRUPT, fail, fail_storage
 from .manifest import TransferManifest

@@ -35,8 +35,10 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
+from p2p_orchestrator._files import remove_tree
+
 from ._constants import DEFAULT_SYNC_BYTES
-from ._fs import pread_exact, pwrite_all, remove_tree, write_file
+from ._fs import pread_exact, pwrite_all, write_file
 from ._layout import (
     COMPLETE_FILE,
     DATA_FILE,

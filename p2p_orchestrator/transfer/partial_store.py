@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from p2p_orchestrator._files import remove_tree
 from p2p_orchestrator._patterns import HEX_SHA256
 
 from ..errors import ServiceDistributionError
@@ -45,7 +46,6 @@ from ._constants import (
     DEFAULT_PARTIAL_MAX_AGE,
     DEFAULT_SYNC_BYTES,
 )
-from ._fs import remove_tree
 from ._layout import COMPLETE_FILE, DATA_FILE, LEDGER_FILE, MANIFEST_FILE
 from .errors import (
     NO_PARTIAL_SPACE,

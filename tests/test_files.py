@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from p2p_orchestrator._atomic_files import temporary_path, write_atomically
+from p2p_orchestrator._files import temporary_path, write_atomically
 from p2p_orchestrator.config import AccessSettings
 from p2p_orchestrator.node.access import AccessControl
 

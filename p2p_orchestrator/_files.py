@@ -1,6 +1,8 @@
-"""Files replaced atomically through a temporary file that is always a new file of our own.
+"""Small filesystem steps shared by the store, the transfers and the node: no layer of its own.
 
-A temporary file beside its target (``.roles.toml.<pid>.tmp``) has a name anyone can guess.
+:func:`fsync_dir` makes a creation or rename durable; :func:`remove_tree` deletes without
+following links; :func:`write_atomically` replaces a file through a temporary file that is always
+a new file of our own.  A temporary file beside its target (``.roles.toml.<pid>.tmp``) has a name anyone can guess.
 Opening it with ``O_CREAT | O_TRUNC`` would follow a symbolic link planted there and write
 through it, or reuse a file someone else made.  :func:`create_temporary` removes whatever has
 the name (a crashed writer's leftover, or a planted link: unlinking a link never touches its
@@ -12,9 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from pathlib import Path
 
-__all__ = ["create_temporary", "temporary_path", "write_atomically"]
+__all__ = ["create_temporary", "fsync_dir", "remove_tree", "temporary_path", "write_atomically"]
 
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -45,3 +48,20 @@ def write_atomically(target: Path, data: bytes, *, mode: int = 0o600, fsync: boo
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a creation or rename inside ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a file or directory tree if it exists, never following symlinks."""
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    elif path.exists():
+        shutil.rmtree(path)
