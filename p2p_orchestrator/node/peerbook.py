@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,17 +94,6 @@ class PeerBook:
                 text = self._serialise()
             self._write(text)
         return peer
-
-    def unpin(self, peer_id: str) -> None:
-        """Stop redialling ``peer_id`` (it stays known)."""
-        with self._write_lock:
-            with self._lock:
-                old = self._peers.get(peer_id)
-                if old is None or not old.pinned:
-                    return
-                self._peers[peer_id] = replace(old, pinned=False)
-                text = self._serialise()
-            self._write(text)
 
     def _trim(self) -> None:  # with the lock held
         if len(self._peers) > MAX_PEERS:

@@ -27,6 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
+from p2p_orchestrator._backoff import exponential_delay
+
 __all__ = ["POLICIES", "RestartPolicy", "RestartTracker"]
 
 POLICIES = ("never", "on-failure", "always")
@@ -76,9 +78,9 @@ class RestartPolicy:
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before restart number ``attempt`` (0 for the first) of a streak."""
-        base = min(self.max_delay, self.initial_delay * self.multiplier ** min(attempt, 64))
-        spread = (rng or random).uniform(-self.jitter, self.jitter)
-        return max(0.0, min(self.max_delay, base * (1.0 + spread)))
+        return exponential_delay(
+            self.initial_delay, self.multiplier, attempt, self.max_delay, jitter=self.jitter, rng=rng
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-able form reported by ``get_service_info``."""

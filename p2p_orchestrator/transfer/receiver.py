@@ -148,11 +148,6 @@ class TransferReceiver:
         """Verified bytes received from each source this session (ended ones included)."""
         return dict(self._bytes_from)
 
-    def offer_of(self, source: SourceId) -> Offer | None:
-        """The offer ``source`` made, while it is a source."""
-        entry = self._sources.get(source)
-        return None if entry is None else entry.offer
-
     def in_flight(self, source: SourceId) -> frozenset[int]:
         """Chunks asked of ``source`` and not delivered."""
         return self._scheduler.in_flight(source)

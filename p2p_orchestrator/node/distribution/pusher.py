@@ -44,6 +44,7 @@ from typing import Any
 
 import trio
 
+from p2p_orchestrator._backoff import exponential_delay
 from p2p_orchestrator._distribution import DistributionProgress, DistributionRequest, TargetOutcome
 from p2p_orchestrator.errors import Busy, OrchestratorError, RemoteError, ServiceDistributionError
 from p2p_orchestrator.node.distribution._archives import ArchiveFile
@@ -62,7 +63,7 @@ RETRYABLE = frozenset({"transfer_cut", "transfer_timeout", "busy", "transfer_in_
 
 def retry_delay(first: float, attempt: int) -> float:
     """The pause before try number ``attempt`` (2, 3, ...): ``first``, then x4 each time, at most 2 s."""
-    return min(first * 4.0 ** (attempt - 2), 2.0)
+    return exponential_delay(first, 4.0, attempt - 2, 2.0)
 
 
 def exhausted(error: OrchestratorError, attempts: int) -> OrchestratorError:

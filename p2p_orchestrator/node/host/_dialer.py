@@ -24,7 +24,6 @@
 from __future__ import annotations
 
 import logging
-import random
 from collections import OrderedDict
 
 import multiaddr
@@ -33,6 +32,7 @@ from libp2p.abc import IHost
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
+from p2p_orchestrator._backoff import exponential_delay
 from p2p_orchestrator._keyed_locks import KeyedLocks
 from p2p_orchestrator.config import NodeSettings
 from p2p_orchestrator.errors import ServiceCallError
@@ -205,13 +205,17 @@ class Dialer:
 
     async def _keep_connected(self, peer_text: str, immediately: bool) -> None:
         settings = self._settings
-        delay = settings.reconnect_delay
+        waits = 0
         try:
             peer = parse_peer_id(peer_text)
             for attempt in range(1, settings.reconnect_attempts + 1):
                 if attempt > 1 or not immediately:
-                    await trio.sleep(delay * random.uniform(1 - _JITTER, 1 + _JITTER))
-                    delay = min(delay * 2, settings.reconnect_max_delay)
+                    await trio.sleep(
+                        exponential_delay(
+                            settings.reconnect_delay, 2.0, waits, settings.reconnect_max_delay, jitter=_JITTER
+                        )
+                    )
+                    waits += 1
                 if self.is_connected(peer):
                     return
                 try:
