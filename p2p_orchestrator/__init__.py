@@ -6,158 +6,206 @@ this package never imports libp2p: the network layer is loaded only by the node.
 The names below load lazily, on first use (PEP 562): importing a subpackage
 (``p2p_orchestrator.wire``, ``p2p_orchestrator.control.client``, the command
 line) runs this module, and must not pay for trio and the runtime (~0.3 s) when
-it does not use them.  To export a name, add it to the ``TYPE_CHECKING`` imports,
-to ``_LAZY`` and to ``__all__`` (``tests/test_package_exports.py`` checks that
-the three agree).
+it does not use them.  To export a name, add it to the ``TYPE_CHECKING`` imports
+(for type checkers) and to ``_EXPORTS`` (``tests/test_package_exports.py`` checks
+that the two agree); ``__all__`` follows.
 """
 
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from p2p_orchestrator.archive import (
-        ArchiveLimits,
-        Manifest,
-        Version,
-        pack_service,
-        pack_service_bytes,
-        unpack_archive,
+        ArchiveLimits as ArchiveLimits,
     )
-    from p2p_orchestrator.callers import Caller, Permission
+    from p2p_orchestrator.archive import (
+        Manifest as Manifest,
+    )
+    from p2p_orchestrator.archive import (
+        Version as Version,
+    )
+    from p2p_orchestrator.archive import (
+        pack_service as pack_service,
+    )
+    from p2p_orchestrator.archive import (
+        pack_service_bytes as pack_service_bytes,
+    )
+    from p2p_orchestrator.archive import (
+        unpack_archive as unpack_archive,
+    )
+    from p2p_orchestrator.callers import (
+        Caller as Caller,
+    )
+    from p2p_orchestrator.callers import (
+        Permission as Permission,
+    )
     from p2p_orchestrator.config import (
-        OrchestratorConfig,
-        RuntimeSettings,
-        ServiceSettings,
-        StoreSettings,
-        load_config,
+        OrchestratorConfig as OrchestratorConfig,
+    )
+    from p2p_orchestrator.config import (
+        RuntimeSettings as RuntimeSettings,
+    )
+    from p2p_orchestrator.config import (
+        ServiceSettings as ServiceSettings,
+    )
+    from p2p_orchestrator.config import (
+        StoreSettings as StoreSettings,
+    )
+    from p2p_orchestrator.config import (
+        load_config as load_config,
     )
     from p2p_orchestrator.errors import (
-        Busy,
-        ConfigError,
-        ControlError,
-        IdentityError,
-        OrchestratorError,
-        PermissionDenied,
-        ProtocolError,
-        RemoteError,
-        ServiceCallError,
-        ServiceDistributionError,
-        ServiceInstallationError,
-        ServiceManagementError,
+        Busy as Busy,
     )
-    from p2p_orchestrator.events import Event, EventBus
+    from p2p_orchestrator.errors import (
+        ConfigError as ConfigError,
+    )
+    from p2p_orchestrator.errors import (
+        ControlError as ControlError,
+    )
+    from p2p_orchestrator.errors import (
+        IdentityError as IdentityError,
+    )
+    from p2p_orchestrator.errors import (
+        OrchestratorError as OrchestratorError,
+    )
+    from p2p_orchestrator.errors import (
+        PermissionDenied as PermissionDenied,
+    )
+    from p2p_orchestrator.errors import (
+        ProtocolError as ProtocolError,
+    )
+    from p2p_orchestrator.errors import (
+        RemoteError as RemoteError,
+    )
+    from p2p_orchestrator.errors import (
+        ServiceCallError as ServiceCallError,
+    )
+    from p2p_orchestrator.errors import (
+        ServiceDistributionError as ServiceDistributionError,
+    )
+    from p2p_orchestrator.errors import (
+        ServiceInstallationError as ServiceInstallationError,
+    )
+    from p2p_orchestrator.errors import (
+        ServiceManagementError as ServiceManagementError,
+    )
+    from p2p_orchestrator.events import (
+        Event as Event,
+    )
+    from p2p_orchestrator.events import (
+        EventBus as EventBus,
+    )
     from p2p_orchestrator.framework import (
-        BaseService,
-        CallerInfo,
-        MethodInfo,
-        ServiceInfo,
-        ServiceMetrics,
-        ServiceProxy,
-        ServiceStatus,
-        current_caller,
-        service_method,
+        BaseService as BaseService,
     )
-    from p2p_orchestrator.node import Node, RemoteProxy, Role
-    from p2p_orchestrator.orchestrator import ArchiveSource, Orchestrator
-    from p2p_orchestrator.runtime.logs import LogFollower
-    from p2p_orchestrator.runtime.states import ServiceState
+    from p2p_orchestrator.framework import (
+        CallerInfo as CallerInfo,
+    )
+    from p2p_orchestrator.framework import (
+        MethodInfo as MethodInfo,
+    )
+    from p2p_orchestrator.framework import (
+        ServiceInfo as ServiceInfo,
+    )
+    from p2p_orchestrator.framework import (
+        ServiceMetrics as ServiceMetrics,
+    )
+    from p2p_orchestrator.framework import (
+        ServiceProxy as ServiceProxy,
+    )
+    from p2p_orchestrator.framework import (
+        ServiceStatus as ServiceStatus,
+    )
+    from p2p_orchestrator.framework import (
+        current_caller as current_caller,
+    )
+    from p2p_orchestrator.framework import (
+        service_method as service_method,
+    )
+    from p2p_orchestrator.node import (
+        Node as Node,
+    )
+    from p2p_orchestrator.node import (
+        RemoteProxy as RemoteProxy,
+    )
+    from p2p_orchestrator.node import (
+        Role as Role,
+    )
+    from p2p_orchestrator.orchestrator import (
+        ArchiveSource as ArchiveSource,
+    )
+    from p2p_orchestrator.orchestrator import (
+        Orchestrator as Orchestrator,
+    )
+    from p2p_orchestrator.runtime.logs import (
+        LogFollower as LogFollower,
+    )
+    from p2p_orchestrator.runtime.states import (
+        ServiceState as ServiceState,
+    )
 
-_LAZY: dict[str, str] = {
-    "ArchiveLimits": "p2p_orchestrator.archive",
-    "Manifest": "p2p_orchestrator.archive",
-    "Version": "p2p_orchestrator.archive",
-    "pack_service": "p2p_orchestrator.archive",
-    "pack_service_bytes": "p2p_orchestrator.archive",
-    "unpack_archive": "p2p_orchestrator.archive",
-    "OrchestratorConfig": "p2p_orchestrator.config",
-    "RuntimeSettings": "p2p_orchestrator.config",
-    "ServiceSettings": "p2p_orchestrator.config",
-    "StoreSettings": "p2p_orchestrator.config",
-    "load_config": "p2p_orchestrator.config",
-    "Busy": "p2p_orchestrator.errors",
-    "ConfigError": "p2p_orchestrator.errors",
-    "ControlError": "p2p_orchestrator.errors",
-    "IdentityError": "p2p_orchestrator.errors",
-    "OrchestratorError": "p2p_orchestrator.errors",
-    "PermissionDenied": "p2p_orchestrator.errors",
-    "ProtocolError": "p2p_orchestrator.errors",
-    "RemoteError": "p2p_orchestrator.errors",
-    "ServiceCallError": "p2p_orchestrator.errors",
-    "ServiceDistributionError": "p2p_orchestrator.errors",
-    "ServiceInstallationError": "p2p_orchestrator.errors",
-    "ServiceManagementError": "p2p_orchestrator.errors",
-    "Event": "p2p_orchestrator.events",
-    "EventBus": "p2p_orchestrator.events",
-    "BaseService": "p2p_orchestrator.framework",
-    "MethodInfo": "p2p_orchestrator.framework",
-    "ServiceProxy": "p2p_orchestrator.framework",
-    "service_method": "p2p_orchestrator.framework",
-    "CallerInfo": "p2p_orchestrator.framework",
-    "ServiceInfo": "p2p_orchestrator.framework",
-    "ServiceMetrics": "p2p_orchestrator.framework",
-    "ServiceStatus": "p2p_orchestrator.framework",
-    "current_caller": "p2p_orchestrator.framework",
-    "Node": "p2p_orchestrator.node",
-    "RemoteProxy": "p2p_orchestrator.node",
-    "Role": "p2p_orchestrator.node",
-    "ArchiveSource": "p2p_orchestrator.orchestrator",
-    "Orchestrator": "p2p_orchestrator.orchestrator",
-    "LogFollower": "p2p_orchestrator.runtime.logs",
-    "Caller": "p2p_orchestrator.rpc",
-    "Permission": "p2p_orchestrator.rpc",
-    "ServiceState": "p2p_orchestrator.runtime.states",
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "p2p_orchestrator.archive": (
+        "ArchiveLimits",
+        "Manifest",
+        "Version",
+        "pack_service",
+        "pack_service_bytes",
+        "unpack_archive",
+    ),
+    "p2p_orchestrator.config": (
+        "OrchestratorConfig",
+        "RuntimeSettings",
+        "ServiceSettings",
+        "StoreSettings",
+        "load_config",
+    ),
+    "p2p_orchestrator.errors": (
+        "Busy",
+        "ConfigError",
+        "ControlError",
+        "IdentityError",
+        "OrchestratorError",
+        "PermissionDenied",
+        "ProtocolError",
+        "RemoteError",
+        "ServiceCallError",
+        "ServiceDistributionError",
+        "ServiceInstallationError",
+        "ServiceManagementError",
+    ),
+    "p2p_orchestrator.events": ("Event", "EventBus"),
+    "p2p_orchestrator.framework": (
+        "BaseService",
+        "MethodInfo",
+        "ServiceProxy",
+        "service_method",
+        "CallerInfo",
+        "ServiceInfo",
+        "ServiceMetrics",
+        "ServiceStatus",
+        "current_caller",
+    ),
+    "p2p_orchestrator.node": ("Node", "RemoteProxy", "Role"),
+    "p2p_orchestrator.orchestrator": ("ArchiveSource", "Orchestrator"),
+    "p2p_orchestrator.runtime.logs": ("LogFollower",),
+    "p2p_orchestrator.callers": ("Caller", "Permission"),
+    "p2p_orchestrator.runtime.states": ("ServiceState",),
 }
+"""The public names, by the module that defines them: each written here and in the imports above."""
 
-__version__ = "0.1.0"
+_LAZY = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = [
-    "ArchiveLimits",
-    "ArchiveSource",
-    "BaseService",
-    "Busy",
-    "Caller",
-    "CallerInfo",
-    "ConfigError",
-    "ControlError",
-    "Event",
-    "EventBus",
-    "IdentityError",
-    "LogFollower",
-    "Manifest",
-    "MethodInfo",
-    "Node",
-    "Orchestrator",
-    "OrchestratorConfig",
-    "OrchestratorError",
-    "Permission",
-    "PermissionDenied",
-    "ProtocolError",
-    "RemoteError",
-    "RemoteProxy",
-    "Role",
-    "RuntimeSettings",
-    "ServiceCallError",
-    "ServiceDistributionError",
-    "ServiceInfo",
-    "ServiceInstallationError",
-    "ServiceManagementError",
-    "ServiceMetrics",
-    "ServiceProxy",
-    "ServiceSettings",
-    "ServiceState",
-    "ServiceStatus",
-    "StoreSettings",
-    "Version",
-    "__version__",
-    "current_caller",
-    "load_config",
-    "pack_service",
-    "pack_service_bytes",
-    "service_method",
-    "unpack_archive",
-]
+try:
+    __version__ = version("p2p-orchestrator")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = sorted([*_LAZY, "__version__"])  # noqa: PLE0605
 
 
 def __getattr__(name: str) -> Any:
