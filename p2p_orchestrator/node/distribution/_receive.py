@@ -41,7 +41,8 @@ from typing import Any
 import trio
 
 from p2p_orchestrator.errors import OrchestratorError, ProtocolError, RemoteError, ServiceDistributionError
-from p2p_orchestrator.node.distribution._stream import Outbox, ReadDeadline, TransferStream
+from p2p_orchestrator.node.distribution._stream import Outbox, TransferStream
+from p2p_orchestrator.node.host._read_deadline import MessageDeadline
 from p2p_orchestrator.node.host._stream import StreamBroken
 from p2p_orchestrator.transfer import (
     Action,
@@ -96,7 +97,7 @@ DISK_FAILURES = frozenset({"storage_failed", "write_failed"})
 @dataclass
 class _Source:
     stream: TransferStream
-    deadline: ReadDeadline
+    deadline: MessageDeadline
     reader: trio.CancelScope
     outbox: Outbox
 
@@ -209,7 +210,7 @@ class ReceiveSession:
         source = stream.peer_id
         if source in self._sources:
             raise ValueError(f"{source} is already a source of this transfer")
-        entry = self._sources[source] = _Source(stream, ReadDeadline(), trio.CancelScope(), Outbox(stream))
+        entry = self._sources[source] = _Source(stream, MessageDeadline(), trio.CancelScope(), Outbox(stream))
         self._nursery.start_soon(self._read_source, source, entry, offer)
         self._nursery.start_soon(self._write_source, source, entry.outbox)
 
@@ -240,7 +241,7 @@ class ReceiveSession:
             await self._read_messages(source, entry.stream, entry.deadline, offer)
 
     async def _read_messages(
-        self, source: str, stream: TransferStream, deadline: ReadDeadline, offer: Offer
+        self, source: str, stream: TransferStream, deadline: MessageDeadline, offer: Offer
     ) -> None:
         await self._send.send((source, offer))
         while True:

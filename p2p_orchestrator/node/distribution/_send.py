@@ -37,7 +37,8 @@ from collections.abc import Awaitable, Callable, Iterable
 import trio
 
 from p2p_orchestrator.errors import OrchestratorError, ProtocolError, ServiceDistributionError
-from p2p_orchestrator.node.distribution._stream import ReadDeadline, TransferStream
+from p2p_orchestrator.node.distribution._stream import TransferStream
+from p2p_orchestrator.node.host._read_deadline import MessageDeadline
 from p2p_orchestrator.node.host._stream import StreamBroken
 from p2p_orchestrator.transfer import (
     Abort,
@@ -84,7 +85,7 @@ class SendSession:
         self._on_delivered = on_delivered
         self._lock = trio.Lock()
         self._bell = trio.Event()
-        self._deadline = ReadDeadline()
+        self._deadline = MessageDeadline()
         self._failure: BaseException | None = None
         self._result: Result | None = None
         self._announced: list[int] = []

@@ -8,7 +8,8 @@ It joins a :class:`~p2p_orchestrator.node.host._stream.NetStream` (bytes, typed 
   so only a ``result`` ends a transfer well.  A failed stream raises
   :class:`~p2p_orchestrator.node.host._stream.StreamBroken`; bytes that break the protocol raise
   :class:`~p2p_orchestrator.errors.ProtocolError` (or ``ServiceDistributionError`` for a bad
-  manifest).  It has no deadline of its own: the caller wraps it in a :class:`ReadDeadline`.
+  manifest).  It has no deadline of its own: the caller wraps it in a
+  :class:`~p2p_orchestrator.node.host._read_deadline.MessageDeadline`.
 * :meth:`TransferStream.send` and :meth:`TransferStream.send_frame` write one frame whole: under
   a lock (two tasks never interleave frames), shielded from cancellation (a frame cut in half
   would corrupt the stream), and within ``write_timeout`` -- a peer that stops reading has its
@@ -19,9 +20,6 @@ It joins a :class:`~p2p_orchestrator.node.host._stream.NetStream` (bytes, typed 
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import trio
 
@@ -30,7 +28,7 @@ from p2p_orchestrator.node.host._stream import NetStream, StreamBroken
 from p2p_orchestrator.transfer import TransferChannel, TransferMessage
 from p2p_orchestrator.wire import Sentinel
 
-__all__ = ["OUTBOX", "Outbox", "ReadDeadline", "TransferBytes", "TransferStream"]
+__all__ = ["OUTBOX", "Outbox", "TransferBytes", "TransferStream"]
 
 _READ_BYTES = 65536
 """Bytes read at most while a frame's length is not known (more once it is: the rest of the frame)."""
@@ -133,47 +131,6 @@ class TransferStream:
     async def reset(self) -> None:
         """Abort the stream both ways; never raises."""
         await self.net.reset()
-
-
-class ReadDeadline:
-    """The deadline on a stream's next message, following what its state machine waits for.
-
-    The reading task wraps each wait for a message in ``with deadline.reading() as scope:`` and
-    checks ``scope.cancelled_caught`` afterwards; whoever changes the state machine calls
-    :meth:`expect` with the seconds the peer now has (``math.inf``: none, e.g. while we owe the
-    peer something).  Each message gets ``seconds`` from when its wait began; a changed
-    expectation restarts the clock of the wait in progress.
-    """
-
-    def __init__(self, seconds: float = math.inf) -> None:
-        self._seconds = seconds
-        self._scope: trio.CancelScope | None = None
-
-    @property
-    def seconds(self) -> float:
-        """What the peer has now, per message."""
-        return self._seconds
-
-    def expect(self, seconds: float) -> None:
-        """From now on the peer has ``seconds`` per message (``math.inf``: no deadline)."""
-        if seconds == self._seconds:
-            return
-        self._seconds = seconds
-        if self._scope is not None:
-            self._scope.deadline = self._deadline()
-
-    def _deadline(self) -> float:
-        return math.inf if math.isinf(self._seconds) else trio.current_time() + self._seconds
-
-    @contextmanager
-    def reading(self) -> Iterator[trio.CancelScope]:
-        """A cancel scope around one wait for a message, with the current deadline."""
-        with trio.CancelScope(deadline=self._deadline()) as scope:
-            self._scope = scope
-            try:
-                yield scope
-            finally:
-                self._scope = None
 
 
 class Outbox:

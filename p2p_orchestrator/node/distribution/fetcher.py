@@ -24,9 +24,10 @@ import trio
 from p2p_orchestrator._distribution import InstallArchive
 from p2p_orchestrator.errors import Busy, OrchestratorError, ProtocolError, ServiceDistributionError
 from p2p_orchestrator.node.distribution._receive import ReceiveSession, SessionOutcome
-from p2p_orchestrator.node.distribution._stream import ReadDeadline, TransferStream
+from p2p_orchestrator.node.distribution._stream import TransferStream
 from p2p_orchestrator.node.distribution.context import TransferContext
 from p2p_orchestrator.node.distribution.pusher import RETRYABLE, exhausted, retry_delay
+from p2p_orchestrator.node.host._read_deadline import MessageDeadline
 from p2p_orchestrator.node.host._stream import StreamBroken
 from p2p_orchestrator.transfer import Abort, Fetch, Offer, Result, TransferReceiver
 
@@ -109,7 +110,7 @@ class ArchiveFetcher:
     async def _offer(self, stream: TransferStream) -> Offer:
         """The peer's answer to our fetch: its offer, or its refusal raised."""
         seconds = self._transfers.settings.read_timeout
-        deadline = ReadDeadline(seconds)
+        deadline = MessageDeadline(seconds)
         with deadline.reading() as scope:
             message = await stream.receive()
         if scope.cancelled_caught:

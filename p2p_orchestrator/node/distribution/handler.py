@@ -52,11 +52,12 @@ from p2p_orchestrator.errors import (
 from p2p_orchestrator.node.distribution._archives import ArchiveFile
 from p2p_orchestrator.node.distribution._receive import ReceiveSession, SessionOutcome
 from p2p_orchestrator.node.distribution._send import SendSession
-from p2p_orchestrator.node.distribution._stream import ReadDeadline, TransferStream
+from p2p_orchestrator.node.distribution._stream import TransferStream
 from p2p_orchestrator.node.distribution.context import TransferContext
 from p2p_orchestrator.node.distribution.swarm_member import SwarmMembership
 from p2p_orchestrator.node.distribution.swarm_origin import SWARM_CHUNK_SIZE
 from p2p_orchestrator.node.distribution.swarm_registry import SwarmMembers
+from p2p_orchestrator.node.host._read_deadline import MessageDeadline
 from p2p_orchestrator.node.host._stream import NetStream, RawStream, StreamBroken
 from p2p_orchestrator.transfer import (
     Abort,
@@ -161,7 +162,7 @@ class TransferStreamHandler:
 
     async def _first_message(self, stream: TransferStream) -> TransferMessage | None:
         seconds = self._transfers.settings.read_timeout
-        deadline = ReadDeadline(seconds)
+        deadline = MessageDeadline(seconds)
         with deadline.reading() as scope:
             try:
                 message = await stream.receive()

@@ -42,8 +42,9 @@ import trio
 from p2p_orchestrator.errors import OrchestratorError, ProtocolError, ServiceDistributionError
 from p2p_orchestrator.node.distribution._receive import ReceiveSession, SessionOutcome
 from p2p_orchestrator.node.distribution._send import SendSession
-from p2p_orchestrator.node.distribution._stream import ReadDeadline, TransferStream
+from p2p_orchestrator.node.distribution._stream import TransferStream
 from p2p_orchestrator.node.distribution.context import TransferContext
+from p2p_orchestrator.node.host._read_deadline import MessageDeadline
 from p2p_orchestrator.node.host._stream import StreamBroken
 from p2p_orchestrator.transfer import (
     Abort,
@@ -317,7 +318,7 @@ class SwarmMembership:
 
     async def _offer(self, stream: TransferStream) -> Offer:
         seconds = self._transfers.settings.read_timeout + JOIN_SECONDS
-        with ReadDeadline(seconds).reading() as scope:
+        with MessageDeadline(seconds).reading() as scope:
             message = await stream.receive()
         if scope.cancelled_caught or message is None:
             raise ServiceDistributionError("no answer to the swarm fetch", code="transfer_timeout")

@@ -59,7 +59,7 @@ class ClientChannel:
         self._idle_close = idle_close
         self._pending = PendingCalls()
         self._idle_since = trio.current_time()
-        self._reads = ReadDeadline(stream, self._deadline)
+        self._reads = ReadDeadline(self._deadline)
         self._closing = False
         self._closed = trio.Event()
         self.close_reason: OrchestratorError | None = None
@@ -168,7 +168,7 @@ class ClientChannel:
 
     async def _receive(self) -> bytes | None:
         try:
-            data = await self._reads.receive()
+            data = await self._reads.receive(self._stream)
         except StreamBroken as exc:
             log.debug("our RPC stream to %s broke: %s", self.peer_id, exc)
             return None

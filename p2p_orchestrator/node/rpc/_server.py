@@ -92,7 +92,7 @@ class ServerStream:
         self._got_frame = False
         self._frame_started: float | None = None
         self._idle_since = self._opened_at
-        self._reads = ReadDeadline(stream, self._deadline)
+        self._reads = ReadDeadline(self._deadline)
 
     @property
     def peer_id(self) -> str:
@@ -132,7 +132,7 @@ class ServerStream:
         elif self._frame_started is None:
             self._frame_started = now
         try:
-            data = await self._reads.receive()
+            data = await self._reads.receive(self._stream)
         except StreamBroken as exc:
             log.debug("RPC stream of %s broke: %s", self.peer_id, exc)
             return None
