@@ -58,7 +58,7 @@ from p2p_orchestrator.node.distribution.swarm_member import SwarmMembership
 from p2p_orchestrator.node.distribution.swarm_origin import SWARM_CHUNK_SIZE
 from p2p_orchestrator.node.distribution.swarm_registry import SwarmMembers
 from p2p_orchestrator.node.host._read_deadline import MessageDeadline
-from p2p_orchestrator.node.host._stream import NetStream, RawStream, StreamBroken
+from p2p_orchestrator.node.host._stream import NetStream, RawStream, StreamBroken, reset_raw
 from p2p_orchestrator.transfer import (
     Abort,
     Fetch,
@@ -116,7 +116,7 @@ class TransferStreamHandler:
             if net is not None:
                 await net.reset()  # a no-op once closed cleanly
             else:
-                await _reset_raw(raw)
+                await reset_raw(raw)
 
     async def _handle(self, stream: TransferStream) -> None:
         if self._closed:
@@ -346,11 +346,3 @@ class TransferStreamHandler:
                 f"this node holds no archive with sha256 {fetch.archive_hash}", code="archive_not_found"
             )
         return path
-
-
-async def _reset_raw(raw: Any) -> None:
-    with trio.CancelScope(shield=True), trio.move_on_after(2.0):
-        try:
-            await raw.reset()
-        except Exception as exc:
-            log.debug("could not reset a stream: %s", exc)

@@ -23,13 +23,13 @@ never taken as success here: the framing layer decides what an EOF means.
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 
 from p2p_orchestrator.node.host import _yamux_reads
 
-__all__ = ["NetStream", "RawStream", "StreamBroken"]
+__all__ = ["NetStream", "RawStream", "StreamBroken", "reset_raw"]
 
 log = logging.getLogger("p2p_orchestrator.node")
 
@@ -167,3 +167,12 @@ class NetStream:
                 await self.raw.reset()
             except Exception as exc:
                 log.debug("resetting a stream of %s failed: %s", self.peer_id, exc)
+
+
+async def reset_raw(raw: Any) -> None:
+    """Reset a py-libp2p stream that never became a :class:`NetStream`; never raises."""
+    with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_SECONDS):
+        try:
+            await raw.reset()
+        except Exception as exc:
+            log.debug("could not reset a stream: %s", exc)

@@ -29,7 +29,7 @@ from p2p_orchestrator.callers import Caller
 from p2p_orchestrator.errors import Busy, PermissionDenied
 from p2p_orchestrator.node.access import AccessControl
 from p2p_orchestrator.node.host._limits import StreamLimiter
-from p2p_orchestrator.node.host._stream import NetStream, RawStream, StreamBroken
+from p2p_orchestrator.node.host._stream import NetStream, RawStream, StreamBroken, reset_raw
 from p2p_orchestrator.node.rpc._server import Deadlines, ServerStream
 from p2p_orchestrator.wire import ErrorReply, Request, RpcConnection
 
@@ -84,7 +84,7 @@ class RpcStreamHandler:
             if stream is not None:
                 await stream.reset()
             else:
-                await _reset_raw(raw)
+                await reset_raw(raw)
 
     async def _handle(self, stream: NetStream) -> None:
         if self._closed:
@@ -148,11 +148,3 @@ class RpcStreamHandler:
         self._closed = True
         for scope in self._serving:
             scope.cancel()
-
-
-async def _reset_raw(raw: Any) -> None:
-    with trio.CancelScope(shield=True), trio.move_on_after(2.0):
-        try:
-            await raw.reset()
-        except Exception as exc:
-            log.debug("could not reset a stream: %s", exc)
