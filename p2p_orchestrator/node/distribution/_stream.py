@@ -106,10 +106,7 @@ class TransferStream:
 
     async def send_last(self, message: TransferMessage) -> None:
         """Send one last message (a refusal, an abort) if the peer takes it, then close; never raises."""
-        try:
-            await self.send(message)
-        except (StreamBroken, ProtocolError) as exc:
-            log.debug("could not send %s to %s: %s", message.TYPE, self.peer_id, exc)
+        await self._send_quietly(message)
         await self.close()
 
     async def refuse(self, message: TransferMessage) -> None:
@@ -118,11 +115,14 @@ class TransferStream:
         What the peer still sends is dropped (at most 256 KiB, for at most 5 s) until its EOF.
         Never raises.
         """
+        await self._send_quietly(message)
+        await self.net.close_and_discard(max_bytes=256 * 1024, time_limit=5.0)
+
+    async def _send_quietly(self, message: TransferMessage) -> None:
         try:
             await self.send(message)
         except (StreamBroken, ProtocolError) as exc:
             log.debug("could not send %s to %s: %s", message.TYPE, self.peer_id, exc)
-        await self.net.close_and_discard(max_bytes=256 * 1024, time_limit=5.0)
 
     async def close(self) -> None:
         """Half-close our side (a clean end after our last frame); never raises."""
