@@ -5,24 +5,49 @@ API; ``"<service>/<method>"`` paths reach a running service's exposed methods.
 The same table serves local calls (``orch.rpc.call``), the node's control socket
 and remote peers: only the caller's permissions differ.  Parameters are checked
 here, before anything runs, so every entry point refuses bad input the same way.
+
+The table is not written by hand: an API method joins it with :func:`api_method`
+(its permission), and :func:`method_table` reads its parameters and their types
+from the method's own signature::
+
+    @api_method(Permission.DEPLOY)
+    async def stop_service(self, service_name: str, force: bool = False) -> dict[str, Any]: ...
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import types
+import typing
+from collections import abc
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from p2p_orchestrator._patterns import METHOD_PATH
 from p2p_orchestrator.callers import LOCAL_CALLER, Caller, Permission
 from p2p_orchestrator.config import OrchestratorConfig
 from p2p_orchestrator.errors import PermissionDenied, ServiceCallError
 
-__all__ = ["Caller", "LOCAL_CALLER", "METHODS", "MethodSpec", "Permission", "Rpc"]
+__all__ = [
+    "LOCAL_CALLER",
+    "Caller",
+    "MethodSpec",
+    "Param",
+    "Permission",
+    "Rpc",
+    "RpcApi",
+    "api_method",
+    "check_params",
+    "method_table",
+]
 
 
 @dataclass(frozen=True)
 class Param:
+    """One parameter of a method: the message types it accepts, and whether it must be given."""
+
     types: tuple[type, ...]
     required: bool = True
 
@@ -36,56 +61,90 @@ class MethodSpec:
     params: Mapping[str, Param]
 
 
-_NAME = {"service_name": Param((str,))}
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
-METHODS: dict[str, MethodSpec] = {
-    spec.name: spec
-    for spec in (
-        MethodSpec(
-            "install_service",
-            Permission.DEPLOY,
-            {"archive_data": Param((bytes,)), "force_reinstall": Param((bool,), required=False)},
-        ),
-        MethodSpec(
-            "uninstall_service", Permission.DEPLOY, {**_NAME, "force": Param((bool,), required=False)}
-        ),
-        MethodSpec("start_service", Permission.DEPLOY, _NAME),
-        MethodSpec("stop_service", Permission.DEPLOY, {**_NAME, "force": Param((bool,), required=False)}),
-        MethodSpec("restart_service", Permission.DEPLOY, _NAME),
-        # a rollback is a downgrade: only an admin (or the local operator) may force one
-        MethodSpec("rollback_service", Permission.ADMIN, {**_NAME, "force": Param((bool,), required=False)}),
-        MethodSpec("list_services", Permission.READ, {}),
-        MethodSpec("get_service_info", Permission.READ, _NAME),
-        MethodSpec("export_service", Permission.READ, _NAME),
-        MethodSpec("get_orchestrator_status", Permission.READ, {}),
-        MethodSpec(
-            "get_metrics", Permission.READ, {"service_name": Param((str, type(None)), required=False)}
-        ),
-        MethodSpec("get_service_logs", Permission.READ, {**_NAME, "lines": Param((int,), required=False)}),
-        MethodSpec(
-            "get_events",
-            Permission.READ,
-            {"limit": Param((int,), required=False), "types": Param((list, type(None)), required=False)},
-        ),
-        MethodSpec(
-            "distribute_service",
-            Permission.DEPLOY,
-            {
-                **_NAME,
-                "target_nodes": Param((list,)),
-                "force_reinstall": Param((bool,), required=False),
-                "auto_start": Param((bool, type(None)), required=False),
-                "strategy": Param((str,), required=False),
-                "concurrency": Param((int, type(None)), required=False),
-            },
-        ),
-        MethodSpec(
-            "fetch_service",
-            Permission.DEPLOY,
-            {**_NAME, "from_peer": Param((str,)), "force_reinstall": Param((bool,), required=False)},
-        ),
-    )
+_MARK = "__rpc_method__"
+
+
+@dataclass(frozen=True)
+class _Mark:
+    permission: Permission
+    wire: Mapping[str, tuple[type, ...]]
+
+
+def api_method(
+    permission: Permission, *, wire: Mapping[str, type | tuple[type, ...]] | None = None
+) -> Callable[[F], F]:
+    """Put an ``async def`` method of the API in the RPC table, callable with ``permission``.
+
+    Its parameters are read from its signature (:func:`method_table`), so they are written
+    once.  ``wire`` narrows a parameter's accepted types for calls that arrive as messages
+    (``install_service`` takes a path from local Python callers, only bytes over the wire).
+    """
+    narrowed = {name: types if isinstance(types, tuple) else (types,) for name, types in (wire or {}).items()}
+
+    def mark(func: F) -> F:
+        checked: Any = func  # keep `func` typed as F: iscoroutinefunction would narrow it
+        if not inspect.iscoroutinefunction(checked):
+            raise TypeError(f"@api_method needs an 'async def' method; {func.__qualname__} is not")
+        setattr(func, _MARK, _Mark(permission, narrowed))
+        return func
+
+    return mark
+
+
+@functools.cache
+def method_table(api: type) -> Mapping[str, MethodSpec]:
+    """The RPC table of an API class: each :func:`api_method` with its permission and parameters.
+
+    A parameter's types come from its annotation (``str``, ``int``, ``bool``, ``bytes``, a list or
+    sequence as ``list``, a map as ``dict``, ``X | None``); it is required when it has no default.
+    An annotation the wire cannot carry is a :class:`TypeError` here, when the table is built.
+    """
+    table: dict[str, MethodSpec] = {}
+    for name in dir(api):
+        func = getattr(api, name)
+        mark = getattr(func, _MARK, None)
+        if not isinstance(mark, _Mark):
+            continue
+        hints = typing.get_type_hints(func)
+        params: dict[str, Param] = {}
+        for parameter in list(inspect.signature(func).parameters.values())[1:]:
+            if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+                raise TypeError(f"{api.__name__}.{name}: an RPC method takes named parameters only")
+            types = mark.wire.get(parameter.name) or _wire_types(
+                hints[parameter.name], f"{name}({parameter.name})"
+            )
+            params[parameter.name] = Param(types, required=parameter.default is parameter.empty)
+        unknown = set(mark.wire) - set(params)
+        if unknown:
+            raise TypeError(f"{api.__name__}.{name}: wire= names no parameter: {', '.join(sorted(unknown))}")
+        table[name] = MethodSpec(name, mark.permission, params)
+    return table
+
+
+_WIRE_TYPES: dict[Any, type] = {
+    str: str,
+    int: int,
+    bool: bool,
+    bytes: bytes,
+    float: float,
+    type(None): type(None),
+    list: list,
+    abc.Sequence: list,
+    dict: dict,
+    abc.Mapping: dict,
 }
+
+
+def _wire_types(hint: Any, where: str) -> tuple[type, ...]:
+    """The message types that carry a value of type ``hint``."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return tuple(t for member in typing.get_args(hint) for t in _wire_types(member, where))
+    carried = _WIRE_TYPES.get(typing.get_origin(hint) or hint)
+    if carried is None:
+        raise TypeError(f"{where}: the wire cannot carry {hint!r}; annotate it, or narrow it with wire=")
+    return (carried,)
 
 
 def check_params(path: str, spec: Mapping[str, Param], params: Mapping[str, Any]) -> dict[str, Any]:
@@ -129,18 +188,23 @@ def _own_life_cycle(caller: Caller, method: str, params: Mapping[str, Any]) -> b
     )
 
 
-ServiceCallHandler = Callable[[str, str, dict[str, Any], Caller], Awaitable[Any]]
-RemoteCallHandler = Callable[[str, str, dict[str, Any]], Awaitable[Any]]
-"""``(peer_id, method, params) -> result``: how a call addressed to another node leaves this one."""
+class RpcApi(Protocol):
+    """What the table needs of the API it routes to (the :class:`~p2p_orchestrator.Orchestrator`).
 
-
-class _Api(Protocol):
-    """What the table needs of the API it routes to (the :class:`~p2p_orchestrator.Orchestrator`)."""
+    Its :func:`api_method` methods are the ``orchestrator/<method>`` paths.
+    """
 
     @property
     def config(self) -> OrchestratorConfig: ...
 
-    def remote_view(self, method: str, result: Any) -> Any: ...
+    def remote_view(self, method: str, result: Any) -> Any:
+        """What another node may see of ``method``'s ``result``."""
+
+    async def call_service(self, service: str, method: str, params: dict[str, Any], caller: Caller) -> Any:
+        """Call ``method`` of the running service ``service`` as ``caller``."""
+
+    async def call_peer(self, peer: str, method: str, params: dict[str, Any]) -> Any:
+        """Send the call to the node ``peer`` (a peer ID or a name of ``[peers]``)."""
 
 
 class Rpc:
@@ -151,12 +215,10 @@ class Rpc:
     authenticated.
     """
 
-    def __init__(self, orchestrator: _Api) -> None:
-        self._orchestrator = orchestrator
-        self.service_call_handler: ServiceCallHandler | None = None
-        """Set by the runtime: how ``"<service>/<method>"`` calls reach a service."""
-        self.remote_call_handler: RemoteCallHandler | None = None
-        """Set by the node (:mod:`p2p_orchestrator.node`): how calls with ``peer=`` reach another node."""
+    def __init__(self, api: RpcApi) -> None:
+        self._api = api
+        self.methods = method_table(type(api))
+        """The ``orchestrator/<method>`` table: name -> :class:`MethodSpec`."""
 
     async def call(
         self,
@@ -173,7 +235,9 @@ class Rpc:
         peer cannot use this node as a relay).
         """
         if peer is not None:
-            return await self._call_peer(peer, method, params, caller)
+            if not caller.is_local:
+                raise PermissionDenied(f"peer {caller.peer_id} may not relay calls through this node")
+            return await self._api.call_peer(peer, method, dict(params or {}))
         if not isinstance(method, str) or not (match := METHOD_PATH.fullmatch(method)):
             raise ServiceCallError(
                 f"bad method path {method!r}: expected '<service>/<method>' or 'orchestrator/<method>'",
@@ -182,41 +246,28 @@ class Rpc:
         target, name = match.groups()
         params = {} if params is None else params
         if target == "orchestrator":
-            spec = METHODS.get(name)
-            if spec is None:
-                raise ServiceCallError(
-                    f"unknown orchestrator method {name!r}; known: {', '.join(sorted(METHODS))}",
-                    code="unknown_method",
-                )
-            if spec.permission not in caller.permissions and not _own_life_cycle(caller, name, params):
-                raise PermissionDenied(
-                    f"peer {caller.peer_id} may not call {method} (needs the {spec.permission.value} permission)"
-                )
-            kwargs = check_params(method, spec.params, params)
-            if kwargs.get("force_reinstall") is True and Permission.ADMIN not in caller.permissions:
-                raise PermissionDenied(
-                    f"peer {caller.peer_id} may not force a reinstall or a downgrade with {method} "
-                    "(force_reinstall needs the admin permission)"
-                )
-            handler: Callable[..., Awaitable[Any]] = getattr(self._orchestrator, name)
-            result = await handler(**kwargs)
-            return result if caller.is_local else self._orchestrator.remote_view(name, result)
+            return await self._call_api(method, name, params, caller)
         if not isinstance(params, Mapping):
             raise ServiceCallError(f"{method}: params must be a map", code="bad_params")
-        if self.service_call_handler is None:
-            raise ServiceCallError(
-                f"cannot call {method}: service {target!r} is not running", code="service_not_running"
-            )
-        return await self.service_call_handler(target, name, dict(params), caller)
+        return await self._api.call_service(target, name, dict(params), caller)
 
-    async def _call_peer(
-        self, peer: str, method: str, params: Mapping[str, Any] | None, caller: Caller
-    ) -> Any:
-        if not caller.is_local:
-            raise PermissionDenied(f"peer {caller.peer_id} may not relay calls through this node")
-        if self.remote_call_handler is None:
+    async def _call_api(self, path: str, name: str, params: Mapping[str, Any], caller: Caller) -> Any:
+        spec = self.methods.get(name)
+        if spec is None:
             raise ServiceCallError(
-                f"cannot call {method} on peer {peer}: this node runs no network layer", code="no_network"
+                f"unknown orchestrator method {name!r}; known: {', '.join(sorted(self.methods))}",
+                code="unknown_method",
             )
-        peer_id = self._orchestrator.config.resolve_peer(peer)
-        return await self.remote_call_handler(peer_id, method, dict(params or {}))
+        if spec.permission not in caller.permissions and not _own_life_cycle(caller, name, params):
+            raise PermissionDenied(
+                f"peer {caller.peer_id} may not call {path} (needs the {spec.permission.value} permission)"
+            )
+        kwargs = check_params(path, spec.params, params)
+        if kwargs.get("force_reinstall") is True and Permission.ADMIN not in caller.permissions:
+            raise PermissionDenied(
+                f"peer {caller.peer_id} may not force a reinstall or a downgrade with {path} "
+                "(force_reinstall needs the admin permission)"
+            )
+        handler: Callable[..., Awaitable[Any]] = getattr(self._api, name)
+        result = await handler(**kwargs)
+        return result if caller.is_local else self._api.remote_view(name, result)

@@ -1,6 +1,6 @@
 """The progress bar of a distribution, fed by ``distribution_progress`` events (on stderr).
 
-An event's ``data`` (see :class:`p2p_orchestrator._distribution.DistributionProgress`):
+An event's ``data`` (see :class:`p2p_orchestrator.orchestrator.distribution.DistributionProgress`):
 ``bytes_received`` (what the targets hold, from the origin or, in a swarm, from each other)
 of ``bytes_total`` (the archive's size times the targets), and ``targets_done``,
 ``targets_failed``, ``targets_total``.  The bar shows ``bytes_received``; a node too old to

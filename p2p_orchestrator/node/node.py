@@ -24,8 +24,10 @@ What it owns, all torn down on exit:
 * the peer book and the reconnect tasks (:mod:`~p2p_orchestrator.node.host._dialer`);
 * a nursery for its background tasks.
 
-While it runs, the orchestrator's :attr:`~p2p_orchestrator.rpc.Rpc.remote_call_handler`
-points here, so ``rpc.call(method, params, peer=PEER_ID)`` reaches other nodes.
+While it runs, the orchestrator is linked to it
+(:class:`~p2p_orchestrator.orchestrator.NetworkLink`): ``rpc.call(method, params,
+peer=PEER_ID)`` reaches other nodes, ``distribute_service`` and ``fetch_service`` move
+archives through ``node.transfers``, and ``get_metrics`` has the network's figures.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ from p2p_orchestrator.node.proxy import RemoteProxy
 from p2p_orchestrator.node.rpc._handler import RpcStreamHandler
 from p2p_orchestrator.node.rpc._pool import ChannelPool
 from p2p_orchestrator.node.rpc._server import Deadlines
-from p2p_orchestrator.orchestrator import Orchestrator
+from p2p_orchestrator.orchestrator import NetworkLink, Orchestrator
 from p2p_orchestrator.rpc import Rpc
 from p2p_orchestrator.wire import RPC_PROTOCOL_ID
 
@@ -172,10 +174,12 @@ class Node:
                     lambda p=peer, a=address: book.record(p.to_base58(), [str(a)], pin=True)
                 )
             dialer.start()
-            self.rpc.remote_call_handler = self._relay
             self._running = True
             self.transfers = await stack.enter_async_context(NodeTransfers(self, nursery))
-            self.orchestrator.network_metrics = self._network_metrics
+            link = NetworkLink(
+                call_peer=self._relay, distributor=self.transfers, metrics=self._network_metrics
+            )
+            stack.enter_context(self.orchestrator.linked(link))
             log.info("Node %s listening on %s", self._peer_id, ", ".join(self.listen_addrs))
             self._stack = stack.pop_all()
         return self
@@ -201,10 +205,6 @@ class Node:
         }
 
     async def _shutdown(self, nursery: trio.Nursery) -> None:
-        if self.orchestrator.network_metrics == self._network_metrics:
-            self.orchestrator.network_metrics = None
-        if self.rpc.remote_call_handler == self._relay:
-            self.rpc.remote_call_handler = None
         if self._dialer is not None:
             self._dialer.close()
         self._handler.close()

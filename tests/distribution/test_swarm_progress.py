@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import trio
 
-from p2p_orchestrator import _distribution
 from p2p_orchestrator.events import Event
 from p2p_orchestrator.node import Node
+from p2p_orchestrator.orchestrator import distribution as _distribution
 from tests.distribution.support import CHUNK, blob_archive, transfer_swarm, transfers
 
 SERVICE = "example_service"

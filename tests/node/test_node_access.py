@@ -15,10 +15,11 @@ import pytest
 import trio
 
 from p2p_orchestrator import OrchestratorError, PermissionDenied
+from p2p_orchestrator.callers import Permission
 from p2p_orchestrator.config import AccessSettings, ConfigError
 from p2p_orchestrator.node import Node
 from p2p_orchestrator.node.access import ROLES_FILE_NAME, AccessControl, Role
-from p2p_orchestrator.rpc import METHODS, Permission
+from p2p_orchestrator.orchestrator import METHODS
 from p2p_orchestrator.testing import swarm
 from tests.helpers import make_archive, tree_digest
 from tests.node.support import fast_config

@@ -49,7 +49,8 @@ from p2p_orchestrator.node import Node
 from p2p_orchestrator.node.access import ROLE_PERMISSIONS, Role
 from p2p_orchestrator.node.host._limits import StreamLimiter
 from p2p_orchestrator.node.host._stream import NetStream
-from p2p_orchestrator.rpc import LOCAL_CALLER, METHODS, Caller, MethodSpec, Permission
+from p2p_orchestrator.orchestrator import METHODS
+from p2p_orchestrator.rpc import LOCAL_CALLER, Caller, MethodSpec, Permission
 from p2p_orchestrator.runtime._procfs import process_start_ticks
 from p2p_orchestrator.runtime.admission import AdmissionLimits, CallAdmission
 from p2p_orchestrator.testing import swarm

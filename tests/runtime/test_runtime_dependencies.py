@@ -240,7 +240,7 @@ async def test_a_start_racing_a_breaking_install_is_refused_not_run_against_it(
     await install(rt, tmp_path, "c", [])
     await install(rt, tmp_path, "b", ["c<2"])
     building, release = trio.Event(), trio.Event()
-    real_ensure = rt._venvs.ensure
+    real_ensure = rt._open.catalog.venvs.ensure
 
     async def slow_ensure(name: str, requirements: Any) -> Any:
         if name == "c" and not release.is_set():
@@ -248,7 +248,7 @@ async def test_a_start_racing_a_breaking_install_is_refused_not_run_against_it(
             await release.wait()
         return await real_ensure(name, requirements)
 
-    monkeypatch.setattr(rt._venvs, "ensure", slow_ensure)
+    monkeypatch.setattr(rt._open.catalog.venvs, "ensure", slow_ensure)
     outcome: dict[str, Any] = {}
 
     async def start_b() -> None:

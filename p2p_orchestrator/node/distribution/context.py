@@ -11,14 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from p2p_orchestrator.node.access import AccessControl
 from p2p_orchestrator.node.distribution._receive import CutHook
 from p2p_orchestrator.node.distribution._stream import TransferStream
 from p2p_orchestrator.node.host._limits import StreamLimiter
 from p2p_orchestrator.node.host._stream import NetStream
-from p2p_orchestrator.orchestrator import Orchestrator
 from p2p_orchestrator.transfer import PartialTransfer, TransferManifest
 
 __all__ = ["TransferContext", "TransferHooks", "TransferSettings"]
@@ -65,8 +64,15 @@ class TransferContext(Protocol):
         """Inbound transfer streams open, per peer and in all."""
         ...
 
-    @property
-    def orchestrator(self) -> Orchestrator: ...
+    async def install_received(
+        self, path: Path, *, force_reinstall: bool, auto_start: bool
+    ) -> dict[str, Any]:
+        """Install an archive a peer pushed (``install_service`` and the start it asked for)."""
+        ...
+
+    def export_path(self, service_name: str) -> Path:
+        """The cached archive of the service's current version (refused if not installed)."""
+        ...
 
     @property
     def access(self) -> AccessControl:

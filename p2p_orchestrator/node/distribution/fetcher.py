@@ -21,7 +21,6 @@ from typing import Any
 
 import trio
 
-from p2p_orchestrator._distribution import InstallArchive
 from p2p_orchestrator.errors import Busy, OrchestratorError, ProtocolError, ServiceDistributionError
 from p2p_orchestrator.node.distribution._receive import ReceiveSession, SessionOutcome
 from p2p_orchestrator.node.distribution._stream import TransferStream
@@ -29,6 +28,7 @@ from p2p_orchestrator.node.distribution.context import TransferContext
 from p2p_orchestrator.node.distribution.pusher import RETRYABLE, exhausted, retry_delay
 from p2p_orchestrator.node.host._read_deadline import MessageDeadline
 from p2p_orchestrator.node.host._stream import StreamBroken
+from p2p_orchestrator.orchestrator.distribution import InstallArchive
 from p2p_orchestrator.transfer import Abort, Fetch, Offer, Result, TransferReceiver
 
 __all__ = ["ArchiveFetcher"]

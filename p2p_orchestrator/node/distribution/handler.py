@@ -277,7 +277,7 @@ class TransferStreamHandler:
         self, session: ReceiveSession, path: Path, offer: Offer, member: SwarmMembership | None
     ) -> dict[str, Any]:
         started = time.monotonic()
-        result = await self._transfers.orchestrator.install_received(
+        result = await self._transfers.install_received(
             path, force_reinstall=offer.options.force_reinstall, auto_start=offer.options.auto_start
         )
         received = {"bytes": session.bytes_received, "install_seconds": round(time.monotonic() - started, 4)}
@@ -338,7 +338,7 @@ class TransferStreamHandler:
                 f"peer {peer} may not fetch archives from this node (needs the read permission)"
             )
         if fetch.service is not None:
-            return self._transfers.orchestrator.export_path(fetch.service)
+            return self._transfers.export_path(fetch.service)
         assert fetch.archive_hash is not None
         path = await self._transfers.cached_archive(fetch.archive_hash)
         if path is None:

@@ -1,6 +1,6 @@
 """``ArchivePusher``: ``distribute_service``'s push -- one archive to many peers at once.
 
-For one :class:`~p2p_orchestrator._distribution.DistributionRequest` it builds the archive's
+For one :class:`~p2p_orchestrator.orchestrator.distribution.DistributionRequest` it builds the archive's
 manifest once (cached), holds the file open, and serves every target concurrently, at most
 ``request.concurrency`` at a time.  Each target gets its own stream and
 :class:`~p2p_orchestrator.node.distribution._send.SendSession` (``offer``, purpose ``install``, with the
@@ -45,12 +45,16 @@ from typing import Any
 import trio
 
 from p2p_orchestrator._backoff import exponential_delay
-from p2p_orchestrator._distribution import DistributionProgress, DistributionRequest, TargetOutcome
 from p2p_orchestrator.errors import Busy, OrchestratorError, RemoteError, ServiceDistributionError
 from p2p_orchestrator.node.distribution._archives import ArchiveFile
 from p2p_orchestrator.node.distribution._send import SendSession
 from p2p_orchestrator.node.distribution._stream import TransferStream
 from p2p_orchestrator.node.distribution.context import TransferContext
+from p2p_orchestrator.orchestrator.distribution import (
+    DistributionProgress,
+    DistributionRequest,
+    TargetOutcome,
+)
 from p2p_orchestrator.transfer import Bitfield, TransferOptions, TransferSender
 
 __all__ = ["RETRYABLE", "ArchivePusher", "retry_delay"]

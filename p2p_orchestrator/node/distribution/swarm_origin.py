@@ -25,9 +25,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from p2p_orchestrator._distribution import DistributionProgress, DistributionRequest, TargetOutcome
 from p2p_orchestrator.errors import OrchestratorError
 from p2p_orchestrator.node.distribution.pusher import ArchivePusher
+from p2p_orchestrator.orchestrator.distribution import (
+    DistributionProgress,
+    DistributionRequest,
+    TargetOutcome,
+)
 from p2p_orchestrator.transfer import MAX_PEERS
 
 __all__ = ["SWARM_CHUNK_SIZE", "SwarmPusher"]

@@ -12,8 +12,9 @@ The node opens one while it runs (``node.transfers``); it owns, and tears down w
   :class:`~p2p_orchestrator.node.distribution.fetcher.ArchiveFetcher`;
 * the manifests of the archives it sends (:class:`~p2p_orchestrator.node.distribution._archives.ManifestCache`).
 
-While it runs it is the orchestrator's :attr:`~p2p_orchestrator.Orchestrator.distributor` (the
-seam of :mod:`p2p_orchestrator._distribution`).  The rules it applies -- deadlines, limits,
+While it runs it is the orchestrator's
+:class:`~p2p_orchestrator.orchestrator.distribution.Distributor` (the node lends it in its
+:class:`~p2p_orchestrator.orchestrator.NetworkLink`).  The rules it applies -- deadlines, limits,
 roles, retries -- are in ``docs/protocol.md``, "Transfer protocol", "The node's rules".
 
 :class:`TransferHooks` lets tests and benchmarks cut streams at chosen points.
@@ -32,12 +33,6 @@ import trio
 from libp2p.abc import IHost
 from libp2p.custom_types import TProtocol
 
-from p2p_orchestrator._distribution import (
-    DistributionProgress,
-    DistributionRequest,
-    InstallArchive,
-    TargetOutcome,
-)
 from p2p_orchestrator.errors import OrchestratorError, ServiceCallError, ServiceDistributionError
 from p2p_orchestrator.node.access import AccessControl
 from p2p_orchestrator.node.distribution._archives import ManifestCache
@@ -52,6 +47,12 @@ from p2p_orchestrator.node.host._build import parse_peer_id
 from p2p_orchestrator.node.host._limits import StreamLimiter
 from p2p_orchestrator.node.host._stream import NetStream, RawStream
 from p2p_orchestrator.orchestrator import Orchestrator
+from p2p_orchestrator.orchestrator.distribution import (
+    DistributionProgress,
+    DistributionRequest,
+    InstallArchive,
+    TargetOutcome,
+)
 from p2p_orchestrator.transfer import (
     DEFAULT_CHUNK_SIZE,
     TRANSFER_PROTOCOL_ID,
@@ -146,14 +147,11 @@ class NodeTransfers:
         )
         self.node.host.set_stream_handler(TRANSFER_PROTOCOL, self.handler)
         self.nursery.start_soon(self._collect_forever, name="collect partial transfers")
-        orchestrator.distributor = self
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self.orchestrator.distributor is self:
-            self.orchestrator.distributor = None
         self._collector.cancel()
         self.handler.close()
 
@@ -169,7 +167,7 @@ class NodeTransfers:
                 if removed:
                     log.info("Removed %d stale partial transfer(s)", len(removed))
 
-    # -- the orchestrator's seam (p2p_orchestrator._distribution.Distributor) ----------------------
+    # -- the orchestrator's seam (a Distributor) ----------------------
 
     @property
     def strategies(self) -> frozenset[str]:
@@ -185,6 +183,16 @@ class NodeTransfers:
         return await self.fetcher.fetch(service_name, from_peer, install)
 
     # -- shared by the handler, the pusher and the fetcher --------------------------------------
+
+    async def install_received(
+        self, path: Path, *, force_reinstall: bool, auto_start: bool
+    ) -> dict[str, Any]:
+        return await self.orchestrator.install_received(
+            path, force_reinstall=force_reinstall, auto_start=auto_start
+        )
+
+    def export_path(self, service_name: str) -> Path:
+        return self.orchestrator.export_path(service_name)
 
     @property
     def peer_id(self) -> str:

@@ -1,18 +1,17 @@
-"""The distribution half of the :class:`~p2p_orchestrator.Orchestrator` API: push and pull archives.
+"""``Distribution``: the API's half that moves archives -- push to other nodes, pull from one.
 
 ``distribute_service`` sends a service's current archive to other nodes and installs it there;
 ``fetch_service`` asks one node for its current archive of a service and installs it here.
 The orchestrator knows nothing of the network.  It checks the arguments, finds the archive,
 logs, publishes the events and shapes the result; the moving is done by a :class:`Distributor`,
-a seam the node layer fills while it runs (:mod:`p2p_orchestrator.node.distribution.transfers`), exactly as
-it fills :attr:`~p2p_orchestrator.rpc.Rpc.remote_call_handler`.  An orchestrator without a node
-refuses both with ``ServiceDistributionError(code="no_network")``.
+which the node layer gives the orchestrator while it runs, with the rest of its
+:class:`~p2p_orchestrator.orchestrator.network.NetworkLink`
+(:mod:`p2p_orchestrator.node.distribution.transfers` is the one a node has).  An orchestrator
+without a node refuses both with ``ServiceDistributionError(code="no_network")``.
 
-A received archive is installed by :meth:`DistributionApi.install_received`, which is
-:meth:`~p2p_orchestrator.Orchestrator.install_service` itself (same validation, version policy,
-auto-start, revert and events), plus the start the sender may have asked for.
-
-:class:`DistributionApi` is a mixin of ``Orchestrator`` only.
+A received archive is installed by :meth:`Distribution.install_received`, which is
+``install_service`` itself (same validation, version policy, auto-start, revert and
+events), plus the start the sender may have asked for.
 """
 
 from __future__ import annotations
@@ -24,17 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from p2p_orchestrator.config import OrchestratorConfig
 from p2p_orchestrator.errors import (
     OrchestratorError,
     ServiceCallError,
     ServiceDistributionError,
 )
 from p2p_orchestrator.events import EventBus
-from p2p_orchestrator.store import ServiceStore, StagedArchive
+from p2p_orchestrator.orchestrator.catalog import ServiceCatalog
+from p2p_orchestrator.orchestrator.installs import Installer
+from p2p_orchestrator.orchestrator.reports import Reports
+from p2p_orchestrator.orchestrator.running import ServiceRunner
 
 __all__ = [
-    "DistributionApi",
+    "Distribution",
     "DistributionProgress",
     "DistributionRequest",
     "Distributor",
@@ -85,20 +86,11 @@ class Distributor(Protocol):
     async def distribute(
         self, request: DistributionRequest, progress: DistributionProgress
     ) -> Mapping[str, TargetOutcome]:
-        """Send the archive to every target and have it installed there; one outcome per target.
-
-        Never raises for one target's failure (it becomes that target's outcome).  Reports bytes
-        and finished targets to ``progress`` as they happen.
-        """
+        """``distribute_service``: check the call, hand it to the distributor, shape the result."""
         ...
 
     async def fetch(self, service_name: str, from_peer: str, install: InstallArchive) -> dict[str, Any]:
-        """Fetch ``from_peer``'s current archive of ``service_name``, install it with ``install``.
-
-        Returns ``install``'s result with a ``"transfer"`` map added; raises the typed error of a
-        refusal (``PermissionDenied``, ``ServiceManagementError``...), of the install, or a
-        ``ServiceDistributionError`` for the transfer itself.
-        """
+        """``fetch_service``: the distributor fetches, the installer installs."""
         ...
 
 
@@ -224,83 +216,52 @@ def _targets(target_nodes: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(target_nodes))  # distinct, in the caller's order
 
 
-class DistributionApi:
-    """``distribute_service`` and ``fetch_service``; mixed into :class:`~p2p_orchestrator.Orchestrator`."""
+class Distribution:
+    """``distribute_service``, ``fetch_service`` and their helpers; see the module docstring."""
 
-    distributor: Distributor | None = None
-    """Set by the node while it runs (see the module docstring); ``None``: no network."""
-
-    events: EventBus
-
-    # provided by Orchestrator
-    @property
-    def config(self) -> OrchestratorConfig:
-        raise NotImplementedError
-
-    @property
-    def store(self) -> ServiceStore:
-        raise NotImplementedError
-
-    def export_path(self, service_name: str) -> Path:
-        raise NotImplementedError
-
-    async def install_service(self, archive_data: Any, force_reinstall: bool = False) -> dict[str, Any]:
-        raise NotImplementedError
-
-    async def _stage(self, archive_data: Any) -> StagedArchive:
-        raise NotImplementedError
-
-    async def start_service(self, service_name: str) -> dict[str, Any]:
-        raise NotImplementedError
+    def __init__(
+        self,
+        catalog: ServiceCatalog,
+        *,
+        installer: Installer,
+        runner: ServiceRunner,
+        reports: Reports,
+        events: EventBus,
+        network: Callable[[], Distributor | None],
+    ) -> None:
+        self._catalog = catalog
+        self._store = catalog.store
+        self._installer = installer
+        self._runner = runner
+        self._reports = reports
+        self._events = events
+        self._network_of = network
 
     def _network(self, what: str) -> Distributor:
-        if self.distributor is None:
+        distributor = self._network_of()
+        if distributor is None:
             raise ServiceDistributionError(
                 f"cannot {what}: this orchestrator runs without a network node "
                 "(start it as a node: p2p-orchestrator node, or Node(orchestrator))",
                 code="no_network",
             )
-        return self.distributor
+        return distributor
 
-    async def distribute_service(
+    async def distribute(
         self,
         service_name: str,
         target_nodes: Sequence[str],
         *,
-        force_reinstall: bool = False,
-        auto_start: bool | None = None,
-        strategy: str = "swarm",
-        concurrency: int | None = None,
+        force_reinstall: bool,
+        auto_start: bool | None,
+        strategy: str,
+        concurrency: int | None,
     ) -> dict[str, Any]:
-        """Send the service's current archive to every node in ``target_nodes`` and install it there.
-
-        Targets are peer IDs.  ``strategy="swarm"`` (the default): every target also fetches
-        chunks from the other targets and serves them what it verified, so the origin sends the
-        archive about once whatever the number of targets (issue 6; each target's ``transfer``
-        then says what came from the origin and from its peers).  ``"push"``: the origin sends
-        the whole archive to each target, up to ``concurrency`` (default ``[node]
-        distribute_concurrency``) at once.  A swarm of one target is a push.  Each target installs
-        the archive exactly as a local ``install_service`` would (``force_reinstall`` as given);
-        ``auto_start=True`` also starts the service there if its install did not, while ``None``
-        and ``False`` leave it to the target's own policy (manifest ``auto_start``, its
-        operator's settings).  An archive a target already holds is not sent again, and a
-        transfer cut mid-way resumes where it stopped (up to
-        ``[node] transfer_attempts`` tries).
-
-        Returns the spec's shape, one entry per distinct target::
-
-            {"service_name", "total_nodes", "successful_distributions", "failed_distributions",
-             "results": {node: {"success": True, "result": {...install result, "transfer"}}
-                               | {"success": False, "error": "[code] message"}}}
-
-        A failed target (unreachable, refused, rejected, timed out) does not stop the others,
-        and the ones that succeeded are not rolled back.  Raises only for the call itself:
-        ``no_network``, ``not_installed``, ``unknown_strategy``, ``bad_params``.
-        """
+        """``distribute_service``: check the call, hand it to the distributor, shape the result."""
         targets = _targets(target_nodes)
         if type(concurrency) is not int and concurrency is not None:
             raise ServiceCallError("concurrency must be a whole number >= 1", code="bad_params")
-        limit = self.config.node.distribute_concurrency if concurrency is None else concurrency
+        limit = self._catalog.config.node.distribute_concurrency if concurrency is None else concurrency
         if limit < 1:
             raise ServiceCallError(f"concurrency must be >= 1, got {limit}", code="bad_params")
         distributor = self._network(f"distribute {service_name}")
@@ -310,8 +271,8 @@ class DistributionApi:
                 f"unknown distribution strategy {strategy!r}; this node supports: {known}",
                 code="unknown_strategy",
             )
-        record = self.store.get(service_name)
-        path = self.export_path(service_name)
+        record = self._store.get(service_name)
+        path = self._reports.export_path(service_name)
         request = DistributionRequest(
             service_name=service_name,
             version=record.current.version,
@@ -326,7 +287,7 @@ class DistributionApi:
         )
         log.info("Distributing service %s to %d nodes", service_name, len(targets))
         started = time.monotonic()
-        progress = DistributionProgress(self.events, request, clock=time.monotonic)
+        progress = DistributionProgress(self._events, request, clock=time.monotonic)
         outcomes = await distributor.distribute(request, progress) if targets else {}
         missing = [target for target in targets if target not in outcomes]
         if missing:  # a distributor bug must not turn into a result with holes
@@ -343,7 +304,7 @@ class DistributionApi:
             len(targets),
             seconds,
         )
-        self.events.publish(
+        self._events.publish(
             "service_distributed",
             service_name,
             request.version,
@@ -365,18 +326,10 @@ class DistributionApi:
     async def install_on_peer(
         self, archive: Any, peer: str, *, force_reinstall: bool = False, auto_start: bool = False
     ) -> dict[str, Any]:
-        """Install an archive (bytes, or a path as for ``install_service``) on the node ``peer``, not here.
-
-        The archive is checked here first (a bad one fails before a byte travels), then pushed
-        from that checked copy by the transfer protocol, like a one-target ``distribute_service``
-        with ``strategy="push"``: chunked, hash-verified, resumed after a cut, whatever its size.
-        Returns the peer's install result with a ``"transfer"`` map; raises its refusal as its own
-        type, or ``ServiceDistributionError`` (``no_network``, ``peer_unreachable``...).
-        Not a method of the peer protocol: only this node's own callers may send its files.
-        """
+        """Check an archive here, then push it to ``peer`` to install (a one-target push)."""
         distributor = self._network(f"install on {peer}")
         targets = _targets([peer])
-        staged = await self._stage(archive)
+        staged = await self._installer.stage(archive)
         try:
             copy = staged.archive_file
             request = DistributionRequest(
@@ -392,10 +345,10 @@ class DistributionApi:
                 concurrency=1,
             )
             log.info("Installing service %s %s on node %s", request.service_name, request.version, peer)
-            progress = DistributionProgress(self.events, request, clock=time.monotonic)
+            progress = DistributionProgress(self._events, request, clock=time.monotonic)
             outcome = (await distributor.distribute(request, progress)).get(targets[0])
         finally:
-            self.store.discard(staged)
+            self._store.discard(staged)
         if outcome is None:
             raise ServiceDistributionError(
                 f"the distributor returned no outcome for {peer}", code="transfer_failed"
@@ -404,26 +357,15 @@ class DistributionApi:
             raise outcome
         return outcome
 
-    async def fetch_service(
-        self, service_name: str, from_peer: str, *, force_reinstall: bool = False
-    ) -> dict[str, Any]:
-        """Ask ``from_peer`` for its current archive of ``service_name`` and install it here.
-
-        The peer serves it if this node has the ``read`` permission there.  The archive is
-        installed exactly as ``install_service`` would (``force_reinstall`` as given); an
-        archive this node already holds is not sent again.  Returns the install result with
-        ``"fetched_from"`` and a ``"transfer"`` map.  Raises the peer's refusal as its own type
-        (``PermissionDenied``, ``ServiceManagementError`` ``not_installed``), the install's
-        ``ServiceInstallationError``, or ``ServiceDistributionError`` (``no_network``,
-        ``peer_unreachable``, ``transfer_timeout``...).
-        """
+    async def fetch(self, service_name: str, from_peer: str, *, force_reinstall: bool) -> dict[str, Any]:
+        """``fetch_service``: the distributor fetches, the installer installs."""
         if not isinstance(from_peer, str):
             raise ServiceCallError("from_peer must be a peer ID", code="bad_params")
         distributor = self._network(f"fetch {service_name}")
         log.info("Fetching service %s from node %s", service_name, from_peer)
 
         async def install(path: Path) -> dict[str, Any]:
-            return await self.install_service(path, force_reinstall=force_reinstall)
+            return await self._installer.install(path, force_reinstall)
 
         result = await distributor.fetch(service_name, from_peer, install)
         log.info("Fetched service %s from node %s", service_name, from_peer)
@@ -432,16 +374,12 @@ class DistributionApi:
     async def install_received(
         self, path: Path, *, force_reinstall: bool, auto_start: bool
     ) -> dict[str, Any]:
-        """Install an archive a peer pushed: ``install_service`` itself, then the asked-for start.
-
-        With ``auto_start`` and an install that did not start the service, it is started; a
-        start that fails leaves the install in place and says why in ``auto_start_error``.
-        """
-        result = await self.install_service(path, force_reinstall=force_reinstall)
+        """``install_service`` of an archive a peer pushed, then the start it asked for."""
+        result = await self._installer.install(path, force_reinstall)
         if auto_start and not result.get("auto_started"):
             name = result["service_name"]
             try:
-                await self.start_service(name)
+                await self._runner.start(name)
             except OrchestratorError as exc:
                 log.warning("Service %s was installed from a peer but did not start: %s", name, exc)
                 return {**result, "auto_start_error": exc.message}

@@ -1,10 +1,8 @@
-"""Installing over a running service: its environment, the restart, and the automatic revert.
+"""``Upgrades``: installing over a running service -- its environment, the restart, the automatic revert.
 
-Kept apart from ``orchestrator.py`` (which validates and switches versions) so
-each module stays about one thing: this one decides what happens to the
-*running* service when its version changes.  :class:`UpgradeApi` is a mixin of
-``Orchestrator`` only; the rules of upgrade trials are in
-:mod:`p2p_orchestrator.runtime.revert`.
+The installer (:mod:`~p2p_orchestrator.orchestrator.installs`) validates and switches
+versions; this part decides what happens to the *running* service when its version
+changes.  The rules of upgrade trials are in :mod:`p2p_orchestrator.runtime.revert`.
 """
 
 from __future__ import annotations
@@ -14,19 +12,22 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import trio
-
 from p2p_orchestrator._clock import utc_now_iso
-from p2p_orchestrator._running import RunningApi
+from p2p_orchestrator._keyed_locks import KeyedLocks
 from p2p_orchestrator.archive import Version
 from p2p_orchestrator.errors import OrchestratorError, ServiceInstallationError
+from p2p_orchestrator.events import EventBus
+from p2p_orchestrator.orchestrator.catalog import ServiceCatalog
+from p2p_orchestrator.orchestrator.reports import Counters
+from p2p_orchestrator.orchestrator.running import ServiceRunner
 from p2p_orchestrator.runtime.health import HealthPolicy
 from p2p_orchestrator.runtime.policy import RestartPolicy
 from p2p_orchestrator.runtime.revert import RevertRecord, Trial, UpgradeTrials
-from p2p_orchestrator.runtime.venvs import VenvCache, read_requirements
+from p2p_orchestrator.runtime.supervisor import Supervisor
+from p2p_orchestrator.runtime.venvs import read_requirements
 from p2p_orchestrator.store import ServiceRecord, StagedArchive, VersionRecord
 
-__all__ = ["AutoStart", "UpgradeApi"]
+__all__ = ["AutoStart", "Upgrades"]
 
 log = logging.getLogger("p2p_orchestrator")
 
@@ -49,13 +50,33 @@ class AutoStart:
         return result
 
 
-class UpgradeApi(RunningApi):
+class Upgrades:
     """Environment building, auto-start and auto-revert for installs; see the module docstring."""
 
-    _trials: UpgradeTrials
-    _stats: dict[str, int]
+    def __init__(
+        self,
+        catalog: ServiceCatalog,
+        *,
+        runner: ServiceRunner,
+        supervisor: Supervisor,
+        locks: KeyedLocks,
+        events: EventBus,
+        counters: Counters,
+    ) -> None:
+        self._catalog = catalog
+        self._store = catalog.store
+        self._runner = runner
+        self._supervisor = supervisor
+        self._locks = locks
+        self._events = events
+        self._counters = counters
+        self._trials = UpgradeTrials()
 
-    async def _prepare_install(self, staged: StagedArchive, *, force: bool) -> None:
+    def end_trial(self, name: str) -> None:
+        """Forget ``name``'s upgrade trial (it was uninstalled or rolled back by hand)."""
+        self._trials.end(name)
+
+    async def prepare_install(self, staged: StagedArchive, *, force: bool) -> None:
         """Refuse what would fail later, then build the service's environment (before anything switches).
 
         The staged archive is discarded when this raises.
@@ -70,15 +91,15 @@ class UpgradeApi(RunningApi):
                 HealthPolicy.from_layers(manifest.health, where="manifest.json: health")
             except ValueError as exc:
                 raise ServiceInstallationError(str(exc), code="bad_health_policy") from exc
-            self.store.check_policy(staged, force=force)
-            self._refuse_breaking_upgrade(staged, force=force)
+            self._store.check_policy(staged, force=force)
+            self.refuse_breaking_upgrade(staged, force=force)
             requirements = read_requirements(staged.staging_dir / "tree")
-            await self._venvs.ensure(staged.service_name, requirements)
+            await self._catalog.venvs.ensure(staged.service_name, requirements)
         except BaseException:
-            self.store.discard(staged)
+            self._store.discard(staged)
             raise
 
-    def _refuse_breaking_upgrade(self, staged: StagedArchive, *, force: bool) -> None:
+    def refuse_breaking_upgrade(self, staged: StagedArchive, *, force: bool) -> None:
         """``breaks_dependents`` when running services need this one in a range the new version leaves.
 
         Checked before the environment is built (fail early) and again, with no await, right before
@@ -89,7 +110,7 @@ class UpgradeApi(RunningApi):
         """
         name, version = staged.service_name, staged.unpacked.manifest.version
         try:
-            broken = self._dependents_left_out(name, version)
+            broken = self._runner.dependents_left_out(name, version)
         except OrchestratorError as exc:  # another service's manifest no longer parses
             raise ServiceInstallationError(exc.message, code=exc.code) from exc
         if not broken:
@@ -105,20 +126,7 @@ class UpgradeApi(RunningApi):
             code="breaks_dependents",
         )
 
-    async def _prune_environments(self) -> None:
-        """Remove the virtual environments no kept version of any service uses any more."""
-        keep = {
-            key
-            for record in self.store.records.values()
-            for version in record.versions
-            if (key := VenvCache.key_of(self.store.version_dir(version))) is not None
-        }
-        doomed = self._venvs.prune(keep)
-        if doomed:
-            await trio.to_thread.run_sync(VenvCache.remove, doomed)
-            log.info("Removed %d unused virtual environment(s)", len(doomed))
-
-    async def _auto_start(
+    async def auto_start(
         self, record: ServiceRecord, before: VersionRecord | None, was_running: bool
     ) -> AutoStart:
         """Restart an upgraded running service, or auto-start a new one; revert a failed upgrade.
@@ -129,18 +137,18 @@ class UpgradeApi(RunningApi):
         upgrade begins its trial (see :mod:`~p2p_orchestrator.runtime.revert`).
         """
         name = record.name
-        wanted = self.config.service(name).auto_start
+        wanted = self._catalog.config.service(name).auto_start
         if wanted is None:
             said = record.current.manifest.get("auto_start")
-            wanted = said if isinstance(said, bool) else self.config.runtime.auto_start
+            wanted = said if isinstance(said, bool) else self._catalog.config.runtime.auto_start
         if not (was_running or wanted):
             return AutoStart()
         trial = self._trial_of(record, before)
         try:
             if was_running:
-                await self._restart_locked(name)
+                await self._runner.restart_locked(name)
             else:
-                await self._start_locked(name)
+                await self._runner.start_locked(name)
         except OrchestratorError as exc:
             log.warning("Service %s was installed but did not start: %s", name, exc)
             error = exc.message
@@ -166,7 +174,7 @@ class UpgradeApi(RunningApi):
         """The trial of the version ``record`` just got, if it replaced one and auto-revert is on."""
         if before is None or before.id == record.current.id:
             return None
-        settings, runtime = self.config.service(record.name), self.config.runtime
+        settings, runtime = self._catalog.config.service(record.name), self._catalog.config.runtime
         enabled = settings.auto_revert if settings.auto_revert is not None else runtime.auto_revert
         window = settings.revert_window if settings.revert_window is not None else runtime.revert_window
         if not enabled:
@@ -185,14 +193,14 @@ class UpgradeApi(RunningApi):
             "Reverting service %s from %s to %s: %s", name, trial.new_version, trial.good_version, reason
         )
         self._trials.end(name)
-        await self.supervisor.stop(name)
+        await self._supervisor.stop(name)
         record = RevertRecord(
             from_version=trial.new_version, to_version=trial.good_version, reason=reason, at=utc_now_iso()
         )
-        self.store.set_current(name, trial.good_version_id, revert=record.to_dict())
-        self._stats["reverts"] = self._stats.get("reverts", 0) + 1
+        self._store.set_current(name, trial.good_version_id, revert=record.to_dict())
+        self._counters.reverts += 1
         try:  # a revert is not refused for them (a broken upgrade is worse), but it is said
-            left_out = self._dependents_left_out(name, Version.parse(trial.good_version))
+            left_out = self._runner.dependents_left_out(name, Version.parse(trial.good_version))
         except OrchestratorError as exc:
             left_out = f"(the dependency graph is unreadable: {exc.message})"
         if left_out:
@@ -205,7 +213,7 @@ class UpgradeApi(RunningApi):
         error = None
         if restart:
             try:
-                await self._start_locked(name)
+                await self._runner.start_locked(name)
             except OrchestratorError as exc:
                 error = exc.message
         if error is not None:
@@ -215,7 +223,7 @@ class UpgradeApi(RunningApi):
                 record.to_version,
                 error,
             )
-        self.events.publish(
+        self._events.publish(
             "service_reverted",
             name,
             trial.good_version,
@@ -228,15 +236,15 @@ class UpgradeApi(RunningApi):
         )
         return record
 
-    def _on_service_failure(self, name: str, version: str | None, reason: str) -> None:
+    def on_service_failure(self, name: str, version: str | None, reason: str) -> None:
         """The supervisor's failure hook: revert an upgrade on trial (in the background)."""
         trial = self._trials.failed(name, version)
         if trial is not None:
-            self.supervisor.spawn(self._revert_in_background, name, trial, reason)
+            self._supervisor.spawn(self._revert_in_background, name, trial, reason)
 
     async def _revert_in_background(self, name: str, trial: Trial, reason: str) -> None:
-        async with self._service_lock(name):
-            record = self.store.records.get(name)
+        async with self._locks.hold(name):
+            record = self._store.records.get(name)
             if record is None or record.current.id != trial.new_version_id:
                 return  # uninstalled, rolled back or upgraded again meanwhile: nothing to revert
             failure: OrchestratorError | None = None

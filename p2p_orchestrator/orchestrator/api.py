@@ -1,0 +1,543 @@
+"""``Orchestrator``: the local life-cycle manager of one node's services.
+
+This is the public API of the spec (``install_service``, ``list_services``...),
+with its parameters and result shapes.  It knows nothing of the network: the
+node layer serves the same methods to peers through :attr:`Orchestrator.rpc`,
+whose table is these methods' own signatures (:func:`~p2p_orchestrator.rpc.api_method`).
+
+Services run in child processes supervised by :mod:`p2p_orchestrator.runtime`;
+the orchestrator owns the nursery their supervising tasks live in, so it must
+be used as a trio async context manager::
+
+    async with Orchestrator(home="/var/lib/p2p-orchestrator") as orch:
+        result = await orch.install_service(archive_bytes)
+        await orch.start_service("hello")
+        answer = await orch.rpc.call("hello/greet", {"name": "Ada"})
+
+Opening it kills processes a killed predecessor left behind and starts the
+services whose desired state is ``running``; closing it stops every service
+(politely, then by force) without changing their desired state.
+
+The class is a façade: opening it builds the parts, each given what it needs,
+and each method below hands its call to one of them::
+
+    ServiceCatalog (store, settings, environments)
+      ├── ServiceRunner   start, stop, restart, logs          (running.py)
+      ├── Upgrades        environments, auto-start, revert     (upgrades.py)
+      ├── Installer       install, uninstall, rollback         (installs.py)
+      ├── Reports         list, describe, export, events...    (reports.py)
+      └── Distribution    distribute, fetch                    (distribution.py)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import AsyncExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import trio
+
+from p2p_orchestrator._keyed_locks import KeyedLocks
+from p2p_orchestrator.callers import Caller, Permission
+from p2p_orchestrator.config import OrchestratorConfig, default_home, load_config
+from p2p_orchestrator.errors import ServiceCallError
+from p2p_orchestrator.events import EventBus
+from p2p_orchestrator.orchestrator.catalog import ServiceCatalog
+from p2p_orchestrator.orchestrator.distribution import Distribution, Distributor
+from p2p_orchestrator.orchestrator.installs import ArchiveSource, Installer
+from p2p_orchestrator.orchestrator.network import NetworkLink
+from p2p_orchestrator.orchestrator.reports import Counters, Reports
+from p2p_orchestrator.orchestrator.running import ServiceRunner
+from p2p_orchestrator.orchestrator.upgrades import Upgrades
+from p2p_orchestrator.rpc import Rpc, api_method
+from p2p_orchestrator.runtime.logs import LogFollower
+from p2p_orchestrator.runtime.supervisor import Supervisor, open_supervisor
+from p2p_orchestrator.runtime.venvs import VenvCache
+from p2p_orchestrator.store import ServiceRecord, ServiceStore
+
+__all__ = ["Orchestrator"]
+
+log = logging.getLogger("p2p_orchestrator")
+
+READ, DEPLOY, ADMIN = Permission.READ, Permission.DEPLOY, Permission.ADMIN
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """The parts of an open orchestrator, each built with what it needs."""
+
+    catalog: ServiceCatalog
+    supervisor: Supervisor
+    runner: ServiceRunner
+    upgrades: Upgrades
+    installer: Installer
+    reports: Reports
+    distribution: Distribution
+
+
+class Orchestrator:
+    """The local life-cycle manager; see the module docstring."""
+
+    def __init__(
+        self, home: str | os.PathLike[str] | None = None, *, config: OrchestratorConfig | None = None
+    ):
+        self.home = Path(home).expanduser() if home is not None else default_home()
+        self._config = config
+        self.events = EventBus()
+        self.rpc = Rpc(self)
+        self._parts: _Parts | None = None
+        self._stack: AsyncExitStack | None = None
+        self._link: NetworkLink | None = None
+
+    # -- life of the orchestrator itself ------------------------------------------
+
+    @property
+    def config(self) -> OrchestratorConfig:
+        """The configuration in force (read from ``home/config.toml`` when opened)."""
+        if self._config is None:
+            self._config = load_config(self.home)
+        return self._config
+
+    @property
+    def _open(self) -> _Parts:
+        if self._parts is None:
+            raise RuntimeError("the orchestrator is not open: use 'async with Orchestrator(...)'")
+        return self._parts
+
+    @property
+    def store(self) -> ServiceStore:
+        """The versioned store of the installed services (see :mod:`p2p_orchestrator.store`)."""
+        return self._open.catalog.store
+
+    @property
+    def supervisor(self) -> Supervisor:
+        """The runtime that runs the services (see :mod:`p2p_orchestrator.runtime`)."""
+        return self._open.supervisor
+
+    async def __aenter__(self) -> Orchestrator:
+        config = self.config
+        venvs = VenvCache(
+            self.home / "venvs",
+            wheel_dir=config.runtime.wheel_dir,
+            timeout=config.runtime.requirements_timeout,
+        )
+        store = await trio.to_thread.run_sync(
+            lambda: ServiceStore(self.home, limits=config.archive, settings=config.store)
+        )
+        async with AsyncExitStack() as stack:
+            stack.callback(self._close, store)
+            catalog = ServiceCatalog(self.home, store, config, venvs)
+            upgrades: Upgrades | None = None
+
+            def on_failure(name: str, version: str | None, reason: str) -> None:
+                if upgrades is not None:  # the supervisor exists before the part that reverts
+                    upgrades.on_service_failure(name, version, reason)
+
+            supervisor = await stack.enter_async_context(
+                open_supervisor(
+                    self.home,
+                    config.runtime,
+                    plan=catalog.launch_plan,
+                    local_call=self._call_as_service,
+                    events=self.events,
+                    on_failure=on_failure,
+                    stop_layers=catalog.shutdown_layers,
+                )
+            )
+            locks, counters, events = KeyedLocks(), Counters(), self.events
+            runner = ServiceRunner(catalog, supervisor, locks, events)
+            upgrades = Upgrades(
+                catalog, runner=runner, supervisor=supervisor, locks=locks, events=events, counters=counters
+            )
+            installer = Installer(
+                catalog,
+                runner=runner,
+                upgrades=upgrades,
+                supervisor=supervisor,
+                locks=locks,
+                events=events,
+                counters=counters,
+            )
+            reports = Reports(
+                catalog,
+                supervisor=supervisor,
+                events=events,
+                counters=counters,
+                network_metrics=self._network_metrics,
+            )
+            distribution = Distribution(
+                catalog,
+                installer=installer,
+                runner=runner,
+                reports=reports,
+                events=events,
+                network=self._distributor,
+            )
+            self._parts = _Parts(catalog, supervisor, runner, upgrades, installer, reports, distribution)
+            log.info("Orchestrator started with %d installed service(s) in %s", len(store.records), self.home)
+            await catalog.prune_environments()
+            await runner.restore_desired_state()
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.__aexit__(exc_type, exc, tb)
+
+    def _close(self, store: ServiceStore) -> None:
+        self._parts = None
+        store.close()
+
+    # -- the network, while a node runs -----------------------------------------------
+
+    @contextmanager
+    def linked(self, link: NetworkLink) -> Iterator[None]:
+        """Put the orchestrator on a network for the block: calls to peers, distribution, metrics.
+
+        A node does this while it runs (:mod:`p2p_orchestrator.orchestrator.network`); one
+        link at a time.
+        """
+        if self._link is not None:
+            raise RuntimeError("this orchestrator is already on a network (one node per orchestrator)")
+        self._link = link
+        try:
+            yield
+        finally:
+            self._link = None
+
+    def _distributor(self) -> Distributor | None:
+        return self._link.distributor if self._link is not None else None
+
+    def _network_metrics(self) -> dict[str, Any]:
+        return self._link.metrics() if self._link is not None else {}
+
+    async def call_peer(self, peer: str, method: str, params: dict[str, Any]) -> Any:
+        """Send a call to the node ``peer`` (a peer ID or a name of ``[peers]``): the RPC table's seam."""
+        if self._link is None:
+            raise ServiceCallError(
+                f"cannot call {method} on peer {peer}: this node runs no network layer", code="no_network"
+            )
+        return await self._link.call_peer(self.config.resolve_peer(peer), method, params)
+
+    async def call_service(self, service: str, method: str, params: dict[str, Any], caller: Caller) -> Any:
+        """Call ``method`` of the running ``service`` as ``caller``: the RPC table's seam."""
+        if self._parts is None:
+            raise ServiceCallError(
+                f"cannot call {service}/{method}: service {service!r} is not running",
+                code="service_not_running",
+            )
+        return await self._parts.supervisor.call(service, method, params, caller)
+
+    async def _call_as_service(
+        self, service: str, method: str, params: dict[str, Any], peer: str | None
+    ) -> Any:
+        """A service's proxy call: the RPC table, as that service (which may relay to ``peer``).
+
+        A service acts with its own rights, not the node's: it may call public methods
+        of this node's services, ``orchestrator/*`` methods that only read, and what the
+        operator grants it more (``[services.<name>] may = ["deploy"]``); on other nodes,
+        what they grant this node.
+        """
+        granted = frozenset(Permission(p) for p in self.config.service(service).may)
+        caller = Caller(
+            peer_id=None,
+            permissions=frozenset({Permission.READ}) | granted,
+            public_only=True,
+            service=service,
+        )
+        return await self.rpc.call(method, params, caller=caller, peer=peer)
+
+    # -- install, uninstall, rollback ------------------------------------------------
+
+    @api_method(DEPLOY, wire={"archive_data": bytes})
+    async def install_service(
+        self, archive_data: ArchiveSource, force_reinstall: bool = False
+    ) -> dict[str, Any]:
+        """Validate an archive and make it the service's current version.
+
+        ``archive_data`` is the archive's bytes or a path to it.  A newer version
+        than the installed one is an upgrade; the same or an older version needs
+        ``force_reinstall=True``.  The previous version stays on disk for
+        :meth:`rollback_service`.  Raises
+        :class:`~p2p_orchestrator.ServiceInstallationError` and leaves the node
+        exactly as it was when the archive or the install is refused.
+
+        A running service is restarted on the new version; a stopped one is
+        started unless the operator (``[services.<name>] auto_start``, then
+        ``[runtime] auto_start``) or its manifest's ``auto_start: false`` says
+        otherwise (the operator's per-service setting wins over the manifest, the
+        manifest over ``[runtime]``).  ``warnings`` lists what the manifest said
+        that was accepted but looks like a mistake (a ``name`` that differs from
+        the archive's directory).  ``auto_started`` says whether it runs the new version now; if
+        that start failed, ``auto_start_error`` says why.  When the new version
+        replaced another and does not start, the service is reverted to that
+        version (``reverted: true``, ``revert_reason``); when it fails within
+        ``revert_window`` after this returns, the revert happens in the background
+        (``service_reverted``, ``last_revert`` in :meth:`get_service_info`).
+
+        A ``requirements.txt`` that lists packages gets the service a virtual
+        environment first; if it cannot be built (``requirements_failed``),
+        nothing is installed.
+        """
+        return await self._open.installer.install(archive_data, force_reinstall)
+
+    @api_method(DEPLOY)
+    async def uninstall_service(self, service_name: str, force: bool = False) -> dict[str, Any]:
+        """Stop a service if it runs, then remove it, all its kept versions and its cached archives.
+
+        A service that installed services need is not uninstalled
+        (``has_dependents``) unless ``force``: then the running ones are stopped
+        first (see :meth:`stop_service`); they stay installed, and will not start
+        until what they need is installed again.
+        """
+        return await self._open.installer.uninstall(service_name, force)
+
+    # a rollback is a downgrade: only an admin (or the local operator) may force one
+    @api_method(ADMIN)
+    async def rollback_service(self, service_name: str, force: bool = False) -> dict[str, Any]:
+        """Switch a service back to the version installed before the current one.
+
+        A running service is restarted on that version.  Refused (``breaks_dependents``) when
+        running services need this one in a range that version leaves out, unless ``force``.
+        """
+        return await self._open.installer.rollback(service_name, force)
+
+    # -- running ------------------------------------------------------------------------
+
+    @api_method(DEPLOY)
+    async def start_service(self, service_name: str) -> dict[str, Any]:
+        """Start the service's process and wait until it is running.
+
+        What the service needs (its manifest's ``dependencies``) is started
+        first, dependencies before dependents, and each must be running and
+        healthy within ``[runtime] dependency_timeout``.  Raises
+        :class:`~p2p_orchestrator.ServiceManagementError` when it cannot be
+        loaded or initialized, exceeds the start timeout (the service is then
+        ``failed`` and ``last_error`` says why), or a dependency is missing, of
+        the wrong version, part of a cycle or fails.  Starting a running service
+        is a no-op that succeeds.  The node starts it again after a restart.
+        """
+        return await self._open.runner.start(service_name)
+
+    @api_method(DEPLOY)
+    async def stop_service(self, service_name: str, force: bool = False) -> dict[str, Any]:
+        """Stop the service: ``cleanup()`` within the grace period, then SIGTERM, then SIGKILL.
+
+        It stays stopped after a node restart.  Stopping a stopped service succeeds.
+        A service that running services need is not stopped (``has_dependents``)
+        unless ``force``: then those services are stopped first, each before
+        what it needs, and stay stopped after a node restart too.
+        """
+        return await self._open.runner.stop(service_name, force)
+
+    @api_method(DEPLOY)
+    async def restart_service(self, service_name: str) -> dict[str, Any]:
+        """Stop the service if it runs, then start it (on its current version).
+
+        Services that need it keep running; their calls to it fail while it restarts.
+        """
+        return await self._open.runner.restart(service_name)
+
+    def is_running(self, service_name: str) -> bool:
+        """Whether the service's process is up and serving (state ``running``)."""
+        return self._parts is not None and self._parts.runner.is_running(service_name)
+
+    async def service_logs(self, service_name: str, lines: int = 100) -> list[str]:
+        """The last ``lines`` lines of the service's output (stdout and stderr), oldest first."""
+        return await self._open.runner.logs(service_name, lines)
+
+    @api_method(READ)
+    async def get_service_logs(self, service_name: str, lines: int = 100) -> dict[str, Any]:
+        """The last ``lines`` (at most 1000) lines of the service's output, as a peer may read them.
+
+        ``{"service_name", "lines", "truncated"}``: the newest lines that fit in
+        :data:`~p2p_orchestrator._replies.REPLY_BYTES`; ``truncated`` says whether older ones
+        were left out for that.
+        """
+        return await self._open.runner.peer_logs(service_name, lines)
+
+    def follow_logs(self, service_name: str, lines: int = 0) -> LogFollower:
+        """Follow the service's output: an async iterator of lines (see :class:`LogFollower`)."""
+        return self._open.runner.follow(service_name, lines)
+
+    def data_directory(self, service_name: str, *, create: bool = True) -> Path:
+        """Where ``service_name`` keeps its files: its working directory, shared by all its versions.
+
+        ``home/data/<name>/``, made (mode 0700) on first use unless ``create`` is
+        false.  It outlives upgrades, rollbacks and uninstalls (a service reinstalled
+        finds its data again).
+        """
+        return self._open.catalog.data_directory(service_name, create=create)
+
+    # -- reads ----------------------------------------------------------------------
+
+    @api_method(READ)
+    async def list_services(self) -> dict[str, Any]:
+        """Every installed service with its state, from memory."""
+        return await self._open.reports.list_services()
+
+    @api_method(READ)
+    async def get_service_info(self, service_name: str) -> dict[str, Any]:
+        """Everything known of one service: what ``list_services`` has, and more.
+
+        ``metrics`` is what the service keeps in ``self.metrics`` (``counters``,
+        ``gauges``, ``timers``), or ``None`` while it does not run.
+        """
+        return await self._open.reports.service_info(service_name)
+
+    def service_configuration(
+        self, record: ServiceRecord, *, redact_operator: bool = False
+    ) -> dict[str, Any]:
+        """The merged configuration: manifest, then ``config/default.json``, then the operator's.
+
+        ``redact_operator``: the operator's values read ``"<redacted>"`` (for another node).
+        """
+        return self._open.catalog.configuration(record, redact_operator=redact_operator)
+
+    def remote_view(self, method: str, result: Any) -> Any:
+        """What another node may see of ``method``'s ``result``: no paths, no operator configuration.
+
+        The operator's ``[services.<name>.config]`` values (tokens, passwords...) are
+        replaced by ``"<redacted>"`` in ``get_service_info``'s ``configuration``, and so
+        are the node's filesystem paths in ``get_service_info`` and
+        ``get_orchestrator_status`` (the keys stay: the results keep their shape).
+        """
+        return self._open.reports.remote_view(method, result)
+
+    @api_method(READ)
+    async def export_service(self, service_name: str) -> bytes:
+        """The ``.tar.gz`` of the current version, byte for byte as it was installed."""
+        return await self._open.reports.export(service_name)
+
+    def export_path(self, service_name: str) -> Path:
+        """Where the current version's archive is cached (for streaming it without loading it)."""
+        return self._open.reports.export_path(service_name)
+
+    @api_method(READ)
+    async def get_events(self, limit: int = 20, types: list[Any] | None = None) -> dict[str, Any]:
+        """The node's recent events, oldest first: ``{"events": [...], "truncated": bool}``.
+
+        The last ``limit`` (at most 1000) events, then only those whose type is in ``types``
+        when given, then the newest that fit in :data:`~p2p_orchestrator._replies.REPLY_BYTES`
+        (``truncated`` says whether older ones were left out for that).  Each is ``{type,
+        service, version, time, data}``, as ``events`` prints them.
+        """
+        return await self._open.reports.recent_events(limit, types)
+
+    @api_method(READ)
+    async def get_metrics(self, service_name: str | None = None) -> dict[str, Any]:
+        """Every service's metrics (or one's), and the node's: what ``metrics`` and Prometheus show.
+
+        ``{"node": {...}, "services": {name: {"state", "version", "restart_count",
+        "health", "calls", "call_errors", "call_seconds", "metrics"}}}``, where
+        ``metrics`` is what the service keeps in ``self.metrics`` (``counters``,
+        ``gauges``, ``timers``), or ``None`` while it does not run.
+        """
+        return await self._open.reports.metrics(service_name)
+
+    @api_method(READ)
+    async def get_orchestrator_status(self) -> dict[str, Any]:
+        """The orchestrator's own state and counters."""
+        return self._open.reports.status()
+
+    # -- distribution ---------------------------------------------------------------------
+
+    @api_method(DEPLOY)
+    async def distribute_service(
+        self,
+        service_name: str,
+        target_nodes: Sequence[str],
+        *,
+        force_reinstall: bool = False,
+        auto_start: bool | None = None,
+        strategy: str = "swarm",
+        concurrency: int | None = None,
+    ) -> dict[str, Any]:
+        """Send the service's current archive to every node in ``target_nodes`` and install it there.
+
+        Targets are peer IDs.  ``strategy="swarm"`` (the default): every target also fetches
+        chunks from the other targets and serves them what it verified, so the origin sends the
+        archive about once whatever the number of targets (issue 6; each target's ``transfer``
+        then says what came from the origin and from its peers).  ``"push"``: the origin sends
+        the whole archive to each target, up to ``concurrency`` (default ``[node]
+        distribute_concurrency``) at once.  A swarm of one target is a push.  Each target installs
+        the archive exactly as a local ``install_service`` would (``force_reinstall`` as given);
+        ``auto_start=True`` also starts the service there if its install did not, while ``None``
+        and ``False`` leave it to the target's own policy (manifest ``auto_start``, its
+        operator's settings).  An archive a target already holds is not sent again, and a
+        transfer cut mid-way resumes where it stopped (up to
+        ``[node] transfer_attempts`` tries).
+
+        Returns the spec's shape, one entry per distinct target::
+
+            {"service_name", "total_nodes", "successful_distributions", "failed_distributions",
+             "results": {node: {"success": True, "result": {...install result, "transfer"}}
+                               | {"success": False, "error": "[code] message"}}}
+
+        A failed target (unreachable, refused, rejected, timed out) does not stop the others,
+        and the ones that succeeded are not rolled back.  Raises only for the call itself:
+        ``no_network``, ``not_installed``, ``unknown_strategy``, ``bad_params``.
+        """
+        return await self._open.distribution.distribute(
+            service_name,
+            target_nodes,
+            force_reinstall=force_reinstall,
+            auto_start=auto_start,
+            strategy=strategy,
+            concurrency=concurrency,
+        )
+
+    @api_method(DEPLOY)
+    async def fetch_service(
+        self, service_name: str, from_peer: str, *, force_reinstall: bool = False
+    ) -> dict[str, Any]:
+        """Ask ``from_peer`` for its current archive of ``service_name`` and install it here.
+
+        The peer serves it if this node has the ``read`` permission there.  The archive is
+        installed exactly as ``install_service`` would (``force_reinstall`` as given); an
+        archive this node already holds is not sent again.  Returns the install result with
+        ``"fetched_from"`` and a ``"transfer"`` map.  Raises the peer's refusal as its own type
+        (``PermissionDenied``, ``ServiceManagementError`` ``not_installed``), the install's
+        ``ServiceInstallationError``, or ``ServiceDistributionError`` (``no_network``,
+        ``peer_unreachable``, ``transfer_timeout``...).
+        """
+        return await self._open.distribution.fetch(service_name, from_peer, force_reinstall=force_reinstall)
+
+    async def install_on_peer(
+        self, archive: ArchiveSource, peer: str, *, force_reinstall: bool = False, auto_start: bool = False
+    ) -> dict[str, Any]:
+        """Install an archive (bytes, or a path as for ``install_service``) on the node ``peer``, not here.
+
+        The archive is checked here first (a bad one fails before a byte travels), then pushed
+        from that checked copy by the transfer protocol, like a one-target ``distribute_service``
+        with ``strategy="push"``: chunked, hash-verified, resumed after a cut, whatever its size.
+        Returns the peer's install result with a ``"transfer"`` map; raises its refusal as its own
+        type, or ``ServiceDistributionError`` (``no_network``, ``peer_unreachable``...).
+        Not a method of the peer protocol: only this node's own callers may send its files.
+        """
+        return await self._open.distribution.install_on_peer(
+            archive, peer, force_reinstall=force_reinstall, auto_start=auto_start
+        )
+
+    async def install_received(
+        self, path: Path, *, force_reinstall: bool, auto_start: bool
+    ) -> dict[str, Any]:
+        """Install an archive a peer pushed: ``install_service`` itself, then the asked-for start.
+
+        With ``auto_start`` and an install that did not start the service, it is started; a
+        start that fails leaves the install in place and says why in ``auto_start_error``.
+        """
+        return await self._open.distribution.install_received(
+            path, force_reinstall=force_reinstall, auto_start=auto_start
+        )

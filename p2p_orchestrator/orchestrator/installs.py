@@ -1,0 +1,181 @@
+"""``Installer``: validate an archive and switch versions -- install, uninstall, roll back.
+
+Blocking work (unpacking, hashing, fsync) runs in worker threads so the event loop
+stays responsive.  What happens to the running service when its version changes
+is :class:`~p2p_orchestrator.orchestrator.upgrades.Upgrades`' business.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from contextlib import AbstractContextManager
+from typing import Any, BinaryIO
+
+import trio
+
+from p2p_orchestrator._clock import utc_now_iso
+from p2p_orchestrator._keyed_locks import KeyedLocks
+from p2p_orchestrator.errors import OrchestratorError, ServiceInstallationError, ServiceManagementError
+from p2p_orchestrator.events import EventBus
+from p2p_orchestrator.orchestrator.catalog import ServiceCatalog
+from p2p_orchestrator.orchestrator.reports import Counters
+from p2p_orchestrator.orchestrator.running import ServiceRunner
+from p2p_orchestrator.orchestrator.upgrades import Upgrades
+from p2p_orchestrator.runtime.supervisor import Supervisor
+from p2p_orchestrator.store import StagedArchive
+
+__all__ = ["ArchiveSource", "Installer"]
+
+log = logging.getLogger("p2p_orchestrator")
+
+ArchiveSource = bytes | bytearray | memoryview | str | os.PathLike[str]
+"""Archive bytes, or the path of an archive file (read in a stream, never whole)."""
+
+
+class Installer:
+    """Install, uninstall and roll back; see the module docstring."""
+
+    def __init__(
+        self,
+        catalog: ServiceCatalog,
+        *,
+        runner: ServiceRunner,
+        upgrades: Upgrades,
+        supervisor: Supervisor,
+        locks: KeyedLocks,
+        events: EventBus,
+        counters: Counters,
+    ) -> None:
+        self._catalog = catalog
+        self._store = catalog.store
+        self._runner = runner
+        self._upgrades = upgrades
+        self._supervisor = supervisor
+        self._locks = locks
+        self._events = events
+        self._counters = counters
+
+    async def install(self, archive_data: ArchiveSource, force_reinstall: bool) -> dict[str, Any]:
+        """``install_service``: stage, check, switch, then start as the policies say."""
+        log.info("Installing service from %s", _describe_source(archive_data))
+        try:
+            staged = await self.stage(archive_data)
+            name = staged.service_name
+            warnings = list(staged.unpacked.manifest.warnings)
+            for warning in warnings:
+                log.warning("Installing %s: %s", name, warning)
+            log.info("Installing service: %s", name)
+            try:
+                async with self._locks.hold(name):
+                    await self._upgrades.prepare_install(staged, force=force_reinstall)
+                    was_running = self._runner.is_up(name)
+                    before = self._store.records.get(name)
+                    self._upgrades.refuse_breaking_upgrade(staged, force=force_reinstall)
+                    record = self._store.install(staged, force=force_reinstall)
+                    self._counters.installs += 1
+                    log.info("Service %s installed successfully", name)
+                    self._events.publish(
+                        "service_installed",
+                        name,
+                        record.current.version,
+                        archive_hash=record.current.archive_hash,
+                    )
+                    started = await self._upgrades.auto_start(
+                        record, before.current if before else None, was_running
+                    )
+            finally:
+                self._store.discard(staged)  # nothing left to do once installed; else nothing of it stays
+            await self._catalog.prune_environments()
+            await trio.to_thread.run_sync(self._store.empty_trash)
+        except OrchestratorError as exc:
+            self._counters.failed_installs += 1
+            log.warning("Install refused: %s", exc)
+            self._events.publish("service_install_failed", None, None, code=exc.code, message=exc.message)
+            raise
+        return {
+            "success": True,
+            "service_name": name,
+            "installed_at": record.current.installed_at,
+            "archive_hash": record.current.archive_hash,
+            **started.to_result(),
+            **({"warnings": warnings} if warnings else {}),
+        }
+
+    async def stage(self, archive_data: ArchiveSource) -> StagedArchive:
+        """Validate and unpack an archive into the store's staging area (in a worker thread)."""
+        with _open_source(archive_data) as source:
+            return await trio.to_thread.run_sync(self._store.stage, source)
+
+    async def uninstall(self, service_name: str, force: bool) -> dict[str, Any]:
+        """``uninstall_service``: stop it if it runs, then remove every kept version and archive."""
+        log.info("Uninstalling service: %s", service_name)
+        self._store.get(service_name)
+        if force:
+            await self._runner.stop_dependents(service_name)
+        async with self._locks.hold(service_name):
+            record = self._store.get(service_name)
+            self._runner.refuse_if_needed(service_name, "stop" if force else "uninstall")
+            await self._supervisor.stop(service_name)
+            self._store.uninstall(service_name)
+            self._supervisor.forget(service_name)
+            self._upgrades.end_trial(service_name)
+        await self._catalog.prune_environments()
+        await trio.to_thread.run_sync(self._store.empty_trash)
+        self._counters.uninstalls += 1
+        log.info("Service %s uninstalled", service_name)
+        self._events.publish("service_uninstalled", service_name, record.current.version)
+        return {"success": True, "service_name": service_name, "uninstalled_at": utc_now_iso()}
+
+    async def rollback(self, service_name: str, force: bool) -> dict[str, Any]:
+        """``rollback_service``: switch back to the version installed before the current one."""
+        async with self._locks.hold(service_name):
+            current = self._store.get(service_name)
+            before = current.current
+            was_running = self._runner.is_up(service_name)
+            previous = current.previous()
+            if previous is not None and not force:
+                broken = self._runner.dependents_left_out(service_name, previous.semver)
+                if broken:
+                    raise ServiceManagementError(
+                        f"cannot roll {service_name} back to {previous.version}: running service(s) need "
+                        f"another version: {broken}; stop them first, or pass force=True",
+                        code="breaks_dependents",
+                    )
+            record = self._store.rollback(service_name)
+            self._upgrades.end_trial(service_name)
+            self._counters.rollbacks += 1
+            log.info(
+                "Service %s rolled back from %s to %s", service_name, before.version, record.current.version
+            )
+            self._events.publish(
+                "service_rolled_back", service_name, record.current.version, from_version=before.version
+            )
+            if was_running:
+                await self._runner.restart_locked(service_name)
+        return {
+            "success": True,
+            "service_name": service_name,
+            "rolled_back_at": utc_now_iso(),
+            "from_version": before.version,
+            "to_version": record.current.version,
+            "archive_hash": record.current.archive_hash,
+        }
+
+
+def _describe_source(source: ArchiveSource) -> str:
+    if isinstance(source, bytes | bytearray | memoryview):
+        return f"archive data ({len(source)} bytes)"
+    return f"archive file {os.fspath(source)}"
+
+
+def _open_source(source: ArchiveSource) -> AbstractContextManager[BinaryIO]:
+    if isinstance(source, bytes | bytearray | memoryview):
+        return io.BytesIO(bytes(source))
+    try:
+        return open(os.fspath(source), "rb")
+    except OSError as exc:
+        raise ServiceInstallationError(
+            f"cannot read archive {os.fspath(source)}: {exc}", code="unreadable_archive"
+        ) from exc

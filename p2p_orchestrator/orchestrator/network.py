@@ -1,0 +1,35 @@
+"""``NetworkLink``: what a network layer gives the orchestrator while it runs.
+
+The orchestrator knows nothing of libp2p.  A node that puts it on the network hands it
+one link for as long as the node runs::
+
+    with orchestrator.linked(NetworkLink(call_peer=..., distributor=..., metrics=...)):
+        ...   # calls with peer=, distribute_service, fetch_service, the node's metrics
+
+Outside that block, calls to other nodes and distributions are refused with
+``no_network``, and ``get_metrics`` has no network figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from p2p_orchestrator.orchestrator.distribution import Distributor
+
+__all__ = ["NetworkLink", "RemoteCall"]
+
+RemoteCall = Callable[[str, str, dict[str, Any]], Awaitable[Any]]
+"""``(peer_id, method, params) -> result``: how a call addressed to another node leaves this one."""
+
+
+@dataclass(frozen=True)
+class NetworkLink:
+    """The network's part of the orchestrator (see the module docstring)."""
+
+    call_peer: RemoteCall
+    distributor: Distributor
+    """Moves archives for ``distribute_service``, ``fetch_service`` and ``install_on_peer``."""
+    metrics: Callable[[], dict[str, Any]]
+    """The network's figures in ``get_metrics``' ``node`` (peers, transfer bytes)."""
