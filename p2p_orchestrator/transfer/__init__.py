@@ -9,7 +9,7 @@ file I/O for the chunks, which adapters run in worker threads.  The pieces, each
   chunks that survives restarts) and :class:`PartialStore` (all of them, bounded in size and
   age, with dedup against archives the node already has);
 * the protocol -- :data:`TRANSFER_PROTOCOL_ID`, its messages (:class:`Offer`, :class:`Have`,
-  :class:`Want`, :class:`Cancel`, :class:`Chunk`, :class:`Done`, :class:`Abort`,
+  :class:`Want`, :class:`CancelChunks`, :class:`Chunk`, :class:`Done`, :class:`Abort`,
   :class:`Result`, :class:`Fetch`), :class:`TransferChannel` (the RPC codec's framing and strict
   CBOR), and two state machines: :class:`TransferSender`, which serves wants, and
   :class:`TransferReceiver`, which asks one or many senders for what it lacks and refuses
@@ -48,7 +48,7 @@ from .messages import (
     RECEIVER_MESSAGES,
     SENDER_MESSAGES,
     Abort,
-    Cancel,
+    CancelChunks,
     Chunk,
     Done,
     Fetch,
@@ -92,7 +92,7 @@ __all__ = [
     "Action",
     "Awaiting",
     "Bitfield",
-    "Cancel",
+    "CancelChunks",
     "Chunk",
     "ChunkRejected",
     "ChunkScheduler",

@@ -43,7 +43,7 @@ from .manifest import TransferManifest
 
 __all__ = [
     "Abort",
-    "Cancel",
+    "CancelChunks",
     "Chunk",
     "Done",
     "Fetch",
@@ -237,22 +237,26 @@ class Want(_Wire):
 
 
 @dataclass(frozen=True, slots=True)
-class Cancel(_Wire):
-    """Do not send these chunks after all; chunks already under way are still accepted."""
+class CancelChunks(_Wire):
+    """Do not send these chunks after all; chunks already under way are still accepted.
+
+    Its type tag is ``"cancel"`` (not to be confused with the RPC protocol's
+    :class:`~p2p_orchestrator.wire.Cancel`, which gives up a request).
+    """
 
     TYPE: ClassVar[str] = "cancel"
     indices: tuple[int, ...]
 
     def __post_init__(self) -> None:
-        _check_indices("Cancel", self.indices)
+        _check_indices("CancelChunks", self.indices)
 
     def to_wire(self) -> dict[str, Any]:
         return {"t": self.TYPE, "indices": list(self.indices)}
 
     @classmethod
-    def _from_fields(cls, obj: dict[str, Any], max_total_bytes: int) -> Cancel:
+    def _from_fields(cls, obj: dict[str, Any], max_total_bytes: int) -> CancelChunks:
         if not isinstance(obj["indices"], list):
-            _bad("Cancel.indices must be a list")
+            _bad("CancelChunks.indices must be a list")
         return cls(tuple(obj["indices"]))
 
 
@@ -357,16 +361,26 @@ class Result(_Wire):
         return hash((self.ok, repr(self.to_wire())))
 
 
-TransferMessage: TypeAlias = Fetch | Offer | Have | Want | Cancel | Chunk | Done | Abort | Result
+TransferMessage: TypeAlias = Fetch | Offer | Have | Want | CancelChunks | Chunk | Done | Abort | Result
 """Any message of the transfer protocol."""
 
 SENDER_MESSAGES: tuple[type[TransferMessage], ...] = (Offer, Have, Chunk, Done, Abort)
 """What a sender sends (and a receiver accepts)."""
 
-RECEIVER_MESSAGES: tuple[type[TransferMessage], ...] = (Fetch, Have, Want, Cancel, Result)
+RECEIVER_MESSAGES: tuple[type[TransferMessage], ...] = (Fetch, Have, Want, CancelChunks, Result)
 """What a receiver sends (and a sender accepts)."""
 
-_CLASSES: tuple[type[TransferMessage], ...] = (Fetch, Offer, Have, Want, Cancel, Chunk, Done, Abort, Result)
+_CLASSES: tuple[type[TransferMessage], ...] = (
+    Fetch,
+    Offer,
+    Have,
+    Want,
+    CancelChunks,
+    Chunk,
+    Done,
+    Abort,
+    Result,
+)
 _BY_TYPE: dict[str, tuple[type[TransferMessage], frozenset[str]]] = {
     cls.TYPE: (cls, frozenset(f.name for f in fields(cls)) | {"t"}) for cls in _CLASSES
 }

@@ -60,7 +60,7 @@ from .errors import (
     UNEXPECTED_CHUNK,
     fail,
 )
-from .messages import Abort, Cancel, Chunk, Done, Have, Offer, Result, TransferMessage, Want
+from .messages import Abort, CancelChunks, Chunk, Done, Have, Offer, Result, TransferMessage, Want
 from .partial import PartialTransfer
 from .receiver_state import Awaiting, ReceiverState
 from .schedule import ChunkScheduler, SourceId
@@ -345,7 +345,7 @@ class TransferReceiver:
         actions: list[Action] = [ChunkStored(source, index, size)]
         for other in others:
             self._sources[other].cancelled.add(index)
-            actions.append(Send(other, Cancel((index,))))
+            actions.append(Send(other, CancelChunks((index,))))
         if self.partial.is_complete:
             self._state = ReceiverState.COMPLETE
             self._announced = True
