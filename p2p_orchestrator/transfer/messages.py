@@ -101,8 +101,9 @@ def _error_from_wire(owner: str, error: Any) -> OrchestratorError:
     return error_from_wire(error)
 
 
-class _Wire:
-    """Mixin: the ``"t"`` tag and the default wire form (every field, by name)."""
+class _TransferWire:
+    """Mixin of the transfer messages: the ``"t"`` tag and the default wire form (every field,
+    by name), and the default way back from it."""
 
     __slots__ = ()
     TYPE: ClassVar[str]
@@ -141,7 +142,7 @@ class TransferOptions:
 
 
 @dataclass(frozen=True, slots=True)
-class Fetch(_Wire):
+class Fetch(_TransferWire):
     """A receiver asks the peer it opened the stream to for an archive, by hash or by service."""
 
     TYPE: ClassVar[str] = "fetch"
@@ -162,7 +163,7 @@ class Fetch(_Wire):
 
 
 @dataclass(frozen=True, slots=True)
-class Offer(_Wire):
+class Offer(_TransferWire):
     """The sender's first message: the archive's manifest, the purpose, and a swarm's other peers."""
 
     TYPE: ClassVar[str] = "offer"
@@ -205,7 +206,7 @@ class Offer(_Wire):
 
 
 @dataclass(frozen=True, slots=True)
-class Have(_Wire):
+class Have(_TransferWire):
     """The chunks the sending side holds, verified: a bitfield (see :class:`Bitfield`)."""
 
     TYPE: ClassVar[str] = "have"
@@ -217,7 +218,7 @@ class Have(_Wire):
 
 
 @dataclass(frozen=True, slots=True)
-class Want(_Wire):
+class Want(_TransferWire):
     """Send me these chunks (at most ``MAX_IN_FLIGHT`` asked and not yet received, in all)."""
 
     TYPE: ClassVar[str] = "want"
@@ -237,7 +238,7 @@ class Want(_Wire):
 
 
 @dataclass(frozen=True, slots=True)
-class CancelChunks(_Wire):
+class CancelChunks(_TransferWire):
     """Do not send these chunks after all; chunks already under way are still accepted.
 
     Its type tag is ``"cancel"`` (not to be confused with the RPC protocol's
@@ -261,7 +262,7 @@ class CancelChunks(_Wire):
 
 
 @dataclass(frozen=True, slots=True)
-class Chunk(_Wire):
+class Chunk(_TransferWire):
     """Chunk ``index`` of the archive."""
 
     TYPE: ClassVar[str] = "chunk"
@@ -278,14 +279,14 @@ class Chunk(_Wire):
 
 
 @dataclass(frozen=True, slots=True)
-class Done(_Wire):
+class Done(_TransferWire):
     """The sender will send nothing more on this stream; it owes no chunk."""
 
     TYPE: ClassVar[str] = "done"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class Abort(_Wire):
+class Abort(_TransferWire):
     """The sender ends the transfer because of ``error`` (refused fetch, bad request, disk...)."""
 
     TYPE: ClassVar[str] = "abort"
@@ -311,7 +312,7 @@ class Abort(_Wire):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class Result(_Wire):
+class Result(_TransferWire):
     """The receiver's last word: ``ok`` with a ``result`` map, or not ``ok`` with an ``error``.
 
     Build it with :meth:`success` or :meth:`failure`.

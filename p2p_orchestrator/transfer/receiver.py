@@ -70,7 +70,10 @@ __all__ = ["Awaiting", "ReceiverState", "TransferReceiver"]
 
 
 @dataclass
-class _Source:
+class _SourceRecord:
+    """What the receiver knows of one source: its offer and have, its corrupt chunks so far, and
+    the chunks cancelled of it that may still arrive (crossed the cancel on the wire)."""
+
     offer: Offer
     have: Bitfield | None = None
     corrupt: int = 0
@@ -108,7 +111,7 @@ class TransferReceiver:
         self.partial = partial
         self.manifest = partial.manifest
         self._max_corrupt = max_corrupt
-        self._sources: dict[SourceId, _Source] = {}
+        self._sources: dict[SourceId, _SourceRecord] = {}
         self._banned: set[SourceId] = set()
         self._bytes_from: dict[SourceId, int] = {}
         self._swarm = plan is not None or rarest_first
@@ -306,7 +309,7 @@ class TransferReceiver:
                 f"{offer.manifest.root.hex()[:12]}) is not the one this transfer is for "
                 f"(archive {self.manifest.archive_hash[:12]}, root {self.manifest.root.hex()[:12]})",
             )
-        self._sources[source] = _Source(offer)
+        self._sources[source] = _SourceRecord(offer)
         self._bytes_from.setdefault(source, 0)
         actions: list[Action] = [Send(source, Have(self.partial.have().to_bytes()))]
         if self.complete and not self._announced:
@@ -314,7 +317,7 @@ class TransferReceiver:
             actions.append(TransferComplete())
         return actions
 
-    def _on_have(self, source: SourceId, entry: _Source, message: Have) -> list[Action]:
+    def _on_have(self, source: SourceId, entry: _SourceRecord, message: Have) -> list[Action]:
         have = Bitfield.from_bytes(message.bits, self.manifest.chunk_count)
         if entry.have is not None and not have.issuperset(entry.have):
             fail(HAVE_REGRESSED, "the source's have update drops chunks it announced before")
@@ -322,7 +325,7 @@ class TransferReceiver:
         self._scheduler.set_have(source, have)
         return self._schedule(source)
 
-    def _on_chunk(self, source: SourceId, entry: _Source, chunk: Chunk) -> list[Action]:
+    def _on_chunk(self, source: SourceId, entry: _SourceRecord, chunk: Chunk) -> list[Action]:
         index = chunk.index
         if index >= self.manifest.chunk_count:
             fail(
@@ -360,7 +363,7 @@ class TransferReceiver:
         return actions
 
     def _on_corrupt(
-        self, source: SourceId, entry: _Source, index: int, error: ServiceDistributionError
+        self, source: SourceId, entry: _SourceRecord, index: int, error: ServiceDistributionError
     ) -> list[Action]:
         entry.corrupt += 1
         self._scheduler.failed(source, index)
