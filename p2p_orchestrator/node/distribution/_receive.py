@@ -339,7 +339,7 @@ class ReceiveSession:
             )
             await self._conclude(error)
         elif rx.stalled:
-            missing = len(rx.partial.missing())
+            missing = len(rx.have().missing())
             await self._conclude(
                 ServiceDistributionError(
                     f"no sender holds the {missing} chunks still missing", code="transfer_failed"
@@ -352,7 +352,7 @@ class ReceiveSession:
     async def _maybe_cut(self, source: str) -> None:
         entry = self._sources.get(source)
         hook = self._cut_hook
-        if hook is not None and entry is not None and hook(source, self._rx.partial.verified_bytes):
+        if hook is not None and entry is not None and hook(source, self._rx.verified_bytes):
             log.info("Test hook: cutting the transfer stream of %s", source)
             await entry.stream.reset()
 
