@@ -8,7 +8,7 @@ says what it holds, and checks the whole archive at the end.
 :class:`~p2p_orchestrator.transfer.PartialTransfer` is the store of a node: a sparse file plus a
 ledger that survives restarts, so a later receiver over the same store resumes.  Anything else
 with these few members will do -- e.g. a few bytes in memory, and the receiver runs with no
-disk at all.
+disk at all (``tests/transfer/test_transfer_chunk_store.py``).
 """
 
 from __future__ import annotations
