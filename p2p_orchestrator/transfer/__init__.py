@@ -5,11 +5,13 @@ file I/O for the chunks, which adapters run in worker threads.  The pieces, each
 
 * the archive's description -- :class:`TransferManifest` (sizes, chunk hashes, root) and
   :func:`build_manifest`, which reads a file once;
-* the receiver's disk -- :class:`PartialTransfer` (a sparse file plus a ledger of verified
-  chunks that survives restarts) and :class:`PartialStore` (all of them, bounded in size and
-  age, with dedup against archives the node already has);
+* the receiver's storage -- :class:`ChunkStore` (what the receiver needs of it: it is given
+  one, as the sender is given a way to read chunks), :class:`PartialTransfer` (the store on
+  disk: a sparse file plus a ledger of verified chunks that survives restarts) and
+  :class:`PartialStore` (all of them, bounded in size and age, with dedup against archives the
+  node already has);
 * the protocol -- :data:`TRANSFER_PROTOCOL_ID`, its messages (:class:`Offer`, :class:`Have`,
-  :class:`Want`, :class:`Cancel`, :class:`Chunk`, :class:`Done`, :class:`Abort`,
+  :class:`Want`, :class:`CancelChunks`, :class:`Chunk`, :class:`Done`, :class:`Abort`,
   :class:`Result`, :class:`Fetch`), :class:`TransferChannel` (the RPC codec's framing and strict
   CBOR), and two state machines: :class:`TransferSender`, which serves wants, and
   :class:`TransferReceiver`, which asks one or many senders for what it lacks and refuses
@@ -42,13 +44,14 @@ from ._constants import (
 )
 from .actions import Action, ChunkRejected, ChunkStored, Send, SourceEnded, TransferComplete
 from .bitfield import Bitfield
+from .chunk_store import ChunkStore
 from .errors import ERROR_CODES
 from .manifest import TransferManifest, build_manifest, compute_root
 from .messages import (
     RECEIVER_MESSAGES,
     SENDER_MESSAGES,
     Abort,
-    Cancel,
+    CancelChunks,
     Chunk,
     Done,
     Fetch,
@@ -92,10 +95,11 @@ __all__ = [
     "Action",
     "Awaiting",
     "Bitfield",
-    "Cancel",
+    "CancelChunks",
     "Chunk",
     "ChunkRejected",
     "ChunkScheduler",
+    "ChunkStore",
     "ChunkStored",
     "Done",
     "Fetch",

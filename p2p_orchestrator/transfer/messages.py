@@ -43,7 +43,7 @@ from .manifest import TransferManifest
 
 __all__ = [
     "Abort",
-    "Cancel",
+    "CancelChunks",
     "Chunk",
     "Done",
     "Fetch",
@@ -101,8 +101,9 @@ def _error_from_wire(owner: str, error: Any) -> OrchestratorError:
     return error_from_wire(error)
 
 
-class _Wire:
-    """Mixin: the ``"t"`` tag and the default wire form (every field, by name)."""
+class _TransferWire:
+    """Mixin of the transfer messages: the ``"t"`` tag and the default wire form (every field,
+    by name), and the default way back from it."""
 
     __slots__ = ()
     TYPE: ClassVar[str]
@@ -141,7 +142,7 @@ class TransferOptions:
 
 
 @dataclass(frozen=True, slots=True)
-class Fetch(_Wire):
+class Fetch(_TransferWire):
     """A receiver asks the peer it opened the stream to for an archive, by hash or by service."""
 
     TYPE: ClassVar[str] = "fetch"
@@ -162,7 +163,7 @@ class Fetch(_Wire):
 
 
 @dataclass(frozen=True, slots=True)
-class Offer(_Wire):
+class Offer(_TransferWire):
     """The sender's first message: the archive's manifest, the purpose, and a swarm's other peers."""
 
     TYPE: ClassVar[str] = "offer"
@@ -205,7 +206,7 @@ class Offer(_Wire):
 
 
 @dataclass(frozen=True, slots=True)
-class Have(_Wire):
+class Have(_TransferWire):
     """The chunks the sending side holds, verified: a bitfield (see :class:`Bitfield`)."""
 
     TYPE: ClassVar[str] = "have"
@@ -217,7 +218,7 @@ class Have(_Wire):
 
 
 @dataclass(frozen=True, slots=True)
-class Want(_Wire):
+class Want(_TransferWire):
     """Send me these chunks (at most ``MAX_IN_FLIGHT`` asked and not yet received, in all)."""
 
     TYPE: ClassVar[str] = "want"
@@ -237,27 +238,31 @@ class Want(_Wire):
 
 
 @dataclass(frozen=True, slots=True)
-class Cancel(_Wire):
-    """Do not send these chunks after all; chunks already under way are still accepted."""
+class CancelChunks(_TransferWire):
+    """Do not send these chunks after all; chunks already under way are still accepted.
+
+    Its type tag is ``"cancel"`` (not to be confused with the RPC protocol's
+    :class:`~p2p_orchestrator.wire.Cancel`, which gives up a request).
+    """
 
     TYPE: ClassVar[str] = "cancel"
     indices: tuple[int, ...]
 
     def __post_init__(self) -> None:
-        _check_indices("Cancel", self.indices)
+        _check_indices("CancelChunks", self.indices)
 
     def to_wire(self) -> dict[str, Any]:
         return {"t": self.TYPE, "indices": list(self.indices)}
 
     @classmethod
-    def _from_fields(cls, obj: dict[str, Any], max_total_bytes: int) -> Cancel:
+    def _from_fields(cls, obj: dict[str, Any], max_total_bytes: int) -> CancelChunks:
         if not isinstance(obj["indices"], list):
-            _bad("Cancel.indices must be a list")
+            _bad("CancelChunks.indices must be a list")
         return cls(tuple(obj["indices"]))
 
 
 @dataclass(frozen=True, slots=True)
-class Chunk(_Wire):
+class Chunk(_TransferWire):
     """Chunk ``index`` of the archive."""
 
     TYPE: ClassVar[str] = "chunk"
@@ -274,14 +279,14 @@ class Chunk(_Wire):
 
 
 @dataclass(frozen=True, slots=True)
-class Done(_Wire):
+class Done(_TransferWire):
     """The sender will send nothing more on this stream; it owes no chunk."""
 
     TYPE: ClassVar[str] = "done"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class Abort(_Wire):
+class Abort(_TransferWire):
     """The sender ends the transfer because of ``error`` (refused fetch, bad request, disk...)."""
 
     TYPE: ClassVar[str] = "abort"
@@ -307,7 +312,7 @@ class Abort(_Wire):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class Result(_Wire):
+class Result(_TransferWire):
     """The receiver's last word: ``ok`` with a ``result`` map, or not ``ok`` with an ``error``.
 
     Build it with :meth:`success` or :meth:`failure`.
@@ -357,16 +362,26 @@ class Result(_Wire):
         return hash((self.ok, repr(self.to_wire())))
 
 
-TransferMessage: TypeAlias = Fetch | Offer | Have | Want | Cancel | Chunk | Done | Abort | Result
+TransferMessage: TypeAlias = Fetch | Offer | Have | Want | CancelChunks | Chunk | Done | Abort | Result
 """Any message of the transfer protocol."""
 
 SENDER_MESSAGES: tuple[type[TransferMessage], ...] = (Offer, Have, Chunk, Done, Abort)
 """What a sender sends (and a receiver accepts)."""
 
-RECEIVER_MESSAGES: tuple[type[TransferMessage], ...] = (Fetch, Have, Want, Cancel, Result)
+RECEIVER_MESSAGES: tuple[type[TransferMessage], ...] = (Fetch, Have, Want, CancelChunks, Result)
 """What a receiver sends (and a sender accepts)."""
 
-_CLASSES: tuple[type[TransferMessage], ...] = (Fetch, Offer, Have, Want, Cancel, Chunk, Done, Abort, Result)
+_CLASSES: tuple[type[TransferMessage], ...] = (
+    Fetch,
+    Offer,
+    Have,
+    Want,
+    CancelChunks,
+    Chunk,
+    Done,
+    Abort,
+    Result,
+)
 _BY_TYPE: dict[str, tuple[type[TransferMessage], frozenset[str]]] = {
     cls.TYPE: (cls, frozenset(f.name for f in fields(cls)) | {"t"}) for cls in _CLASSES
 }

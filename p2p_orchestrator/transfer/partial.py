@@ -1,5 +1,7 @@
 """A receiver's transfer in progress, kept on disk so that it survives a dropped connection or a
-restart and resumes from the chunks already verified.
+restart and resumes from the chunks already verified: the
+:class:`~p2p_orchestrator.transfer.ChunkStore` a node gives its
+:class:`~p2p_orchestrator.transfer.TransferReceiver`.
 
 One directory per archive (the :class:`~p2p_orchestrator.transfer.PartialStore` keeps them
 under ``<home>/partial/<archive_hash>/``)::
@@ -11,8 +13,10 @@ under ``<home>/partial/<archive_hash>/``)::
 
 Rules, and why they make every crash safe:
 
-* A chunk is checked against the manifest (length and sha256) *before* it is written; a wrong
-  chunk raises and leaves the file untouched.
+* A chunk is checked against the manifest (length and sha256) *before* it is written -- by
+  :meth:`~PartialTransfer.write_chunk`, or by the receiver before it calls
+  :meth:`~PartialTransfer.write_verified_chunk`; a wrong chunk raises and leaves the file
+  untouched.
 * Its index is appended to the ledger only after its bytes were written.  Data and ledger are
   flushed to disk together every ``sync_bytes`` newly verified bytes and on :meth:`sync`/
   :meth:`close`, data first, so a power loss forgets at most the last few MiB of progress.
@@ -63,6 +67,8 @@ __all__ = ["PartialTransfer"]
 
 class PartialTransfer:
     """One archive being received: verified chunks on disk, and the set of them in memory.
+
+    A :class:`~p2p_orchestrator.transfer.ChunkStore` (what a receiver writes to).
 
     Get one from :meth:`create`, :meth:`resume` or :meth:`borrow` (or, normally, from
     :meth:`PartialStore.open <p2p_orchestrator.transfer.PartialStore.open>`, which picks).
@@ -243,6 +249,18 @@ class PartialTransfer:
         self.manifest.check_chunk(index, data)
         if index in self._verified:
             return False
+        self.write_verified_chunk(index, data)
+        return True
+
+    def write_verified_chunk(self, index: int, data: bytes) -> None:
+        """Store chunk ``index``, which the caller checked against the manifest (a receiver does).
+
+        ``data`` is trusted: not hashed again.  A chunk already verified is not rewritten.
+        ``storage_failed`` if the disk refuses.
+        """
+        self._check_open()
+        if index in self._verified:
+            return
         try:
             pwrite_all(self._data_fd, data, self.manifest.chunk_offset(index))
             os.write(self._ledger_fd, index.to_bytes(RECORD_BYTES, "big"))
@@ -253,7 +271,6 @@ class PartialTransfer:
         self._unsynced += len(data)
         if self._unsynced >= self._sync_bytes:
             self.sync()
-        return True
 
     def read_chunk(self, index: int) -> bytes:
         """The bytes of verified chunk ``index`` (to serve it to another peer).

@@ -1,10 +1,13 @@
 """The receiving side of a transfer: a sans-IO state machine over one or more senders.
 
-The receiver holds a :class:`~p2p_orchestrator.transfer.PartialTransfer` and talks to any number
-of senders ("sources"; one for a push from an origin, several in a swarm).  The adapter gives it
-each message with the source it came from, and does what the returned actions say::
+The receiver talks to any number of senders ("sources"; one for a push from an origin, several
+in a swarm).  It does no I/O of its own: it checks every chunk against the manifest and hands
+the good ones to the :class:`~p2p_orchestrator.transfer.ChunkStore` it is given -- a node's
+:class:`~p2p_orchestrator.transfer.PartialTransfer` on disk, or anything with the same few
+members (in memory, say) -- as the sender is given ``read_chunk``.  The adapter gives it each
+message with the source it came from, and does what the returned actions say::
 
-    receiver = TransferReceiver(partial)
+    receiver = TransferReceiver(partial)      # partial: a ChunkStore
     actions = receiver.receive(peer, offer)   # the first message of a source is its offer
     # ... Send(peer, Have(...)), then after the source's Have: Send(peer, Want(...)) ...
 
@@ -17,7 +20,7 @@ so the source sends nothing), then ``want``s, a few chunks at a time (``window``
 arrive, ``cancel`` when an endgame duplicate is no longer needed, and finally ``have`` (all) to
 every source when the last chunk is verified, and a ``result`` from :meth:`conclude`.
 
-What it refuses (the source is dropped and the error raised; nothing unverified is ever written):
+What it refuses (the source is dropped and the error raised; nothing unverified reaches the store):
 
 * a manifest other than the transfer's (``manifest_mismatch``);
 * a chunk index past the end (``chunk_out_of_range``), a chunk it did not ask that source for,
@@ -29,11 +32,12 @@ What it refuses (the source is dropped and the error raised; nothing unverified 
   that is malformed (``bad_bitfield``) or shrinks (``have_regressed``), and messages only a
   sender receives or out of order (``ProtocolError``, ``unexpected_message``).
 
-A dropped source is banned: any later message from it raises again.  Local disk failures raise
-``storage_failed`` and leave the receiver ``FAILED``.  Stalls are the adapter's business:
-:meth:`waiting_for` says what each source owes; on a deadline, or on EOF, call
-:meth:`source_closed` -- its chunks go back to the pool and the partial transfer keeps every
-verified chunk, so a new receiver over the same partial later resumes where this one stopped.
+A dropped source is banned: any later message from it raises again.  A failure of the store (a
+local disk error: ``storage_failed``) is raised too but leaves the receiver ``FAILED``.  Stalls
+are the adapter's business: :meth:`waiting_for` says what each source owes; on a deadline, or on
+EOF, call :meth:`source_closed` -- its chunks go back to the pool and the store keeps every
+verified chunk, so a new receiver over the same store (a partial transfer) later resumes where
+this one stopped.
 """
 
 from __future__ import annotations
@@ -47,10 +51,9 @@ from ..errors import OrchestratorError, ProtocolError, ServiceDistributionError
 from ._constants import DEFAULT_MAX_CORRUPT, DEFAULT_WINDOW, MAX_IN_FLIGHT
 from .actions import Action, ChunkRejected, ChunkStored, Send, SourceEnded, TransferComplete
 from .bitfield import Bitfield
+from .chunk_store import ChunkStore
 from .errors import (
-    CHUNK_HASH_MISMATCH,
     CHUNK_OUT_OF_RANGE,
-    CHUNK_SIZE_MISMATCH,
     HAVE_REGRESSED,
     MANIFEST_MISMATCH,
     PREMATURE_DONE,
@@ -60,8 +63,7 @@ from .errors import (
     UNEXPECTED_CHUNK,
     fail,
 )
-from .messages import Abort, Cancel, Chunk, Done, Have, Offer, Result, TransferMessage, Want
-from .partial import PartialTransfer
+from .messages import Abort, CancelChunks, Chunk, Done, Have, Offer, Result, TransferMessage, Want
 from .receiver_state import Awaiting, ReceiverState
 from .schedule import ChunkScheduler, SourceId
 from .swarm_schedule import SwarmPlan, SwarmScheduler
@@ -70,7 +72,10 @@ __all__ = ["Awaiting", "ReceiverState", "TransferReceiver"]
 
 
 @dataclass
-class _Source:
+class _SourceRecord:
+    """What the receiver knows of one source: its offer and have, its corrupt chunks so far, and
+    the chunks cancelled of it that may still arrive (crossed the cancel on the wire)."""
+
     offer: Offer
     have: Bitfield | None = None
     corrupt: int = 0
@@ -84,16 +89,18 @@ def _unexpected(message: str) -> ProtocolError:
 class TransferReceiver:
     """Receive one archive into ``partial`` from any number of sources (see the module docstring).
 
-    ``window``: chunks asked of each source at once (1..``MAX_IN_FLIGHT``).  ``max_corrupt``:
-    corrupt chunks tolerated per source.  ``endgame``: when no unrequested chunk is left, ask a
-    second source for chunks in flight elsewhere and cancel the loser.  ``plan``: a swarm
-    target -- the origin only for the plan's chunks, the other targets for the rest, rarest
-    first (:class:`SwarmScheduler`); ``rarest_first``: that order without a plan.
+    ``partial``: what is held already, and where verified chunks go (a :class:`ChunkStore`,
+    normally a :class:`~p2p_orchestrator.transfer.PartialTransfer`).  ``window``: chunks asked of
+    each source at once (1..``MAX_IN_FLIGHT``).  ``max_corrupt``: corrupt chunks tolerated per
+    source.  ``endgame``: when no unrequested chunk is left, ask a second source for chunks in
+    flight elsewhere and cancel the loser.  ``plan``: a swarm target -- the origin only for the
+    plan's chunks, the other targets for the rest, rarest first (:class:`SwarmScheduler`);
+    ``rarest_first``: that order without a plan.
     """
 
     def __init__(
         self,
-        partial: PartialTransfer,
+        partial: ChunkStore,
         *,
         window: int = DEFAULT_WINDOW,
         max_corrupt: int = DEFAULT_MAX_CORRUPT,
@@ -102,17 +109,22 @@ class TransferReceiver:
         rarest_first: bool = False,
     ) -> None:
         if partial.closed:
-            raise ValueError("the partial transfer is closed")
+            raise ValueError("the chunk store is closed")
         if type(window) is not int or not 1 <= window <= MAX_IN_FLIGHT:
             raise ValueError(f"window must be an int in 1..{MAX_IN_FLIGHT}, got {window!r}")
+        have, count = partial.have(), partial.manifest.chunk_count
+        if have.size != count:
+            raise ValueError(f"the store's have covers {have.size} chunks; the manifest has {count}")
         self.partial = partial
         self.manifest = partial.manifest
+        self._have = have  # what the store holds: read once, then kept up to date here
+        self._verified_bytes = sum(self.manifest.chunk_length(i) for i in have)
         self._max_corrupt = max_corrupt
-        self._sources: dict[SourceId, _Source] = {}
+        self._sources: dict[SourceId, _SourceRecord] = {}
         self._banned: set[SourceId] = set()
         self._bytes_from: dict[SourceId, int] = {}
         self._swarm = plan is not None or rarest_first
-        needed, count = partial.missing(), partial.manifest.chunk_count
+        needed = have.missing()
         self._scheduler = (
             SwarmScheduler(needed, chunk_count=count, window=window, plan=plan, endgame=endgame)
             if self._swarm
@@ -120,7 +132,7 @@ class TransferReceiver:
         )
         if partial.is_finished:
             self._state = ReceiverState.FINISHED
-        elif partial.is_complete:
+        elif have.is_full:
             self._state = ReceiverState.COMPLETE
         else:
             self._state = ReceiverState.RECEIVING
@@ -136,7 +148,16 @@ class TransferReceiver:
     @property
     def complete(self) -> bool:
         """Every chunk is verified (states ``COMPLETE`` and ``FINISHED``)."""
-        return self.partial.is_complete
+        return self._have.is_full
+
+    def have(self) -> Bitfield:
+        """The chunks verified so far, those the store held at the start included (a copy)."""
+        return self._have.copy()
+
+    @property
+    def verified_bytes(self) -> int:
+        """Bytes of the chunks in :meth:`have`."""
+        return self._verified_bytes
 
     @property
     def sources(self) -> frozenset[SourceId]:
@@ -166,7 +187,7 @@ class TransferReceiver:
         """Chunks are missing, yet no source has any of them on the way or on offer.
 
         The adapter then waits for another source (or a ``have`` update), or gives up with
-        :meth:`conclude`; the partial transfer keeps what was verified.
+        :meth:`conclude`; the store keeps what was verified.
         """
         if self._state is not ReceiverState.RECEIVING:
             return False
@@ -257,13 +278,13 @@ class TransferReceiver:
     # -- the end -----------------------------------------------------------------------------
 
     def finish(self) -> Path:
-        """Check the whole archive (blocking; see :meth:`PartialTransfer.finish`) and return its path.
+        """Check the whole archive (blocking; see :meth:`ChunkStore.finish`) and return its path.
 
         ``transfer_incomplete`` before :class:`TransferComplete`; ``archive_hash_mismatch``
-        (state ``FAILED``, partial discarded) if the manifest lied.
+        (state ``FAILED``; a partial transfer is discarded) if the manifest lied.
         """
         if self._state is ReceiverState.FINISHED:
-            return self.partial.data_path
+            return self.partial.finish()  # the path again, nothing checked twice
         if self._state is not ReceiverState.COMPLETE:
             fail(TRANSFER_INCOMPLETE, f"the transfer is {self._state.value}, not complete")
         try:
@@ -306,15 +327,15 @@ class TransferReceiver:
                 f"{offer.manifest.root.hex()[:12]}) is not the one this transfer is for "
                 f"(archive {self.manifest.archive_hash[:12]}, root {self.manifest.root.hex()[:12]})",
             )
-        self._sources[source] = _Source(offer)
+        self._sources[source] = _SourceRecord(offer)
         self._bytes_from.setdefault(source, 0)
-        actions: list[Action] = [Send(source, Have(self.partial.have().to_bytes()))]
+        actions: list[Action] = [Send(source, Have(self._have.to_bytes()))]
         if self.complete and not self._announced:
             self._announced = True
             actions.append(TransferComplete())
         return actions
 
-    def _on_have(self, source: SourceId, entry: _Source, message: Have) -> list[Action]:
+    def _on_have(self, source: SourceId, entry: _SourceRecord, message: Have) -> list[Action]:
         have = Bitfield.from_bytes(message.bits, self.manifest.chunk_count)
         if entry.have is not None and not have.issuperset(entry.have):
             fail(HAVE_REGRESSED, "the source's have update drops chunks it announced before")
@@ -322,7 +343,7 @@ class TransferReceiver:
         self._scheduler.set_have(source, have)
         return self._schedule(source)
 
-    def _on_chunk(self, source: SourceId, entry: _Source, chunk: Chunk) -> list[Action]:
+    def _on_chunk(self, source: SourceId, entry: _SourceRecord, chunk: Chunk) -> list[Action]:
         index = chunk.index
         if index >= self.manifest.chunk_count:
             fail(
@@ -334,22 +355,23 @@ class TransferReceiver:
         if not self._scheduler.is_asked(source, index):
             fail(UNEXPECTED_CHUNK, f"chunk {index} was not asked of this source, or was already received")
         try:
-            self.partial.write_chunk(index, chunk.data)
+            self.manifest.check_chunk(index, chunk.data)  # chunk_size_mismatch, chunk_hash_mismatch
         except ServiceDistributionError as exc:
-            if exc.code not in (CHUNK_HASH_MISMATCH, CHUNK_SIZE_MISMATCH):
-                raise
             return self._on_corrupt(source, entry, index, exc)
+        self.partial.write_verified_chunk(index, chunk.data)  # storage_failed: see receive()
         size = len(chunk.data)
+        if self._have.add(index):
+            self._verified_bytes += size
         self._bytes_from[source] = self._bytes_from.get(source, 0) + size
         others = self._scheduler.received(source, index)
         actions: list[Action] = [ChunkStored(source, index, size)]
         for other in others:
             self._sources[other].cancelled.add(index)
-            actions.append(Send(other, Cancel((index,))))
-        if self.partial.is_complete:
+            actions.append(Send(other, CancelChunks((index,))))
+        if self._have.is_full:
             self._state = ReceiverState.COMPLETE
             self._announced = True
-            full = Have(self.partial.have().to_bytes())
+            full = Have(self._have.to_bytes())
             actions += [Send(s, full) for s in self._sources]
             actions.append(TransferComplete())
             return actions
@@ -360,7 +382,7 @@ class TransferReceiver:
         return actions
 
     def _on_corrupt(
-        self, source: SourceId, entry: _Source, index: int, error: ServiceDistributionError
+        self, source: SourceId, entry: _SourceRecord, index: int, error: ServiceDistributionError
     ) -> list[Action]:
         entry.corrupt += 1
         self._scheduler.failed(source, index)

@@ -46,7 +46,7 @@ from .errors import (
 )
 from .manifest import TransferManifest
 from .messages import (
-    Cancel,
+    CancelChunks,
     Chunk,
     Done,
     Have,
@@ -237,7 +237,7 @@ class TransferSender:
             raise _unexpected(f"the receiver's first message must be a have, not {message.TYPE!r}")
         elif isinstance(message, Want):
             self._on_want(message)
-        elif isinstance(message, Cancel):
+        elif isinstance(message, CancelChunks):
             self._on_cancel(message)
         else:
             raise _unexpected(f"a sender does not accept {message.TYPE!r}")
@@ -265,7 +265,7 @@ class TransferSender:
             fail(TOO_MANY_WANTS, f"more than {self._max_in_flight} chunks asked for and unsent")
         self._queue.update(dict.fromkeys(message.indices))
 
-    def _on_cancel(self, message: Cancel) -> None:
+    def _on_cancel(self, message: CancelChunks) -> None:
         count = self.manifest.chunk_count
         for index in message.indices:
             if index >= count:

@@ -12,7 +12,7 @@ from p2p_orchestrator.errors import PermissionDenied, ProtocolError, ServiceDist
 from p2p_orchestrator.transfer import (
     MAX_IN_FLIGHT,
     Abort,
-    Cancel,
+    CancelChunks,
     Chunk,
     Done,
     Fetch,
@@ -47,7 +47,7 @@ def all_messages(offer: Offer) -> list[TransferMessage]:
         Offer(offer.manifest, "fetch"),
         Have(b"\xf8"),
         Want((0, 3, 2)),
-        Cancel((1,)),
+        CancelChunks((1,)),
         Chunk(4, b"data"),
         Done(),
         Abort(PermissionDenied("no", code="permission_denied")),

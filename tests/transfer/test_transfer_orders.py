@@ -14,7 +14,7 @@ from p2p_orchestrator.transfer import (
     Abort,
     Awaiting,
     Bitfield,
-    Cancel,
+    CancelChunks,
     Chunk,
     Done,
     Fetch,
@@ -48,7 +48,7 @@ class Setup:
             "done": Done(),
             "abort": Abort(PermissionDenied("no")),
             "want": Want((0,)),
-            "cancel": Cancel((0,)),
+            "cancel": CancelChunks((0,)),
             "result": Result.success({}),
             "fetch": Fetch(service="svc"),
         }[name]

@@ -20,7 +20,7 @@ from p2p_orchestrator.transfer import (
     Abort,
     Awaiting,
     Bitfield,
-    Cancel,
+    CancelChunks,
     Chunk,
     ChunkRejected,
     ChunkStored,
@@ -142,7 +142,7 @@ def test_sender_flow_and_waiting_for(world: World) -> None:
     assert sender.receiver_have == Bitfield.from_indices(world.count, [0])
     sender.receive(Want((2, 1)))
     assert sender.pending == (2, 1) and sender.waiting_for is SenderAwaiting.NOTHING
-    sender.receive(Cancel((1, 5)))  # 5 was never asked: crossed on the wire, ignored
+    sender.receive(CancelChunks((1, 5)))  # 5 was never asked: crossed on the wire, ignored
     chunk = sender.next_chunk()
     assert chunk == Chunk(2, world.piece(2)) and sender.next_chunk() is None
     sender.receive(Have(Bitfield.full(world.count).to_bytes()))
@@ -256,7 +256,7 @@ def test_a_source_must_start_with_an_offer(world: World, message: Any) -> None:
 
 @pytest.mark.parametrize(
     "message",
-    [Offer, Want((0,)), Cancel((0,)), Result.success({}), Fetch(service="svc")],
+    [Offer, Want((0,)), CancelChunks((0,)), Result.success({}), Fetch(service="svc")],
     ids=lambda m: getattr(m, "TYPE", "offer"),
 )
 def test_messages_a_receiver_never_takes_from_a_source(world: World, message: Any) -> None:
@@ -286,9 +286,9 @@ def test_a_manifest_that_lies_about_the_whole_archive(tmp_path: Path) -> None:
     ("setup", "message", "code"),
     [
         ([], Want((0,)), "unexpected_message"),  # before the receiver's have
-        ([], Cancel((0,)), "unexpected_message"),
+        ([], CancelChunks((0,)), "unexpected_message"),
         (["have"], Want((99,)), "chunk_out_of_range"),
-        (["have"], Cancel((99,)), "chunk_out_of_range"),
+        (["have"], CancelChunks((99,)), "chunk_out_of_range"),
         (["have"], Want((6,)), "chunk_unavailable"),  # the sender holds 0..5 only
         (["have", Want((1,))], Want((1,)), "duplicate_want"),
         (["have", Want((0, 1, 2))], Want((3, 4)), "too_many_wants"),
@@ -455,15 +455,15 @@ def test_endgame_asks_twice_and_cancels_the_loser(tmp_path: Path) -> None:
     assert world.started(receiver, "slow") == [0, 1]
     assert world.started(receiver, "fast") == [2, 0]  # 2 is unasked; 0 is a duplicate
     actions = receiver.receive("fast", Chunk(0, world.piece(0)))
-    assert sends(actions, "slow") == [Cancel((0,)), Want((2,))]  # slow's freed slot: 2 twice too
+    assert sends(actions, "slow") == [CancelChunks((0,)), Want((2,))]  # slow's freed slot: 2 twice too
     assert sends(actions, "fast") == [Want((1,))]
     assert receiver.in_flight("slow") == {1, 2} and receiver.in_flight("fast") == {1, 2}
     assert receiver.receive("slow", Chunk(0, world.piece(0))) == []  # crossed the cancel: dropped
     actions = receiver.receive("slow", Chunk(1, world.piece(1)))
     assert actions[0] == ChunkStored("slow", 1, CHUNK)
-    assert sends(actions) == [Cancel((1,))] and sends(actions, "fast") == [Cancel((1,))]
+    assert sends(actions) == [CancelChunks((1,))] and sends(actions, "fast") == [CancelChunks((1,))]
     actions = receiver.receive("fast", Chunk(2, world.piece(2)))
-    assert sends(actions, "slow") == [Cancel((2,)), Have(Bitfield.full(3).to_bytes())]
+    assert sends(actions, "slow") == [CancelChunks((2,)), Have(Bitfield.full(3).to_bytes())]
     assert sends(actions, "fast") == [Have(Bitfield.full(3).to_bytes())]
     assert actions[-1] == TransferComplete()
     assert (

@@ -95,7 +95,10 @@ DISK_FAILURES = frozenset({"storage_failed", "write_failed"})
 
 
 @dataclass
-class _Source:
+class _SourceStream:
+    """One source's transfer stream, with its read deadline, its reader task's scope and its
+    writer's outbox."""
+
     stream: TransferStream
     deadline: MessageDeadline
     reader: trio.CancelScope
@@ -136,7 +139,7 @@ class ReceiveSession:
         self._read_timeout = read_timeout
         self._cut_hook = cut_hook
         self._on_stored = on_stored
-        self._sources: dict[str, _Source] = {}
+        self._sources: dict[str, _SourceStream] = {}
         self._send, self._inbox = trio.open_memory_channel[tuple[str, TransferMessage | _Ended | _Apply]](
             QUEUE
         )
@@ -210,7 +213,9 @@ class ReceiveSession:
         source = stream.peer_id
         if source in self._sources:
             raise ValueError(f"{source} is already a source of this transfer")
-        entry = self._sources[source] = _Source(stream, MessageDeadline(), trio.CancelScope(), Outbox(stream))
+        entry = self._sources[source] = _SourceStream(
+            stream, MessageDeadline(), trio.CancelScope(), Outbox(stream)
+        )
         self._nursery.start_soon(self._read_source, source, entry, offer)
         self._nursery.start_soon(self._write_source, source, entry.outbox)
 
@@ -236,7 +241,7 @@ class ReceiveSession:
             with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
                 await self._send.send((source, _Ended(_cut(source, str(broken)))))
 
-    async def _read_source(self, source: str, entry: _Source, offer: Offer) -> None:
+    async def _read_source(self, source: str, entry: _SourceStream, offer: Offer) -> None:
         with entry.reader:
             await self._read_messages(source, entry.stream, entry.deadline, offer)
 
@@ -334,7 +339,7 @@ class ReceiveSession:
             )
             await self._conclude(error)
         elif rx.stalled:
-            missing = len(rx.partial.missing())
+            missing = len(rx.have().missing())
             await self._conclude(
                 ServiceDistributionError(
                     f"no sender holds the {missing} chunks still missing", code="transfer_failed"
@@ -347,7 +352,7 @@ class ReceiveSession:
     async def _maybe_cut(self, source: str) -> None:
         entry = self._sources.get(source)
         hook = self._cut_hook
-        if hook is not None and entry is not None and hook(source, self._rx.partial.verified_bytes):
+        if hook is not None and entry is not None and hook(source, self._rx.verified_bytes):
             log.info("Test hook: cutting the transfer stream of %s", source)
             await entry.stream.reset()
 
