@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, TypeAlias, cast
+from typing import Any, ClassVar, Literal, Self, TypeAlias, cast
 
 from p2p_orchestrator._patterns import HEX_SHA256, SERVICE_NAME
 
@@ -190,43 +190,36 @@ class Have(_Wire):
 
 
 @dataclass(frozen=True, slots=True)
-class Want(_Wire):
-    """Send me these chunks (at most ``MAX_IN_FLIGHT`` asked and not yet received, in all)."""
+class _ChunkList(_Wire):
+    """A message that lists chunk indices (a CBOR array on the wire): :class:`Want`, :class:`Cancel`."""
 
-    TYPE: ClassVar[str] = "want"
     indices: tuple[int, ...]
 
     def __post_init__(self) -> None:
-        _check_indices("Want", self.indices)
+        _check_indices(type(self).__name__, self.indices)
 
     def to_wire(self) -> dict[str, Any]:
         return {"t": self.TYPE, "indices": list(self.indices)}
 
     @classmethod
-    def _from_fields(cls, obj: dict[str, Any], max_total_bytes: int) -> Want:
+    def _from_fields(cls, obj: dict[str, Any], max_total_bytes: int) -> Self:
         if not isinstance(obj["indices"], list):
-            bad_message("Want.indices must be a list")
+            bad_message(f"{cls.__name__}.indices must be a list")
         return cls(tuple(obj["indices"]))
 
 
 @dataclass(frozen=True, slots=True)
-class Cancel(_Wire):
+class Want(_ChunkList):
+    """Send me these chunks (at most ``MAX_IN_FLIGHT`` asked and not yet received, in all)."""
+
+    TYPE: ClassVar[str] = "want"
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel(_ChunkList):
     """Do not send these chunks after all; chunks already under way are still accepted."""
 
     TYPE: ClassVar[str] = "cancel"
-    indices: tuple[int, ...]
-
-    def __post_init__(self) -> None:
-        _check_indices("Cancel", self.indices)
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"t": self.TYPE, "indices": list(self.indices)}
-
-    @classmethod
-    def _from_fields(cls, obj: dict[str, Any], max_total_bytes: int) -> Cancel:
-        if not isinstance(obj["indices"], list):
-            bad_message("Cancel.indices must be a list")
-        return cls(tuple(obj["indices"]))
 
 
 @dataclass(frozen=True, slots=True)
