@@ -13,9 +13,10 @@ that the two agree); ``__all__`` follows.
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from p2p_orchestrator._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from p2p_orchestrator.archive import (
@@ -208,13 +209,7 @@ except PackageNotFoundError:  # run from a source tree that was never installed
 __all__ = sorted([*_LAZY, "__version__"])  # noqa: PLE0605
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 def __dir__() -> list[str]:

@@ -15,12 +15,13 @@ way lives here, as small parts an adapter composes rather than a base class:
   a cancel scope that the peer's :class:`~p2p_orchestrator.wire.Cancel` reaches,
   and :func:`send_answer`, which sends a final answer or, if the codec cannot
   encode it, an ``unencodable_result`` error in its place.
-* :class:`StreamWriter` -- whole, ordered, deadline-bound frame writes to a
-  :class:`ByteStream` (the libp2p twin is :mod:`p2p_orchestrator.node.rpc._sender`).
+* :class:`StreamWriter` -- whole, ordered, deadline-bound frame writes to any
+  transport (the node's libp2p streams and transfer streams use it too).
 
-Users: ``runtime._channel.FramedChannel`` (all four), ``node._client.ClientChannel``
-(reader, pending calls), ``node._server.ServerStream`` (reader, request tasks) and
-``control._session.ControlSession`` (reader, request tasks, writer).
+Users: ``runtime._channel.FramedChannel`` (all four), ``node.rpc._client.ClientChannel``
+(reader, pending calls, writer), ``node.rpc._server.ServerStream`` (reader, request tasks,
+writer), ``control._session.ControlSession`` (reader, request tasks, writer) and
+``node.distribution._stream.TransferStream`` (writer, for the transfer codec's frames).
 
 Everything here is written with anyio, so it runs on trio (the node) and on
 asyncio (a service's child process, which never imports trio).  A transport is
@@ -33,7 +34,7 @@ adapter passes them in (``gone``).  Nothing here imports libp2p or trio.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Generic, Protocol, TypeAlias, TypeVar
 
 import anyio
 import anyio.abc
@@ -67,6 +68,8 @@ __all__ = [
 ]
 
 _RECEIVE_SIZE = 65536
+
+M = TypeVar("M")
 
 ANYIO_STREAM_GONE: tuple[type[Exception], ...] = (anyio.BrokenResourceError, anyio.ClosedResourceError)
 """What an :class:`AnyioStream` raises once the other side is gone (or we closed it)."""
@@ -383,50 +386,64 @@ async def send_answer(
 # -- writing -----------------------------------------------------------------------------------
 
 
-class StreamWriter:
-    """Writes one connection's frames to a :class:`ByteStream`, whole and in order.
+class StreamWriter(Generic[M]):
+    """Writes one codec's frames to a transport, whole, in order and within a deadline.
 
-    * The codec's :meth:`~RpcConnection.send` and the write happen under one lock,
-      so two tasks never interleave their bytes.
+    ``send_all(data)`` writes bytes; ``abort()`` ends the transport when a write
+    stalls; ``encode(msg)`` is the codec's frame of a message (for the RPC codec,
+    :meth:`RpcConnection.send`).
+
+    * Encoding and writing happen under one lock, so two tasks never interleave
+      their bytes and frames leave in the order the codec made them.
     * A write is shielded from cancellation (half a frame would corrupt the
-      stream) and bounded by ``timeout`` instead: a peer that stops reading has the
-      stream closed and the writer raises ``broken`` (the transport's own "broken
-      resource" class) with the message ``stalled``.
+      stream) and bounded by ``timeout`` instead: a peer that does not take a
+      frame in time has the transport aborted, :attr:`failure` says why
+      (``stalled(frame_bytes)``), and the writer raises ``broken`` (the
+      transport's own "broken resource" class) with that message.
+
+    The adapters pass their transport's pieces: an :class:`anyio.abc.ByteStream`'s
+    (:class:`AnyioStream`), a :class:`trio.abc.Stream`'s, or a libp2p stream's
+    (``node.host._stream.frame_writer``, which resets the stream).
     """
 
     def __init__(
         self,
-        stream: ByteStream,
-        conn: RpcConnection,
+        send_all: Callable[[bytes], Awaitable[None]],
+        abort: Callable[[], Awaitable[None]],
+        encode: Callable[[M], bytes],
         *,
         timeout: float,
-        stalled: str,
+        stalled: Callable[[int], str],
         broken: type[Exception] = anyio.BrokenResourceError,
     ) -> None:
-        self._stream = stream
-        self._conn = conn
+        self._send_all = send_all
+        self._abort = abort
+        self._encode = encode
         self._timeout = timeout
         self._stalled = stalled
         self._broken = broken
         self._lock = anyio.Lock()
+        self.failure: str | None = None
+        """Why this writer aborted the transport, once a write stalled."""
 
-    async def send(self, msg: Message) -> None:
-        """Send ``msg``; :class:`ProtocolError` (nothing sent) if the codec refuses it."""
+    async def send(self, msg: M) -> None:
+        """Encode and write ``msg``; the codec's error (nothing written) if it refuses it."""
         async with self._lock:
-            await self._write(self._conn.send(msg))
+            await self._write(self._encode(msg))
 
-    async def flush(self) -> None:
-        """Write the bytes the codec produced on its own, if any (without waiting for the lock otherwise)."""
-        data = self._conn.data_to_send()
-        if data:
+    async def write(self, frame: bytes) -> None:
+        """Write bytes the codec already made (a frame, or the RPC codec's own
+        :meth:`~RpcConnection.data_to_send`); ``b""`` returns at once, without waiting for the lock."""
+        if frame:
             async with self._lock:
-                await self._write(data)
+                await self._write(frame)
 
     async def _write(self, data: bytes) -> None:
         if not data:
             return
         with anyio.CancelScope(shield=True), anyio.move_on_after(self._timeout) as timer:
-            await self._stream.send_all(data)
+            await self._send_all(data)
         if timer.cancelled_caught:
-            await self._stream.aclose()
-            raise self._broken(self._stalled)
+            self.failure = self._stalled(len(data))
+            await self._abort()
+            raise self._broken(self.failure)

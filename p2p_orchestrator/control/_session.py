@@ -31,7 +31,15 @@ from p2p_orchestrator._rpc_session import (
     send_answer,
 )
 from p2p_orchestrator.errors import ProtocolError, RemoteError
-from p2p_orchestrator.wire import ErrorReply, Hello, Request, Response, RpcConnection, StreamEnd, StreamItem
+from p2p_orchestrator.wire import (
+    ErrorReply,
+    Hello,
+    Request,
+    Response,
+    RpcConnection,
+    StreamEnd,
+    StreamItem,
+)
 
 __all__ = ["Emit", "Handler", "ControlSession", "Streaming"]
 
@@ -71,10 +79,11 @@ class ControlSession:
         self._hello = hello
         self._conn = RpcConnection("server", exchange_hello=True)
         self._writer = StreamWriter(
-            stream,
-            self._conn,
+            stream.send_all,
+            stream.aclose,
+            self._conn.send,
             timeout=send_timeout,
-            stalled=f"the control client did not read for {send_timeout:g} s",
+            stalled=lambda _: f"the control client did not read for {send_timeout:g} s",
             broken=trio.BrokenResourceError,
         )
         self._requests = RequestTasks(
@@ -129,5 +138,5 @@ class ControlSession:
         await send_answer(self._conn, self._writer.send, request, answer, gone=STREAM_GONE)
 
     async def _flush(self) -> bool:
-        await self._writer.flush()  # a client that is gone ends the session
+        await self._writer.write(self._conn.data_to_send())  # a client that is gone ends the session
         return True

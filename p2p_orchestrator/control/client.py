@@ -106,16 +106,12 @@ class ControlClient:
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         """Call ``method`` and return its result (the node's error is raised as is)."""
-        rid = self._request(method, params)
-        while True:
-            msg = self._next()
-            if getattr(msg, "id", None) != rid:
-                continue
-            if isinstance(msg, Response):
-                return msg.result
-            if isinstance(msg, ErrorReply):
-                raise msg.error
-            raise ControlError(f"{method} answered with a stream; use stream()", code="unexpected_stream")
+        msg = self._next_about(self._request(method, params))
+        if isinstance(msg, Response):
+            return msg.result
+        if isinstance(msg, ErrorReply):
+            raise msg.error
+        raise ControlError(f"{method} answered with a stream; use stream()", code="unexpected_stream")
 
     def stream(self, method: str, params: dict[str, Any] | None = None) -> Iterator[Any]:
         """The items of a streamed answer, as they arrive (closing the iterator stops it)."""
@@ -123,9 +119,7 @@ class ControlClient:
         finished = False
         try:
             while True:
-                msg = self._next()
-                if getattr(msg, "id", None) != rid:
-                    continue
+                msg = self._next_about(rid)
                 if isinstance(msg, StreamItem):
                     yield msg.item
                     continue
@@ -192,6 +186,13 @@ class ControlClient:
             self._sock.sendall(data)
         except OSError as exc:
             raise ControlError(f"the node closed the connection: {exc}", code="channel_closed") from exc
+
+    def _next_about(self, rid: int) -> Message:
+        """The next message about request ``rid`` (messages about other requests are dropped)."""
+        while True:
+            msg = self._next()
+            if getattr(msg, "id", None) == rid:
+                return msg
 
     def _next(self) -> Message:
         """The next message from the node; raises its connection-level error or ``channel_closed``."""

@@ -16,8 +16,9 @@ it keeps in its home directory, and ``docs/protocol.md`` for the wire.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from p2p_orchestrator._lazy import lazy_getattr
 from p2p_orchestrator.node.access import AccessControl, Role
 from p2p_orchestrator.node.proxy import RemoteProxy
 
@@ -34,12 +35,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

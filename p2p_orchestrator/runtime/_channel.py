@@ -89,7 +89,11 @@ class FramedChannel:
         self.on_notice = on_notice
         """Called with the error of a connection-level ``ErrorReply(None, ...)`` from the peer."""
         self._writer = StreamWriter(
-            self.stream, conn, timeout=send_timeout, stalled=f"{name} did not read for {send_timeout} s"
+            self.stream.send_all,
+            self.stream.aclose,
+            conn.send,
+            timeout=send_timeout,
+            stalled=lambda _: f"{name} did not read for {send_timeout} s",
         )
         self._pending = PendingCalls()
         self._requests = RequestTasks(
@@ -168,7 +172,7 @@ class FramedChannel:
 
     async def _flush_outbox(self) -> bool:
         with contextlib.suppress(*ANYIO_STREAM_GONE):
-            await self._writer.flush()
+            await self._writer.write(self.conn.data_to_send())
         return True  # if the peer is gone, the reader sees the EOF next
 
     async def wait_hello(self) -> Hello:

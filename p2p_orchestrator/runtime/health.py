@@ -43,13 +43,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 import trio
 
 from p2p_orchestrator._clock import utc_now_iso
 from p2p_orchestrator.errors import OrchestratorError
+from p2p_orchestrator.runtime._layers import overlay
 
 __all__ = ["HealthPolicy", "HealthStatus", "Probe", "watch_health"]
 
@@ -74,15 +75,10 @@ class HealthPolicy:
 
         Raises :class:`ValueError` naming the key for an unknown key or a bad value.
         """
-        policy = cls()
-        known = {f.name for f in fields(cls)}
-        for layer in layers:
-            for key, value in (layer or {}).items():
-                if key not in known:
-                    raise ValueError(f"{where}: unknown key {key!r}; known: {', '.join(sorted(known))}")
-                change: dict[str, Any] = {key: _check(key, value, where)}
-                policy = replace(policy, **change)
-        return policy
+        known = sorted(f.name for f in fields(cls))
+        return overlay(
+            cls(), layers, check=lambda key, value: _check(key, value, where), where=where, known=known
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-able form reported by ``get_service_info``."""

@@ -24,10 +24,11 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from p2p_orchestrator._backoff import exponential_delay
+from p2p_orchestrator.runtime._layers import overlay
 
 __all__ = ["POLICIES", "RestartPolicy", "RestartTracker"]
 
@@ -55,20 +56,12 @@ class RestartPolicy:
         Raises :class:`ValueError` naming the offending key for an unknown key, a
         value of the wrong type or one out of range.
         """
-        policy = cls()
-        for layer in layers:
-            if layer:
-                policy = policy._overlay(layer, where)
-        return policy
+        defaults = cls()
 
-    def _overlay(self, layer: Mapping[str, Any], where: str) -> RestartPolicy:
-        known = {f.name: f for f in fields(self)}
-        changes: dict[str, Any] = {}
-        for key, value in layer.items():
-            if key not in known:
-                raise ValueError(f"{where}: unknown key {key!r}; known: {', '.join(known)}")
-            changes[key] = _check(key, value, type(getattr(self, key)), where)
-        return replace(self, **changes)
+        def check(key: str, value: Any) -> Any:
+            return _check(key, value, type(getattr(defaults, key)), where)
+
+        return overlay(defaults, layers, check=check, where=where)
 
     def should_restart(self, *, failed: bool) -> bool:
         """Whether an exit the supervisor did not ask for leads to a restart."""

@@ -32,12 +32,13 @@ A stream has a *sender* (it holds the archive, or part of it) and a *receiver*:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Literal, NoReturn, TypeAlias, cast
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Self, TypeAlias, cast
 
 from p2p_orchestrator._patterns import HEX_SHA256, SERVICE_NAME
 
-from ..errors import OrchestratorError, ProtocolError, error_from_wire, error_to_wire
+from ..errors import OrchestratorError, error_to_wire
+from ..wire._tagged import MessageTable, Tagged, bad_message, check_error, error_field
 from ._constants import DEFAULT_MAX_TRANSFER_BYTES, MAX_CHUNK_SIZE, MAX_CHUNKS, MAX_IN_FLIGHT, MAX_PEERS
 from .manifest import TransferManifest
 
@@ -64,60 +65,31 @@ Purpose: TypeAlias = Literal["install", "fetch"]
 
 _PURPOSES = ("install", "fetch")
 _PEER_ID = re.compile(r"[1-9A-HJ-NP-Za-km-z]{1,128}")  # base58btc, as libp2p prints peer ids
-_ERROR_FIELDS = frozenset({"code", "type", "message"})
 _MAX_BITS_BYTES = MAX_CHUNKS // 8
-
-
-def _bad(message: str) -> NoReturn:
-    raise ProtocolError(message, code="bad_message")
 
 
 def _check_index(owner: str, value: object) -> None:
     if type(value) is not int or not 0 <= value < MAX_CHUNKS:
-        _bad(f"{owner} index must be an integer in 0..{MAX_CHUNKS - 1}, got {value!r:.40}")
+        bad_message(f"{owner} index must be an integer in 0..{MAX_CHUNKS - 1}, got {value!r:.40}")
 
 
 def _check_indices(owner: str, indices: object) -> None:
     if not isinstance(indices, tuple) or not 1 <= len(indices) <= MAX_IN_FLIGHT:
-        _bad(f"{owner}.indices must list 1..{MAX_IN_FLIGHT} chunk indices")
+        bad_message(f"{owner}.indices must list 1..{MAX_IN_FLIGHT} chunk indices")
     for index in indices:
         _check_index(owner, index)
     if len(set(indices)) != len(indices):
-        _bad(f"{owner}.indices lists a chunk twice")
+        bad_message(f"{owner}.indices lists a chunk twice")
 
 
-def _check_error(owner: str, error: object) -> None:
-    if not isinstance(error, OrchestratorError):
-        _bad(f"{owner}.error must be an OrchestratorError, got {type(error).__name__}")
-
-
-def _error_from_wire(owner: str, error: Any) -> OrchestratorError:
-    if (
-        not isinstance(error, dict)
-        or error.keys() != _ERROR_FIELDS
-        or not all(isinstance(value, str) for value in error.values())
-    ):
-        _bad(f"{owner}.error must be a map of exactly code, type and message, all text")
-    return error_from_wire(error)
-
-
-class _TransferWire:
-    """Mixin of the transfer messages: the ``"t"`` tag and the default wire form (every field,
-    by name), and the default way back from it."""
+class _TransferWire(Tagged):
+    """A transfer message: :class:`Tagged`, and built from its received fields by :meth:`_from_fields`."""
 
     __slots__ = ()
-    TYPE: ClassVar[str]
-
-    def to_wire(self) -> dict[str, Any]:
-        """The message as the plain dict that is CBOR-encoded into one frame."""
-        wire: dict[str, Any] = {"t": self.TYPE}
-        for f in fields(self):  # type: ignore[arg-type]
-            wire[f.name] = getattr(self, f.name)
-        return wire
 
     @classmethod
     def _from_fields(cls, obj: dict[str, Any], max_total_bytes: int) -> Any:
-        return cls(**{name: value for name, value in obj.items() if name != "t"})
+        return cls(**obj)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +101,7 @@ class TransferOptions:
 
     def __post_init__(self) -> None:
         if type(self.force_reinstall) is not bool or type(self.auto_start) is not bool:
-            _bad("Offer.options must be booleans force_reinstall and auto_start")
+            bad_message("Offer.options must be booleans force_reinstall and auto_start")
 
     def to_wire(self) -> dict[str, Any]:
         return {"force_reinstall": self.force_reinstall, "auto_start": self.auto_start}
@@ -137,7 +109,7 @@ class TransferOptions:
     @classmethod
     def from_wire(cls, obj: Any) -> TransferOptions:
         if not isinstance(obj, dict) or obj.keys() != {"force_reinstall", "auto_start"}:
-            _bad("Offer.options must be a map of exactly force_reinstall and auto_start")
+            bad_message("Offer.options must be a map of exactly force_reinstall and auto_start")
         return cls(obj["force_reinstall"], obj["auto_start"])
 
 
@@ -151,15 +123,15 @@ class Fetch(_TransferWire):
 
     def __post_init__(self) -> None:
         if (self.archive_hash is None) == (self.service is None):
-            _bad("Fetch names exactly one of archive_hash and service")
+            bad_message("Fetch names exactly one of archive_hash and service")
         if self.archive_hash is not None and (
             not isinstance(self.archive_hash, str) or HEX_SHA256.fullmatch(self.archive_hash) is None
         ):
-            _bad(f"Fetch.archive_hash must be 64 lowercase hex digits, got {self.archive_hash!r:.80}")
+            bad_message(f"Fetch.archive_hash must be 64 lowercase hex digits, got {self.archive_hash!r:.80}")
         if self.service is not None and (
             not isinstance(self.service, str) or SERVICE_NAME.fullmatch(self.service) is None
         ):
-            _bad(f"Fetch.service must be a service name, got {self.service!r:.80}")
+            bad_message(f"Fetch.service must be a service name, got {self.service!r:.80}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,18 +146,18 @@ class Offer(_TransferWire):
 
     def __post_init__(self) -> None:
         if not isinstance(self.manifest, TransferManifest):
-            _bad(f"Offer.manifest must be a TransferManifest, got {type(self.manifest).__name__}")
+            bad_message(f"Offer.manifest must be a TransferManifest, got {type(self.manifest).__name__}")
         if self.purpose not in _PURPOSES:
-            _bad(f"Offer.purpose must be 'install' or 'fetch', got {self.purpose!r:.40}")
+            bad_message(f"Offer.purpose must be 'install' or 'fetch', got {self.purpose!r:.40}")
         if not isinstance(self.options, TransferOptions):
-            _bad("Offer.options must be TransferOptions")
+            bad_message("Offer.options must be TransferOptions")
         peers = self.peers
         if not isinstance(peers, tuple) or len(peers) > MAX_PEERS:
-            _bad(f"Offer.peers must list at most {MAX_PEERS} peer ids")
+            bad_message(f"Offer.peers must list at most {MAX_PEERS} peer ids")
         if not all(isinstance(p, str) and _PEER_ID.fullmatch(p) for p in peers) or len(set(peers)) != len(
             peers
         ):
-            _bad("Offer.peers must be distinct base58 peer ids")
+            bad_message("Offer.peers must be distinct base58 peer ids")
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -200,7 +172,7 @@ class Offer(_TransferWire):
     def _from_fields(cls, obj: dict[str, Any], max_total_bytes: int) -> Offer:
         peers = obj["peers"]
         if not isinstance(peers, list):
-            _bad("Offer.peers must be a list")
+            bad_message("Offer.peers must be a list")
         manifest = TransferManifest.from_wire(obj["manifest"], max_total_bytes=max_total_bytes)
         return cls(manifest, obj["purpose"], TransferOptions.from_wire(obj["options"]), tuple(peers))
 
@@ -214,31 +186,37 @@ class Have(_TransferWire):
 
     def __post_init__(self) -> None:
         if type(self.bits) is not bytes or not 1 <= len(self.bits) <= _MAX_BITS_BYTES:
-            _bad(f"Have.bits must be a byte string of 1..{_MAX_BITS_BYTES} bytes")
+            bad_message(f"Have.bits must be a byte string of 1..{_MAX_BITS_BYTES} bytes")
 
 
 @dataclass(frozen=True, slots=True)
-class Want(_TransferWire):
-    """Send me these chunks (at most ``MAX_IN_FLIGHT`` asked and not yet received, in all)."""
+class _ChunkList(_TransferWire):
+    """A message that lists chunk indices (a CBOR array on the wire): :class:`Want`, :class:`CancelChunks`."""
 
-    TYPE: ClassVar[str] = "want"
     indices: tuple[int, ...]
 
     def __post_init__(self) -> None:
-        _check_indices("Want", self.indices)
+        _check_indices(type(self).__name__, self.indices)
 
     def to_wire(self) -> dict[str, Any]:
         return {"t": self.TYPE, "indices": list(self.indices)}
 
     @classmethod
-    def _from_fields(cls, obj: dict[str, Any], max_total_bytes: int) -> Want:
+    def _from_fields(cls, obj: dict[str, Any], max_total_bytes: int) -> Self:
         if not isinstance(obj["indices"], list):
-            _bad("Want.indices must be a list")
+            bad_message(f"{cls.__name__}.indices must be a list")
         return cls(tuple(obj["indices"]))
 
 
 @dataclass(frozen=True, slots=True)
-class CancelChunks(_TransferWire):
+class Want(_ChunkList):
+    """Send me these chunks (at most ``MAX_IN_FLIGHT`` asked and not yet received, in all)."""
+
+    TYPE: ClassVar[str] = "want"
+
+
+@dataclass(frozen=True, slots=True)
+class CancelChunks(_ChunkList):
     """Do not send these chunks after all; chunks already under way are still accepted.
 
     Its type tag is ``"cancel"`` (not to be confused with the RPC protocol's
@@ -246,19 +224,6 @@ class CancelChunks(_TransferWire):
     """
 
     TYPE: ClassVar[str] = "cancel"
-    indices: tuple[int, ...]
-
-    def __post_init__(self) -> None:
-        _check_indices("CancelChunks", self.indices)
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"t": self.TYPE, "indices": list(self.indices)}
-
-    @classmethod
-    def _from_fields(cls, obj: dict[str, Any], max_total_bytes: int) -> CancelChunks:
-        if not isinstance(obj["indices"], list):
-            _bad("CancelChunks.indices must be a list")
-        return cls(tuple(obj["indices"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +237,7 @@ class Chunk(_TransferWire):
     def __post_init__(self) -> None:
         _check_index("Chunk", self.index)
         if type(self.data) is not bytes or not 1 <= len(self.data) <= MAX_CHUNK_SIZE:
-            _bad(f"Chunk.data must be a byte string of 1..{MAX_CHUNK_SIZE} bytes")
+            bad_message(f"Chunk.data must be a byte string of 1..{MAX_CHUNK_SIZE} bytes")
 
     def __repr__(self) -> str:
         return f"Chunk(index={self.index}, data=<{len(self.data)} bytes>)"
@@ -293,14 +258,14 @@ class Abort(_TransferWire):
     error: OrchestratorError
 
     def __post_init__(self) -> None:
-        _check_error("Abort", self.error)
+        check_error("Abort", self.error)
 
     def to_wire(self) -> dict[str, Any]:
         return {"t": self.TYPE, "error": error_to_wire(self.error)}
 
     @classmethod
     def _from_fields(cls, obj: dict[str, Any], max_total_bytes: int) -> Abort:
-        return cls(_error_from_wire("Abort", obj["error"]))
+        return cls(error_field("Abort", obj["error"]))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Abort):
@@ -325,16 +290,16 @@ class Result(_TransferWire):
 
     def __post_init__(self) -> None:
         if type(self.ok) is not bool:
-            _bad("Result.ok must be a boolean")
+            bad_message("Result.ok must be a boolean")
         if self.ok:
             if not isinstance(self.result, dict) or not all(isinstance(k, str) for k in self.result):
-                _bad("a successful Result carries a result map with text keys")
+                bad_message("a successful Result carries a result map with text keys")
             if self.error is not None:
-                _bad("a successful Result carries no error")
+                bad_message("a successful Result carries no error")
         else:
             if self.result is not None:
-                _bad("a failed Result carries no result")
-            _check_error("Result", self.error)
+                bad_message("a failed Result carries no result")
+            check_error("Result", self.error)
 
     @classmethod
     def success(cls, result: dict[str, Any]) -> Result:
@@ -351,7 +316,7 @@ class Result(_TransferWire):
     @classmethod
     def _from_fields(cls, obj: dict[str, Any], max_total_bytes: int) -> Result:
         error = obj["error"]
-        return cls(obj["ok"], obj["result"], None if error is None else _error_from_wire("Result", error))
+        return cls(obj["ok"], obj["result"], None if error is None else error_field("Result", error))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Result):
@@ -371,20 +336,9 @@ SENDER_MESSAGES: tuple[type[TransferMessage], ...] = (Offer, Have, Chunk, Done, 
 RECEIVER_MESSAGES: tuple[type[TransferMessage], ...] = (Fetch, Have, Want, CancelChunks, Result)
 """What a receiver sends (and a sender accepts)."""
 
-_CLASSES: tuple[type[TransferMessage], ...] = (
-    Fetch,
-    Offer,
-    Have,
-    Want,
-    CancelChunks,
-    Chunk,
-    Done,
-    Abort,
-    Result,
+_MESSAGES = MessageTable[TransferMessage](
+    (Fetch, Offer, Have, Want, CancelChunks, Chunk, Done, Abort, Result), what="transfer message"
 )
-_BY_TYPE: dict[str, tuple[type[TransferMessage], frozenset[str]]] = {
-    cls.TYPE: (cls, frozenset(f.name for f in fields(cls)) | {"t"}) for cls in _CLASSES
-}
 
 
 def message_from_wire(obj: Any, *, max_total_bytes: int = DEFAULT_MAX_TRANSFER_BYTES) -> TransferMessage:
@@ -394,15 +348,5 @@ def message_from_wire(obj: Any, *, max_total_bytes: int = DEFAULT_MAX_TRANSFER_B
     field, or a field of the wrong type or range; an offer's manifest is checked by
     :meth:`TransferManifest.from_wire` with ``max_total_bytes``.
     """
-    if not isinstance(obj, dict):
-        _bad(f"a message must be a map, got {type(obj).__name__}")
-    kind = obj.get("t")
-    entry = _BY_TYPE.get(kind) if isinstance(kind, str) else None
-    if entry is None:
-        _bad(f"unknown transfer message type {kind!r:.40}")
-    cls, expected = entry
-    if obj.keys() != expected:
-        missing = ", ".join(sorted(expected - obj.keys())) or "none"
-        extra = ", ".join(sorted(repr(key)[:40] for key in obj.keys() - expected)) or "none"
-        _bad(f"{kind!r} message has wrong fields (missing: {missing}; unexpected: {extra})")
-    return cast(TransferMessage, cls._from_fields(obj, max_total_bytes))
+    cls, received = _MESSAGES.take_apart(obj)
+    return cast(TransferMessage, cls._from_fields(received, max_total_bytes))

@@ -303,10 +303,7 @@ class RpcConnection:
 
     def _receive(self, msg: Message) -> Message | None:
         """Apply a received message to the state; ``None`` means it produces no event."""
-        if self._hello_pending_in != isinstance(msg, Hello) and not _is_notice(msg):
-            if self._hello_pending_in:
-                _refuse("hello_required", f"expected a Hello first, got {type(msg).__name__}")
-            _refuse("unexpected_message", "Hello is only allowed as the first message, when expected")
+        _check_hello_place(msg, self._hello_pending_in, "expected a Hello first, got {}")
         if isinstance(msg, Hello):
             if msg.version != PROTOCOL_VERSION:
                 _refuse(
@@ -351,10 +348,7 @@ class RpcConnection:
 
     def _check_send(self, msg: Message) -> _Call | None:
         """Validate an outgoing message; return the outstanding call it refers to, if any."""
-        if self._hello_pending_out != isinstance(msg, Hello) and not _is_notice(msg):
-            if self._hello_pending_out:
-                _refuse("hello_required", f"send a Hello before {type(msg).__name__}")
-            _refuse("unexpected_message", "Hello is only allowed as the first message, when expected")
+        _check_hello_place(msg, self._hello_pending_out, "send a Hello before {}")
         if isinstance(msg, Hello):
             if msg.version != PROTOCOL_VERSION:
                 _refuse("unsupported_version", f"this implementation speaks version {PROTOCOL_VERSION}")
@@ -396,6 +390,16 @@ class RpcConnection:
 def _is_notice(msg: Message) -> bool:
     """A connection-level error may be sent at any time, even instead of a Hello."""
     return isinstance(msg, ErrorReply) and msg.id is None
+
+
+def _check_hello_place(msg: Message, hello_pending: bool, hello_required: str) -> None:
+    """Refuse ``msg`` where the Hello exchange does not allow it: anything but a Hello (or a
+    notice) while one is pending (``hello_required``, formatted with the message's type), a
+    Hello after it."""
+    if hello_pending != isinstance(msg, Hello) and not _is_notice(msg):
+        if hello_pending:
+            _refuse("hello_required", hello_required.format(type(msg).__name__))
+        _refuse("unexpected_message", "Hello is only allowed as the first message, when expected")
 
 
 def _refuse(code: str, message: str) -> NoReturn:

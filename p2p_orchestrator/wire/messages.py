@@ -21,13 +21,14 @@ additionally refuses unknown types and missing or extra fields.  All refusals ra
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, NoReturn, TypeAlias
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeAlias
 
 from p2p_orchestrator._patterns import METHOD_PATH
 
-from ..errors import OrchestratorError, ProtocolError, error_from_wire, error_to_wire
+from ..errors import OrchestratorError, error_to_wire
 from ._constants import MAX_REQUEST_ID, PROTOCOL_VERSION
+from ._tagged import MessageTable, Tagged, bad_message, check_error, error_field
 
 __all__ = [
     "Cancel",
@@ -47,39 +48,19 @@ METHOD_RE = METHOD_PATH
 ROLE_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 """What a :class:`Hello` sender is, e.g. ``orchestrator``, ``service`` or ``cli``."""
 
-_ERROR_FIELDS = frozenset({"code", "type", "message"})
-
-
-def _bad(message: str) -> NoReturn:
-    raise ProtocolError(message, code="bad_message")
-
 
 def _check_id(owner: str, value: object) -> None:
     if type(value) is not int or not 1 <= value <= MAX_REQUEST_ID:
-        _bad(f"{owner}.id must be an integer in 1..2**53, got {value!r:.80}")
+        bad_message(f"{owner}.id must be an integer in 1..2**53, got {value!r:.80}")
 
 
 def _check_dict(owner: str, name: str, value: object) -> None:
     if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
-        _bad(f"{owner}.{name} must be a map with text keys, got {type(value).__name__}")
-
-
-class _Wire:
-    """Mixin: the ``"t"`` tag and the wire form (the type tag plus every field, by name)."""
-
-    __slots__ = ()
-    TYPE: ClassVar[str]
-
-    def to_wire(self) -> dict[str, Any]:
-        """Return the message as the plain dict that is CBOR-encoded into one frame."""
-        wire: dict[str, Any] = {"t": self.TYPE}
-        for f in fields(self):  # type: ignore[arg-type]
-            wire[f.name] = getattr(self, f.name)
-        return wire
+        bad_message(f"{owner}.{name} must be a map with text keys, got {type(value).__name__}")
 
 
 @dataclass(frozen=True, slots=True)
-class Request(_Wire):
+class Request(Tagged):
     """Ask the peer to run ``method`` with keyword ``params``.
 
     Answered by exactly one :class:`Response`, or by :class:`StreamItem`\\ s ended with a
@@ -94,12 +75,12 @@ class Request(_Wire):
     def __post_init__(self) -> None:
         _check_id("Request", self.id)
         if not isinstance(self.method, str) or METHOD_RE.fullmatch(self.method) is None:
-            _bad(f"Request.method must look like 'namespace/method', got {self.method!r:.140}")
+            bad_message(f"Request.method must look like 'namespace/method', got {self.method!r:.140}")
         _check_dict("Request", "params", self.params)
 
 
 @dataclass(frozen=True, slots=True)
-class Response(_Wire):
+class Response(Tagged):
     """The single, final, successful answer to request ``id``."""
 
     TYPE: ClassVar[str] = "res"
@@ -111,7 +92,7 @@ class Response(_Wire):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class ErrorReply(_Wire):
+class ErrorReply(Tagged):
     """The final, failed answer to request ``id``; ``id=None`` reports a connection-level error.
 
     On the wire ``error`` is ``{"code", "type", "message"}`` (see
@@ -126,8 +107,7 @@ class ErrorReply(_Wire):
     def __post_init__(self) -> None:
         if self.id is not None:
             _check_id("ErrorReply", self.id)
-        if not isinstance(self.error, OrchestratorError):
-            _bad(f"ErrorReply.error must be an OrchestratorError, got {type(self.error).__name__}")
+        check_error("ErrorReply", self.error)
 
     def to_wire(self) -> dict[str, Any]:
         return {"t": self.TYPE, "id": self.id, "error": error_to_wire(self.error)}
@@ -142,7 +122,7 @@ class ErrorReply(_Wire):
 
 
 @dataclass(frozen=True, slots=True)
-class Cancel(_Wire):
+class Cancel(Tagged):
     """The caller gave up on request ``id``: the server should stop working on it.
 
     Advisory: the server still ends the request with exactly one final answer (usually an
@@ -157,7 +137,7 @@ class Cancel(_Wire):
 
 
 @dataclass(frozen=True, slots=True)
-class StreamItem(_Wire):
+class StreamItem(Tagged):
     """One item of a streamed answer to request ``id`` (e.g. a log line for ``logs --follow``)."""
 
     TYPE: ClassVar[str] = "item"
@@ -169,7 +149,7 @@ class StreamItem(_Wire):
 
 
 @dataclass(frozen=True, slots=True)
-class StreamEnd(_Wire):
+class StreamEnd(Tagged):
     """The streamed answer to request ``id`` is complete."""
 
     TYPE: ClassVar[str] = "end"
@@ -180,7 +160,7 @@ class StreamEnd(_Wire):
 
 
 @dataclass(frozen=True, slots=True)
-class Hello(_Wire):
+class Hello(Tagged):
     """First message in each direction on channels that exchange greetings.
 
     ``role`` says what the sender is (``orchestrator``, ``service``, ``cli``...), ``version`` is
@@ -195,19 +175,16 @@ class Hello(_Wire):
 
     def __post_init__(self) -> None:
         if not isinstance(self.role, str) or ROLE_RE.fullmatch(self.role) is None:
-            _bad(f"Hello.role must be a short lowercase name, got {self.role!r:.80}")
+            bad_message(f"Hello.role must be a short lowercase name, got {self.role!r:.80}")
         if type(self.version) is not int or not 1 <= self.version <= 2**31:
-            _bad(f"Hello.version must be a positive integer, got {self.version!r:.80}")
+            bad_message(f"Hello.version must be a positive integer, got {self.version!r:.80}")
         _check_dict("Hello", "info", self.info)
 
 
 Message: TypeAlias = Request | Response | ErrorReply | Cancel | StreamItem | StreamEnd | Hello
 """Any message that can travel in a frame."""
 
-_CLASSES: tuple[type[Message], ...] = (Request, Response, ErrorReply, Cancel, StreamItem, StreamEnd, Hello)
-_BY_TYPE: dict[str, tuple[type[Message], frozenset[str]]] = {
-    cls.TYPE: (cls, frozenset(f.name for f in fields(cls)) | {"t"}) for cls in _CLASSES
-}
+_MESSAGES = MessageTable[Message]((Request, Response, ErrorReply, Cancel, StreamItem, StreamEnd, Hello))
 
 
 def message_from_wire(obj: Any) -> Message:
@@ -216,28 +193,7 @@ def message_from_wire(obj: Any) -> Message:
     Raises ``ProtocolError(code="bad_message")`` for a non-map, an unknown or missing ``"t"``, a
     missing or extra field, or a field of the wrong type or out of range.
     """
-    if not isinstance(obj, dict):
-        _bad(f"a message must be a map, got {type(obj).__name__}")
-    kind = obj.get("t")
-    entry = _BY_TYPE.get(kind) if isinstance(kind, str) else None
-    if entry is None:
-        _bad(f"unknown message type {kind!r:.40}")
-    cls, expected = entry
-    if obj.keys() != expected:
-        missing = ", ".join(sorted(expected - obj.keys())) or "none"
-        extra = ", ".join(sorted(repr(key)[:40] for key in obj.keys() - expected)) or "none"
-        _bad(f"{kind!r} message has wrong fields (missing: {missing}; unexpected: {extra})")
-    kwargs = {name: value for name, value in obj.items() if name != "t"}
+    cls, kwargs = _MESSAGES.take_apart(obj)
     if cls is ErrorReply:
-        kwargs["error"] = _error_from_wire(kwargs["error"])
+        kwargs["error"] = error_field("ErrorReply", kwargs["error"])
     return cls(**kwargs)
-
-
-def _error_from_wire(error: Any) -> OrchestratorError:
-    if (
-        not isinstance(error, dict)
-        or error.keys() != _ERROR_FIELDS
-        or not all(isinstance(value, str) for value in error.values())
-    ):
-        _bad("ErrorReply.error must be a map of exactly code, type and message, all text")
-    return error_from_wire(error)

@@ -10,10 +10,11 @@ It joins a :class:`~p2p_orchestrator.node.host._stream.NetStream` (bytes, typed 
   :class:`~p2p_orchestrator.errors.ProtocolError` (or ``ServiceDistributionError`` for a bad
   manifest).  It has no deadline of its own: the caller wraps it in a
   :class:`~p2p_orchestrator.node.host._read_deadline.MessageDeadline`.
-* :meth:`TransferStream.send` and :meth:`TransferStream.send_frame` write one frame whole: under
-  a lock (two tasks never interleave frames), shielded from cancellation (a frame cut in half
-  would corrupt the stream), and within ``write_timeout`` -- a peer that stops reading has its
-  stream reset, and the writer gets ``StreamBroken``.
+* :meth:`TransferStream.send` and :meth:`TransferStream.send_frame` write one frame whole, with
+  the writer every codec adapter shares (:func:`~p2p_orchestrator.node.host._stream.frame_writer`):
+  under a lock (two tasks never interleave frames), shielded from cancellation (a frame cut in
+  half would corrupt the stream), and within ``write_timeout`` -- a peer that stops reading has
+  its stream reset, and the writer gets ``StreamBroken``.
 * :meth:`TransferStream.close` and :meth:`TransferStream.reset` never raise.
 """
 
@@ -24,7 +25,7 @@ import logging
 import trio
 
 from p2p_orchestrator.errors import ProtocolError
-from p2p_orchestrator.node.host._stream import NetStream, StreamBroken
+from p2p_orchestrator.node.host._stream import NetStream, StreamBroken, frame_writer
 from p2p_orchestrator.transfer import TransferChannel, TransferMessage
 from p2p_orchestrator.wire import Sentinel
 
@@ -65,10 +66,19 @@ class TransferStream:
         self.peer_id = stream.peer_id
         """The remote peer, as authenticated by the connection's Noise handshake."""
         self.channel = TransferChannel(max_total_bytes=max_archive_bytes)
-        self._write_timeout = write_timeout
-        self._lock = trio.Lock()
-        self.failure: str | None = None
+        self._writer = frame_writer(
+            stream,
+            self.channel.send,
+            timeout=write_timeout,
+            stalled=lambda size: (
+                f"{self.peer_id} did not take a {size}-byte frame within {write_timeout:g} s"
+            ),
+        )
+
+    @property
+    def failure(self) -> str | None:
         """Why this side ended the stream, when a write deadline did (for the error a reader reports)."""
+        return self._writer.failure
 
     async def receive(self) -> TransferMessage | None:
         """The next message; ``None`` at a clean EOF (see the module docstring)."""
@@ -91,18 +101,8 @@ class TransferStream:
 
     async def send_frame(self, frame: bytes) -> None:
         """Write one encoded frame whole, within the write deadline; ``StreamBroken`` otherwise."""
-        async with self._lock:
-            with trio.CancelScope(shield=True):
-                with trio.move_on_after(self._write_timeout) as timer:
-                    await self.net.send(frame)
-                    self._counted.sent += len(frame)
-                if timer.cancelled_caught:
-                    seconds = self._write_timeout
-                    self.failure = (
-                        f"{self.peer_id} did not take a {len(frame)}-byte frame within {seconds:g} s"
-                    )
-                    await self.net.reset()
-                    raise StreamBroken(self.failure)
+        await self._writer.write(frame)
+        self._counted.sent += len(frame)
 
     async def send_last(self, message: TransferMessage) -> None:
         """Send one last message (a refusal, an abort) if the peer takes it, then close; never raises."""

@@ -15,6 +15,10 @@ of that into three outcomes the adapters above it handle:
   the same stream (it raises :class:`StreamBroken`): py-libp2p's Yamux drops the
   stream's wake-up event on a local reset without setting it, so such a reader
   would otherwise sleep until its own deadline.
+* :func:`frame_writer` writes a codec's frames to it (the shared
+  :class:`~p2p_orchestrator._rpc_session.StreamWriter`): a peer that does not
+  take a frame in time has the stream reset, and the writer raises
+  :class:`StreamBroken`.
 
 Because a reset can look like EOF (trap 2 of ``py-libp2p-notes.md``), EOF is
 never taken as success here: the framing layer decides what an EOF means.
@@ -23,15 +27,19 @@ never taken as success here: the framing layer decides what an EOF means.
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 import trio
 
+from p2p_orchestrator._rpc_session import StreamWriter
 from p2p_orchestrator.node.host import _yamux_reads
 
-__all__ = ["NetStream", "RawStream", "StreamBroken", "reset_raw"]
+__all__ = ["NetStream", "RawStream", "StreamBroken", "frame_writer", "reset_raw"]
 
 log = logging.getLogger("p2p_orchestrator.node")
+
+M = TypeVar("M")
 
 _RECEIVE_BYTES = 65536
 _CLOSE_SECONDS = 2.0  # bound on a close or reset, which run shielded from cancellation
@@ -176,3 +184,13 @@ async def reset_raw(raw: Any) -> None:
             await raw.reset()
         except Exception as exc:
             log.debug("could not reset a stream: %s", exc)
+
+
+def frame_writer(
+    stream: NetStream, encode: Callable[[M], bytes], *, timeout: float, stalled: Callable[[int], str]
+) -> StreamWriter[M]:
+    """A :class:`~p2p_orchestrator._rpc_session.StreamWriter` of ``stream``: a stalled write resets it
+    and raises :class:`StreamBroken`."""
+    return StreamWriter(
+        stream.send, stream.reset, encode, timeout=timeout, stalled=stalled, broken=StreamBroken
+    )

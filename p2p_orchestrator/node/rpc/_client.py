@@ -27,7 +27,7 @@ from p2p_orchestrator._rpc_session import MessageReader, PendingCalls
 from p2p_orchestrator.errors import OrchestratorError, ProtocolError, ServiceCallError
 from p2p_orchestrator.node.host._read_deadline import ReadDeadline
 from p2p_orchestrator.node.host._stream import NetStream, StreamBroken
-from p2p_orchestrator.node.rpc._sender import FrameSender
+from p2p_orchestrator.node.rpc._sender import frame_sender
 from p2p_orchestrator.wire import Cancel, ConnectionState, ErrorReply, Request, Response, RpcConnection
 
 __all__ = ["ClientChannel", "NotSent"]
@@ -53,7 +53,7 @@ class ClientChannel:
     ) -> None:
         self._stream = stream
         self._conn = RpcConnection("client")
-        self._sender = FrameSender(stream, self._conn, write_timeout=write_timeout)
+        self._sender = frame_sender(stream, self._conn, write_timeout=write_timeout)
         self._slots = trio.Semaphore(max_in_flight)
         self._read_timeout = read_timeout
         self._idle_close = idle_close
@@ -193,7 +193,7 @@ class ClientChannel:
 
     async def _flush(self) -> bool:
         try:
-            await self._sender.flush()
+            await self._sender.write(self._conn.data_to_send())
         except StreamBroken as exc:
             log.debug("our RPC stream to %s broke: %s", self.peer_id, exc)
         return True  # a broken stream ends at the next read

@@ -30,7 +30,7 @@ from p2p_orchestrator._rpc_session import Answer, MessageReader, RequestTasks, s
 from p2p_orchestrator.errors import ProtocolError, RemoteError
 from p2p_orchestrator.node.host._read_deadline import ReadDeadline
 from p2p_orchestrator.node.host._stream import NetStream, StreamBroken
-from p2p_orchestrator.node.rpc._sender import FrameSender
+from p2p_orchestrator.node.rpc._sender import frame_sender
 from p2p_orchestrator.wire import Request, Response, RpcConnection
 
 __all__ = ["Deadlines", "RequestHandler", "ServerStream"]
@@ -78,7 +78,7 @@ class ServerStream:
         self._conn = RpcConnection(
             "server", max_in_flight=max_in_flight, max_received_frame_bytes=max_received_frame_bytes
         )
-        self._sender = FrameSender(stream, self._conn, write_timeout=deadlines.write)
+        self._sender = frame_sender(stream, self._conn, write_timeout=deadlines.write)
         self._requests = RequestTasks(
             self._respond,
             self._reply,
@@ -161,7 +161,7 @@ class ServerStream:
 
     async def _flush(self) -> bool:
         try:
-            await self._sender.flush()
+            await self._sender.write(self._conn.data_to_send())
         except StreamBroken as exc:
             log.debug("RPC stream of %s broke: %s", self.peer_id, exc)
             return False
