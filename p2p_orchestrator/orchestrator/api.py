@@ -51,8 +51,9 @@ from p2p_orchestrator.orchestrator.catalog import ServiceCatalog
 from p2p_orchestrator.orchestrator.distribution import Distribution, Distributor
 from p2p_orchestrator.orchestrator.installs import ArchiveSource, Installer
 from p2p_orchestrator.orchestrator.network import NetworkLink
-from p2p_orchestrator.orchestrator.reports import Counters, Reports
+from p2p_orchestrator.orchestrator.reports import Reports
 from p2p_orchestrator.orchestrator.running import ServiceRunner
+from p2p_orchestrator.orchestrator.shared import Counters, Shared
 from p2p_orchestrator.orchestrator.upgrades import Upgrades
 from p2p_orchestrator.rpc import Rpc, api_method
 from p2p_orchestrator.runtime.logs import LogFollower
@@ -149,34 +150,13 @@ class Orchestrator:
                     stop_layers=catalog.shutdown_layers,
                 )
             )
-            locks, counters, events = KeyedLocks(), Counters(), self.events
-            runner = ServiceRunner(catalog, supervisor, locks, events)
-            upgrades = Upgrades(
-                catalog, runner=runner, supervisor=supervisor, locks=locks, events=events, counters=counters
-            )
-            installer = Installer(
-                catalog,
-                runner=runner,
-                upgrades=upgrades,
-                supervisor=supervisor,
-                locks=locks,
-                events=events,
-                counters=counters,
-            )
-            reports = Reports(
-                catalog,
-                supervisor=supervisor,
-                events=events,
-                counters=counters,
-                network_metrics=self._network_metrics,
-            )
+            shared = Shared(catalog, supervisor, KeyedLocks(), self.events, Counters())
+            runner = ServiceRunner(shared)
+            upgrades = Upgrades(shared, runner)
+            installer = Installer(shared, runner, upgrades)
+            reports = Reports(shared, self._network_metrics)
             distribution = Distribution(
-                catalog,
-                installer=installer,
-                runner=runner,
-                reports=reports,
-                events=events,
-                network=self._distributor,
+                shared, installer=installer, runner=runner, reports=reports, network=self._distributor
             )
             self._parts = _Parts(catalog, supervisor, runner, upgrades, installer, reports, distribution)
             log.info("Orchestrator started with %d installed service(s) in %s", len(store.records), self.home)

@@ -29,10 +29,10 @@ from p2p_orchestrator.errors import (
     ServiceDistributionError,
 )
 from p2p_orchestrator.events import EventBus
-from p2p_orchestrator.orchestrator.catalog import ServiceCatalog
 from p2p_orchestrator.orchestrator.installs import Installer
 from p2p_orchestrator.orchestrator.reports import Reports
 from p2p_orchestrator.orchestrator.running import ServiceRunner
+from p2p_orchestrator.orchestrator.shared import Part, Shared
 
 __all__ = [
     "Distribution",
@@ -216,25 +216,22 @@ def _targets(target_nodes: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(target_nodes))  # distinct, in the caller's order
 
 
-class Distribution:
+class Distribution(Part):
     """``distribute_service``, ``fetch_service`` and their helpers; see the module docstring."""
 
     def __init__(
         self,
-        catalog: ServiceCatalog,
+        shared: Shared,
         *,
         installer: Installer,
         runner: ServiceRunner,
         reports: Reports,
-        events: EventBus,
         network: Callable[[], Distributor | None],
     ) -> None:
-        self._catalog = catalog
-        self._store = catalog.store
+        super().__init__(shared)
         self._installer = installer
         self._runner = runner
         self._reports = reports
-        self._events = events
         self._network_of = network
 
     def _network(self, what: str) -> Distributor:

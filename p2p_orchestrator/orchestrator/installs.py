@@ -16,14 +16,10 @@ from typing import Any, BinaryIO
 import trio
 
 from p2p_orchestrator._clock import utc_now_iso
-from p2p_orchestrator._keyed_locks import KeyedLocks
 from p2p_orchestrator.errors import OrchestratorError, ServiceInstallationError, ServiceManagementError
-from p2p_orchestrator.events import EventBus
-from p2p_orchestrator.orchestrator.catalog import ServiceCatalog
-from p2p_orchestrator.orchestrator.reports import Counters
 from p2p_orchestrator.orchestrator.running import ServiceRunner
+from p2p_orchestrator.orchestrator.shared import Part, Shared
 from p2p_orchestrator.orchestrator.upgrades import Upgrades
-from p2p_orchestrator.runtime.supervisor import Supervisor
 from p2p_orchestrator.store import StagedArchive
 
 __all__ = ["ArchiveSource", "Installer"]
@@ -34,28 +30,13 @@ ArchiveSource = bytes | bytearray | memoryview | str | os.PathLike[str]
 """Archive bytes, or the path of an archive file (read in a stream, never whole)."""
 
 
-class Installer:
+class Installer(Part):
     """Install, uninstall and roll back; see the module docstring."""
 
-    def __init__(
-        self,
-        catalog: ServiceCatalog,
-        *,
-        runner: ServiceRunner,
-        upgrades: Upgrades,
-        supervisor: Supervisor,
-        locks: KeyedLocks,
-        events: EventBus,
-        counters: Counters,
-    ) -> None:
-        self._catalog = catalog
-        self._store = catalog.store
+    def __init__(self, shared: Shared, runner: ServiceRunner, upgrades: Upgrades) -> None:
+        super().__init__(shared)
         self._runner = runner
         self._upgrades = upgrades
-        self._supervisor = supervisor
-        self._locks = locks
-        self._events = events
-        self._counters = counters
 
     async def install(self, archive_data: ArchiveSource, force_reinstall: bool) -> dict[str, Any]:
         """``install_service``: stage, check, switch, then start as the policies say."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +18,13 @@ import trio
 from p2p_orchestrator._clock import utc_now_iso
 from p2p_orchestrator._replies import json_weight, newest_within
 from p2p_orchestrator.errors import ServiceCallError, ServiceManagementError
-from p2p_orchestrator.events import EventBus
-from p2p_orchestrator.orchestrator.catalog import REDACTED, ServiceCatalog
+from p2p_orchestrator.orchestrator.catalog import REDACTED
+from p2p_orchestrator.orchestrator.shared import Part, Shared
 from p2p_orchestrator.runtime._landlock import abi_version as landlock_abi
 from p2p_orchestrator.runtime.service_metrics import read_metrics
-from p2p_orchestrator.runtime.supervisor import Supervisor
 from p2p_orchestrator.store import ServiceRecord
 
-__all__ = ["MAX_EVENTS_REPLY", "Counters", "Reports"]
+__all__ = ["MAX_EVENTS_REPLY", "Reports"]
 
 MAX_EVENTS_REPLY = 1000
 """The most events ``get_events`` returns."""
@@ -33,34 +32,11 @@ MAX_EVENTS_REPLY = 1000
 _LOCAL_PATHS = frozenset({"directory", "data_directory", "log_file", "venv", "services_directory", "home"})
 
 
-@dataclass
-class Counters:
-    """The ``statistics`` of ``get_orchestrator_status``: what this orchestrator did since it opened."""
-
-    installs: int = 0
-    failed_installs: int = 0
-    uninstalls: int = 0
-    rollbacks: int = 0
-    reverts: int = 0
-
-
-class Reports:
+class Reports(Part):
     """The read methods of the API; see the module docstring."""
 
-    def __init__(
-        self,
-        catalog: ServiceCatalog,
-        *,
-        supervisor: Supervisor,
-        events: EventBus,
-        counters: Counters,
-        network_metrics: Callable[[], dict[str, Any]],
-    ) -> None:
-        self._catalog = catalog
-        self._store = catalog.store
-        self._supervisor = supervisor
-        self._events = events
-        self._counters = counters
+    def __init__(self, shared: Shared, network_metrics: Callable[[], dict[str, Any]]) -> None:
+        super().__init__(shared)
         self._network_metrics = network_metrics
         self._started_at = time.monotonic()
         self._started_at_iso = utc_now_iso()

@@ -21,7 +21,6 @@ from typing import Any
 import trio
 
 from p2p_orchestrator._clock import utc_now_iso
-from p2p_orchestrator._keyed_locks import KeyedLocks
 from p2p_orchestrator._replies import ITEM_BYTES, newest_within
 from p2p_orchestrator.archive import Version
 from p2p_orchestrator.crashpoints import crashpoint
@@ -31,8 +30,7 @@ from p2p_orchestrator.errors import (
     ServiceInstallationError,
     ServiceManagementError,
 )
-from p2p_orchestrator.events import EventBus
-from p2p_orchestrator.orchestrator.catalog import ServiceCatalog
+from p2p_orchestrator.orchestrator.shared import Part, Shared
 from p2p_orchestrator.runtime.dependencies import (
     broken_by,
     dependents_in_stop_order,
@@ -40,7 +38,6 @@ from p2p_orchestrator.runtime.dependencies import (
     start_order,
 )
 from p2p_orchestrator.runtime.logs import LogFollower
-from p2p_orchestrator.runtime.supervisor import Supervisor
 from p2p_orchestrator.runtime.venvs import read_requirements
 
 __all__ = ["ServiceRunner"]
@@ -51,17 +48,11 @@ MAX_LOG_REPLY_LINES = 1000
 log = logging.getLogger("p2p_orchestrator")
 
 
-class ServiceRunner:
+class ServiceRunner(Part):
     """The running half of the API; see the module docstring."""
 
-    def __init__(
-        self, catalog: ServiceCatalog, supervisor: Supervisor, locks: KeyedLocks, events: EventBus
-    ) -> None:
-        self._catalog = catalog
-        self._store = catalog.store
-        self._supervisor = supervisor
-        self._locks = locks
-        self._events = events
+    def __init__(self, shared: Shared) -> None:
+        super().__init__(shared)
         self._starting: set[str] = set()
         """Services whose start passed its last dependency check and is under way."""
 

@@ -13,17 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from p2p_orchestrator._clock import utc_now_iso
-from p2p_orchestrator._keyed_locks import KeyedLocks
 from p2p_orchestrator.archive import Version
 from p2p_orchestrator.errors import OrchestratorError, ServiceInstallationError
-from p2p_orchestrator.events import EventBus
-from p2p_orchestrator.orchestrator.catalog import ServiceCatalog
-from p2p_orchestrator.orchestrator.reports import Counters
 from p2p_orchestrator.orchestrator.running import ServiceRunner
+from p2p_orchestrator.orchestrator.shared import Part, Shared
 from p2p_orchestrator.runtime.health import HealthPolicy
 from p2p_orchestrator.runtime.policy import RestartPolicy
 from p2p_orchestrator.runtime.revert import RevertRecord, Trial, UpgradeTrials
-from p2p_orchestrator.runtime.supervisor import Supervisor
 from p2p_orchestrator.runtime.venvs import read_requirements
 from p2p_orchestrator.store import ServiceRecord, StagedArchive, VersionRecord
 
@@ -50,26 +46,12 @@ class AutoStart:
         return result
 
 
-class Upgrades:
+class Upgrades(Part):
     """Environment building, auto-start and auto-revert for installs; see the module docstring."""
 
-    def __init__(
-        self,
-        catalog: ServiceCatalog,
-        *,
-        runner: ServiceRunner,
-        supervisor: Supervisor,
-        locks: KeyedLocks,
-        events: EventBus,
-        counters: Counters,
-    ) -> None:
-        self._catalog = catalog
-        self._store = catalog.store
+    def __init__(self, shared: Shared, runner: ServiceRunner) -> None:
+        super().__init__(shared)
         self._runner = runner
-        self._supervisor = supervisor
-        self._locks = locks
-        self._events = events
-        self._counters = counters
         self._trials = UpgradeTrials()
 
     def end_trial(self, name: str) -> None:
