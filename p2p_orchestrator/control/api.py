@@ -2,7 +2,36 @@
 
 Paths of the RPC table go to ``node.rpc`` as the node's admin
 (:data:`~p2p_orchestrator.rpc.LOCAL_CALLER`); ``node/<name>`` paths are the
-control methods of :mod:`p2p_orchestrator.control.methods`.
+control socket's own methods, the :func:`~p2p_orchestrator.rpc.api_method` methods of
+:class:`ControlApi` (their parameters read from their signatures, like the
+orchestrator's), which the peer protocol never serves (a peer's ``node/...`` call
+goes to the RPC table, where ``node`` is just a service name):
+
+==================  =================================================  ==========================
+method              params                                             answer
+==================  =================================================  ==========================
+``node/id``         none                                               ``{peer_id, listen_addrs,
+                                                                       home, pid, control_socket}``
+``node/peers``      none                                               ``{peers: [{peer_id,
+                                                                       connected, addrs, pinned,
+                                                                       role}]}``
+``node/trust``      ``peer_id``, ``role`` (``admin``, ``deployer``,    ``{peer_id, role,
+                    ``reader`` or null to remove it)                   previous_role}``
+``node/call``       ``method``, ``params`` (map), ``peer`` (peer ID,   the method's result
+                    optional)
+``node/export``     ``service_name``, ``path`` (absolute),             ``{service_name, archive,
+                    ``peer`` (optional)                                size, archive_hash}``
+``node/logs``       ``service_name``, ``lines`` (default 50),          a stream of lines
+                    ``follow`` (default false)
+``node/events``     ``limit`` (recent events first, default 20),       a stream of events
+                    ``follow`` (default false), ``types`` (list)
+==================  =================================================  ==========================
+
+One addition to an RPC method, on this socket only: ``orchestrator/install_service``
+(directly or through ``node/call``) takes ``archive_path`` (an absolute path the
+node reads) instead of ``archive_data``, so the CLI never copies a large archive
+through the socket.  The node streams the file into its store when it installs
+locally, and reads it into the call when it forwards it to a peer.
 """
 
 from __future__ import annotations
@@ -19,22 +48,27 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import trio
 
 from p2p_orchestrator._files import create_temporary, temporary_path
-from p2p_orchestrator.callers import LOCAL_CALLER
+from p2p_orchestrator.callers import LOCAL_CALLER, Permission
 from p2p_orchestrator.control._session import Emit, Streaming
-from p2p_orchestrator.control.methods import CONTROL_METHODS, CONTROL_NAMESPACE
 from p2p_orchestrator.errors import (
     ProtocolError,
     ServiceCallError,
     ServiceManagementError,
 )
 from p2p_orchestrator.events import Event
-from p2p_orchestrator.rpc import Param, check_params
+from p2p_orchestrator.rpc import Param, api_method, check_params, method_table
 from p2p_orchestrator.wire import Request
 
 if TYPE_CHECKING:
     from p2p_orchestrator.node import Node
 
-__all__ = ["ControlApi"]
+__all__ = ["CONTROL_NAMESPACE", "ControlApi"]
+
+CONTROL_NAMESPACE = "node"
+"""The prefix of the control socket's own methods: ``node/<name>``."""
+
+_CONTROL = api_method(Permission.ADMIN)
+"""A ``node/<name>`` method: the local operator's alone (only the socket's mode guards it)."""
 
 _INSTALL = "orchestrator/install_service"
 _INSTALL_BY_PATH = {"archive_path": Param((str,)), "force_reinstall": Param((bool,), required=False)}
@@ -49,34 +83,25 @@ class ControlApi:
     def __init__(self, node: Node, socket_path: Path) -> None:
         self._node = node
         self._socket_path = socket_path
-        self._methods: dict[str, Callable[..., Awaitable[Any]]] = {
-            "id": self._id,
-            "peers": self._peers,
-            "trust": self._trust,
-            "call": self._call_method,
-            "export": self._export,
-            "logs": self._logs,
-            "events": self._events,
-        }
 
     async def handle(self, request: Request) -> Any:
         """The answer to one request: a result, or :class:`Streaming` for ``node/logs`` and ``node/events``."""
         namespace, name = request.method.split("/", 1)
         if namespace != CONTROL_NAMESPACE:
-            return await self._call(request.method, request.params, None)
-        spec = CONTROL_METHODS.get(name)
-        method = self._methods.get(name)
-        if spec is None or method is None:
-            known = ", ".join(f"{CONTROL_NAMESPACE}/{m}" for m in CONTROL_METHODS)
+            return await self._forward(request.method, request.params, None)
+        spec = _METHODS.get(name)
+        if spec is None:
+            known = ", ".join(f"{CONTROL_NAMESPACE}/{m}" for m in _METHODS)
             raise ServiceCallError(
                 f"unknown control method {request.method!r}; known: {known}", code="unknown_method"
             )
         params = check_params(request.method, spec.params, request.params)
+        method: Callable[..., Awaitable[Any]] = getattr(self, name)
         return await method(**params)
 
     # -- calls ------------------------------------------------------------------------------
 
-    async def _call(self, method: str, params: dict[str, Any], peer: str | None) -> Any:
+    async def _forward(self, method: str, params: dict[str, Any], peer: str | None) -> Any:
         if peer is not None:  # a name of [peers], or a peer ID
             peer = self._node.orchestrator.config.resolve_peer(peer)
         if method == _INSTALL and "archive_path" in params:
@@ -91,14 +116,16 @@ class ControlApi:
             return await self._node.orchestrator.install_service(path, force_reinstall=force)
         return await self._node.orchestrator.install_on_peer(path, peer, force_reinstall=force)
 
-    async def _call_method(
-        self, method: str, params: dict[str, Any] | None = None, peer: str | None = None
-    ) -> Any:
-        return await self._call(method, params or {}, peer)
+    @_CONTROL
+    async def call(self, method: str, params: dict[str, Any] | None = None, peer: str | None = None) -> Any:
+        """``node/call``: a method of the RPC table, here or on ``peer``."""
+        return await self._forward(method, params or {}, peer)
 
     # -- node/<name> ----------------------------------------------------------------------------
 
-    async def _id(self) -> dict[str, Any]:
+    @_CONTROL
+    async def id(self) -> dict[str, Any]:
+        """``node/id``: who and where this node is."""
         node = self._node
         return {
             "peer_id": node.peer_id,
@@ -108,7 +135,9 @@ class ControlApi:
             "control_socket": str(self._socket_path),
         }
 
-    async def _peers(self) -> dict[str, Any]:
+    @_CONTROL
+    async def peers(self) -> dict[str, Any]:
+        """``node/peers``: the peers this node knows."""
         peers = []
         for peer in self._node.peers():
             entry = asdict(peer)
@@ -116,7 +145,9 @@ class ControlApi:
             peers.append(entry)
         return {"peers": peers}
 
-    async def _trust(self, peer_id: str, role: str | None) -> dict[str, Any]:
+    @_CONTROL
+    async def trust(self, peer_id: str, role: str | None) -> dict[str, Any]:
+        """``node/trust``: give ``peer_id`` a role here, or take it away (``None``)."""
         previous = self._node.role_of(peer_id)
         await self._node.set_role(peer_id, role)
         current = self._node.role_of(peer_id)
@@ -126,7 +157,8 @@ class ControlApi:
             "previous_role": previous.value if previous is not None else None,
         }
 
-    async def _export(self, service_name: str, path: str, peer: str | None = None) -> dict[str, Any]:
+    @_CONTROL
+    async def export(self, service_name: str, path: str, peer: str | None = None) -> dict[str, Any]:
         """Write the service's archive to ``path``: copied from the cache here, or fetched from ``peer``."""
         if peer is not None:
             peer = self._node.orchestrator.config.resolve_peer(peer)
@@ -145,7 +177,9 @@ class ControlApi:
             size, digest = await trio.to_thread.run_sync(_copy_atomically, io.BytesIO(data), target)
         return {"service_name": service_name, "archive": str(target), "size": size, "archive_hash": digest}
 
-    async def _logs(self, service_name: str, lines: int = 50, follow: bool = False) -> Streaming:
+    @_CONTROL
+    async def logs(self, service_name: str, lines: int = 50, follow: bool = False) -> Streaming:
+        """``node/logs``: the service's last ``lines`` lines, then (``follow``) each new one."""
         lines = _bounded("lines", lines, _MAX_LOG_LINES)
         orchestrator = self._node.orchestrator
         if not follow:
@@ -165,9 +199,11 @@ class ControlApi:
 
         return Streaming(send_new)
 
-    async def _events(
+    @_CONTROL
+    async def events(
         self, limit: int = 20, follow: bool = False, types: list[Any] | None = None
     ) -> Streaming:
+        """``node/events``: the last ``limit`` events, then (``follow``) each new one."""
         limit = _bounded("limit", limit, _MAX_EVENTS)
         if types is not None and not all(isinstance(t, str) for t in types):
             raise ServiceCallError("node/events: types must be a list of event type names", code="bad_params")
@@ -233,3 +269,6 @@ def _copy_atomically(source: Path | BinaryIO, target: Path) -> tuple[int, str]:
         temp.unlink(missing_ok=True)
         raise ServiceManagementError(f"cannot write {target}: {exc}", code="write_failed") from exc
     return size, digest.hexdigest()
+
+
+_METHODS = method_table(ControlApi)
