@@ -21,7 +21,7 @@ way lives here, as small parts an adapter composes rather than a base class:
 Users: ``runtime._channel.FramedChannel`` (all four), ``node.rpc._client.ClientChannel``
 (reader, pending calls, writer), ``node.rpc._server.ServerStream`` (reader, request tasks,
 writer), ``control._session.ControlSession`` (reader, request tasks, writer) and
-``node.distribution._stream.TransferStream`` (writer, for the transfer codec's frames).
+``node.distribution._transfer_stream.TransferStream`` (writer, for the transfer codec's frames).
 
 Everything here is written with anyio, so it runs on trio (the node) and on
 asyncio (a service's child process, which never imports trio).  A transport is

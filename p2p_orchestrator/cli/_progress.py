@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-__all__ = ["DistributionProgress"]
+__all__ = ["DistributionBar"]
 
 
-class DistributionProgress:
+class DistributionBar:
     """One bar for the bytes all targets received, and a count of finished targets (``with``: shown)."""
 
     def __init__(self, service: str, targets: int) -> None:
@@ -69,7 +69,7 @@ class DistributionProgress:
         if task.total is not None:
             self._progress.update(self._task, completed=task.total)
 
-    def __enter__(self) -> DistributionProgress:
+    def __enter__(self) -> DistributionBar:
         self._progress.start()
         return self
 

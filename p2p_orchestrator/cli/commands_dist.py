@@ -13,7 +13,7 @@ import click
 from p2p_orchestrator.cli import _render
 from p2p_orchestrator.cli._context import CliContext, OperationFailed, pass_cli
 from p2p_orchestrator.cli._options import check_peer_ids, json_option, peer_option
-from p2p_orchestrator.cli._progress import DistributionProgress
+from p2p_orchestrator.cli._progress import DistributionBar
 from p2p_orchestrator.errors import ServiceDistributionError
 
 __all__ = ["register"]
@@ -58,7 +58,7 @@ def distribute(
         result = cli.orchestrator("distribute_service", peer, **params)
     else:
         client = cli.client()  # connect first: no bars for a node that is not running
-        with DistributionProgress(name, len(set(peer_ids))) as progress:
+        with DistributionBar(name, len(set(peer_ids))) as progress:
             result = client.call_watching(
                 "orchestrator/distribute_service",
                 params,

@@ -1,6 +1,6 @@
 """The orchestrator API: one node's services, installed, run, reported and distributed.
 
-:class:`Orchestrator` (``api.py``) is the public face: the spec's methods, each an
+:class:`Orchestrator` (``facade.py``) is the public face: the spec's methods, each an
 :func:`~p2p_orchestrator.rpc.api_method` whose signature is its entry in the RPC table
 (:data:`METHODS`).  Behind it, one part per concern, each given its dependencies when
 the orchestrator opens: :mod:`.catalog` (the installed services as the store and the
@@ -9,7 +9,7 @@ settings describe them), :mod:`.running`, :mod:`.upgrades`, :mod:`.installs`,
 it runs.  Nothing here imports libp2p.
 """
 
-from p2p_orchestrator.orchestrator.api import Orchestrator
+from p2p_orchestrator.orchestrator.facade import Orchestrator
 from p2p_orchestrator.orchestrator.installs import ArchiveSource
 from p2p_orchestrator.orchestrator.network import NetworkLink
 from p2p_orchestrator.rpc import MethodSpec, method_table

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from p2p_orchestrator.cli._progress import DistributionProgress
+from p2p_orchestrator.cli._progress import DistributionBar
 
 SIZE = 1000
 
@@ -13,13 +13,13 @@ def event(service: str = "web", **data: Any) -> dict[str, Any]:
     return {"type": "distribution_progress", "service": service, "version": "1.0.0", "data": data}
 
 
-def completed(bar: DistributionProgress) -> tuple[float, float | None, str]:
+def completed(bar: DistributionBar) -> tuple[float, float | None, str]:
     task = bar._progress.tasks[0]
     return task.completed, task.total, task.description
 
 
 def test_the_bar_shows_the_bytes_the_targets_received_in_a_swarm() -> None:
-    bar = DistributionProgress("web", 4)
+    bar = DistributionBar("web", 4)
     # a swarm: the origin sent each target its quarter, the targets passed the rest on
     bar.update(event(bytes_sent=SIZE, bytes_received=3 * SIZE, bytes_total=4 * SIZE,
                      targets_done=1, targets_failed=0, targets={}))  # fmt: skip
@@ -30,13 +30,13 @@ def test_the_bar_shows_the_bytes_the_targets_received_in_a_swarm() -> None:
 
 
 def test_an_older_node_without_bytes_received_still_moves_the_bar() -> None:
-    bar = DistributionProgress("web", 2)
+    bar = DistributionBar("web", 2)
     bar.update(event(bytes_sent=SIZE, bytes_total=2 * SIZE, targets_done=0, targets_failed=0))
     assert completed(bar)[:2] == (SIZE, 2 * SIZE)
 
 
 def test_other_events_and_services_leave_the_bar_alone() -> None:
-    bar = DistributionProgress("web", 2)
+    bar = DistributionBar("web", 2)
     bar.update(event("other", bytes_received=SIZE, bytes_total=2 * SIZE))
     bar.update({"type": "service_installed", "service": "web", "data": {"bytes_received": SIZE}})
     bar.update(event(bytes_received="lots", bytes_total=2 * SIZE))  # not a number: ignored

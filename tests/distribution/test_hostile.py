@@ -18,7 +18,7 @@ from libp2p.peer.peerinfo import info_from_p2p_addr
 
 from p2p_orchestrator.errors import ProtocolError
 from p2p_orchestrator.node import Node
-from p2p_orchestrator.node.distribution._stream import TransferStream
+from p2p_orchestrator.node.distribution._transfer_stream import TransferStream
 from p2p_orchestrator.node.host._stream import NetStream, RawStream, StreamBroken
 from p2p_orchestrator.transfer import (
     TRANSFER_PROTOCOL_ID,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from p2p_orchestrator.node.distribution._stream import Outbox
+from p2p_orchestrator.node.distribution._transfer_stream import Outbox
 from p2p_orchestrator.node.host._stream import StreamBroken
 
 

@@ -41,7 +41,7 @@ from typing import Any
 import trio
 
 from p2p_orchestrator.errors import OrchestratorError, ProtocolError, RemoteError, ServiceDistributionError
-from p2p_orchestrator.node.distribution._stream import Outbox, TransferStream
+from p2p_orchestrator.node.distribution._transfer_stream import Outbox, TransferStream
 from p2p_orchestrator.node.host._read_deadline import MessageDeadline
 from p2p_orchestrator.node.host._stream import StreamBroken
 from p2p_orchestrator.transfer import (

@@ -18,7 +18,7 @@ receiver owes something within a deadline whenever :attr:`TransferSender.waiting
 its first ``have`` and its next ``want`` within ``read_timeout`` (``transfer_timeout``), its
 ``result`` within ``install_timeout`` once it holds every chunk (``install_timeout``: it is
 installing).  While we owe chunks there is no read deadline; each write has its own
-(``write_timeout``, see :class:`~p2p_orchestrator.node.distribution._stream.TransferStream`).
+(``write_timeout``, see :class:`~p2p_orchestrator.node.distribution._transfer_stream.TransferStream`).
 
 :meth:`SendSession.run` returns the receiver's :class:`~p2p_orchestrator.transfer.Result` (ok or
 not), or raises ``ServiceDistributionError``: ``transfer_cut`` (the stream ended before the
@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable, Iterable
 import trio
 
 from p2p_orchestrator.errors import OrchestratorError, ProtocolError, ServiceDistributionError
-from p2p_orchestrator.node.distribution._stream import TransferStream
+from p2p_orchestrator.node.distribution._transfer_stream import TransferStream
 from p2p_orchestrator.node.host._read_deadline import MessageDeadline
 from p2p_orchestrator.node.host._stream import StreamBroken
 from p2p_orchestrator.transfer import (

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from p2p_orchestrator.node.access import AccessControl
 from p2p_orchestrator.node.distribution._receive import CutHook
-from p2p_orchestrator.node.distribution._stream import TransferStream
+from p2p_orchestrator.node.distribution._transfer_stream import TransferStream
 from p2p_orchestrator.node.host._limits import StreamLimiter
 from p2p_orchestrator.node.host._stream import NetStream
 from p2p_orchestrator.transfer import PartialTransfer, TransferManifest

@@ -52,7 +52,7 @@ from p2p_orchestrator.errors import (
 from p2p_orchestrator.node.distribution._archives import ArchiveFile
 from p2p_orchestrator.node.distribution._receive import ReceiveSession, SessionOutcome
 from p2p_orchestrator.node.distribution._send import SendSession
-from p2p_orchestrator.node.distribution._stream import TransferStream
+from p2p_orchestrator.node.distribution._transfer_stream import TransferStream
 from p2p_orchestrator.node.distribution.context import TransferContext
 from p2p_orchestrator.node.distribution.swarm_member import SwarmMembership
 from p2p_orchestrator.node.distribution.swarm_origin import SWARM_CHUNK_SIZE

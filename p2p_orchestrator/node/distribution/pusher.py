@@ -48,7 +48,7 @@ from p2p_orchestrator._backoff import exponential_delay
 from p2p_orchestrator.errors import Busy, OrchestratorError, RemoteError, ServiceDistributionError
 from p2p_orchestrator.node.distribution._archives import ArchiveFile
 from p2p_orchestrator.node.distribution._send import SendSession
-from p2p_orchestrator.node.distribution._stream import TransferStream
+from p2p_orchestrator.node.distribution._transfer_stream import TransferStream
 from p2p_orchestrator.node.distribution.context import TransferContext
 from p2p_orchestrator.orchestrator.distribution import (
     DistributionProgress,

@@ -42,7 +42,7 @@ import trio
 from p2p_orchestrator.errors import OrchestratorError, ProtocolError, ServiceDistributionError
 from p2p_orchestrator.node.distribution._receive import ReceiveSession, SessionOutcome
 from p2p_orchestrator.node.distribution._send import SendSession
-from p2p_orchestrator.node.distribution._stream import TransferStream
+from p2p_orchestrator.node.distribution._transfer_stream import TransferStream
 from p2p_orchestrator.node.distribution.context import TransferContext
 from p2p_orchestrator.node.host._read_deadline import MessageDeadline
 from p2p_orchestrator.node.host._stream import StreamBroken

@@ -36,7 +36,7 @@ from libp2p.custom_types import TProtocol
 from p2p_orchestrator.errors import OrchestratorError, ServiceCallError, ServiceDistributionError
 from p2p_orchestrator.node.access import AccessControl
 from p2p_orchestrator.node.distribution._archives import ManifestCache
-from p2p_orchestrator.node.distribution._stream import TransferBytes, TransferStream
+from p2p_orchestrator.node.distribution._transfer_stream import TransferBytes, TransferStream
 from p2p_orchestrator.node.distribution.context import TransferHooks, TransferSettings
 from p2p_orchestrator.node.distribution.fetcher import ArchiveFetcher
 from p2p_orchestrator.node.distribution.handler import TransferStreamHandler
