@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo bench soak clean sysdeps venv
+.PHONY: test lint typecheck unit demo bench bench-compare soak clean sysdeps venv
 
 $(STAMP): pyproject.toml
 	@bash scripts/ensure-sysdeps.sh
@@ -42,6 +42,13 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	@bash scripts/ensure-bench-deps.sh
 	$(PY) scripts/bench.py $(BENCH_ARGS)
+
+# make bench-compare BASE=<revision> [COMPARE_ARGS="--quick --only remote_call"]: this tree against
+# BASE, scenario by scenario, both measured alternately in one run.
+bench-compare: $(BENCH_STAMP)
+	@test -n "$(BASE)" || { echo "make bench-compare BASE=<git revision>"; exit 2; }
+	@bash scripts/ensure-bench-deps.sh
+	$(PY) scripts/bench_compare.py $(BASE) $(COMPARE_ARGS)
 
 soak: $(STAMP)
 	$(PY) -m pytest -m slow -q
