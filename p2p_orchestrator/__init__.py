@@ -80,6 +80,9 @@ if TYPE_CHECKING:
         ProtocolError as ProtocolError,
     )
     from p2p_orchestrator.errors import (
+        ReleaseError as ReleaseError,
+    )
+    from p2p_orchestrator.errors import (
         RemoteError as RemoteError,
     )
     from p2p_orchestrator.errors import (
@@ -173,6 +176,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "OrchestratorError",
         "PermissionDenied",
         "ProtocolError",
+        "ReleaseError",
         "RemoteError",
         "ServiceCallError",
         "ServiceDistributionError",

@@ -20,6 +20,7 @@ __all__ = [
     "OrchestratorError",
     "PermissionDenied",
     "ProtocolError",
+    "ReleaseError",
     "RemoteError",
     "ServiceCallError",
     "ServiceDistributionError",
@@ -54,6 +55,15 @@ class ServiceInstallationError(OrchestratorError):
     """An archive or manifest was refused, or installing it failed."""
 
     default_code = "installation_failed"
+
+
+class ReleaseError(ServiceInstallationError):
+    """A release statement, publisher key or trust rule refused a release (see ``p2p_orchestrator.release``).
+
+    A subclass of :class:`ServiceInstallationError`: every install path reports it as a refused install.
+    """
+
+    default_code = "bad_release"
 
 
 class ServiceManagementError(OrchestratorError):
@@ -121,6 +131,7 @@ _WIRE_TYPES: dict[str, type[OrchestratorError]] = {
     for cls in (
         OrchestratorError,
         ServiceInstallationError,
+        ReleaseError,
         ServiceManagementError,
         ServiceDistributionError,
         ServiceCallError,

@@ -15,6 +15,7 @@ from p2p_orchestrator.errors import (
     IdentityError,
     OrchestratorError,
     ProtocolError,
+    ReleaseError,
     RemoteError,
     ServiceCallError,
     ServiceInstallationError,
@@ -96,7 +97,7 @@ def test_error_replies_rebuild_the_error_class() -> None:
     assert isinstance(unknown.error, RemoteError)
 
 
-@pytest.mark.parametrize("cls", [ConfigError, IdentityError, ControlError, NodeNotRunning])
+@pytest.mark.parametrize("cls", [ConfigError, IdentityError, ControlError, ReleaseError, NodeNotRunning])
 def test_every_error_class_of_the_package_crosses_as_itself(cls: type[OrchestratorError]) -> None:
     """Regression: configuration, identity and control errors crossed as ``RemoteError``."""
     sent = cls(Path("/srv/node")) if cls is NodeNotRunning else cls("it went wrong", code="some_code")  # type: ignore[call-arg]
