@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from p2p_orchestrator._patterns import PEER_ID, PEER_NAME
-from p2p_orchestrator.archive import ArchiveLimits
-from p2p_orchestrator.errors import ConfigError
+from p2p_orchestrator.archive import ArchiveLimits, check_service_name
+from p2p_orchestrator.errors import ConfigError, OrchestratorError
+from p2p_orchestrator.release import Publisher, TrustPolicy, parse_public_key
 from p2p_orchestrator.runtime.health import HealthPolicy
 from p2p_orchestrator.runtime.policy import RestartPolicy
 
@@ -29,6 +30,7 @@ __all__ = [
     "NodeSettings",
     "OrchestratorConfig",
     "RuntimeSettings",
+    "SecuritySettings",
     "ServiceSettings",
     "StoreSettings",
     "default_home",
@@ -114,6 +116,15 @@ class MetricsSettings:
 
     listen: str = ""
     """``HOST:PORT`` to serve ``/metrics`` on (``127.0.0.1:9464``; port 0: any free one); empty: not served."""
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    """``[security]``: what this node demands of the archives it installs."""
+
+    require_signed: bool = False
+    """Refuse an archive that comes without a release statement (``p2p-orchestrator sign``); whoever
+    signed it must be a trusted publisher (``[publishers.*]``) of its service."""
 
 
 # -- [node] and [access]: the network layer (p2p_orchestrator.node) -------------------------
@@ -202,6 +213,14 @@ class OrchestratorConfig:
     """``[peers]``: names for peer IDs (``coordinator = "12D3KooW..."``), usable wherever a peer is
     named: ``--peer NAME``, ``proxy.call(..., peer=NAME)``, ``self.proxy.<svc>.<NAME>.<method>()``."""
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    publishers: tuple[Publisher, ...] = ()
+    """``[publishers.<label>]``: the keys whose release statements this node trusts, each for some
+    services (``services = ["web", "api_*"]``)."""
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+
+    def trust_policy(self) -> TrustPolicy:
+        """The publishers and ``require_signed`` as the checks of :mod:`p2p_orchestrator.release` use them."""
+        return TrustPolicy(self.publishers, require_signed=self.security.require_signed)
 
     def resolve_peer(self, peer: str) -> str:
         """The peer ID that ``peer`` names: a name of ``[peers]``, or ``peer`` itself."""
@@ -258,7 +277,18 @@ def load_config(home: Path) -> OrchestratorConfig:
 
 def config_from_dict(data: Mapping[str, Any], *, source: str = "configuration") -> OrchestratorConfig:
     """Build an :class:`OrchestratorConfig` from parsed TOML, checking every key."""
-    known = {"archive", "store", "runtime", "services", "node", "access", "peers", "metrics"}
+    known = {
+        "archive",
+        "store",
+        "runtime",
+        "services",
+        "node",
+        "access",
+        "peers",
+        "metrics",
+        "publishers",
+        "security",
+    }
     _refuse_unknown(data, known, source)
     config = OrchestratorConfig()
     if "node" in data:
@@ -269,6 +299,12 @@ def config_from_dict(data: Mapping[str, Any], *, source: str = "configuration") 
         config = replace(config, peers=_peers_section(data["peers"], f"{source} [peers]"))
     if "metrics" in data:
         config = replace(config, metrics=_metrics_section(data["metrics"], f"{source} [metrics]"))
+    if "publishers" in data:
+        config = replace(config, publishers=_publishers_section(data["publishers"], source))
+    if "security" in data:
+        config = replace(
+            config, security=_section(SecuritySettings, data["security"], f"{source} [security]")
+        )
     if "archive" in data:
         config = replace(config, archive=_section(ArchiveLimits, data["archive"], f"{source} [archive]"))
     if "store" in data:
@@ -350,6 +386,51 @@ def _peers_section(raw: Any, where: str) -> dict[str, str]:
             raise ConfigError(f"{where}: {name} = {peer_id!r} is not a peer ID")
         peers[name] = peer_id
     return peers
+
+
+_GLOB_CHARS = frozenset("*?[]!")
+_PATTERN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-") | _GLOB_CHARS
+
+
+def _publishers_section(raw: Any, source: str) -> tuple[Publisher, ...]:
+    publishers: list[Publisher] = []
+    for label, entry in _table(raw, f"{source} [publishers]").items():
+        where = f"{source} [publishers.{label}]"
+        if PEER_NAME.fullmatch(label) is None:
+            raise ConfigError(
+                f"{where}: {label!r} is not a label (a letter, then letters, digits, '_' or '-')"
+            )
+        table = _table(entry, where)
+        _refuse_unknown(table, {"public_key", "services"}, where)
+        if "public_key" not in table:
+            raise ConfigError(f'{where}: public_key is missing (the "ed25519:..." line keygen printed)')
+        try:
+            key = parse_public_key(table["public_key"])
+        except OrchestratorError as exc:
+            raise ConfigError(f"{where}: public_key: {exc.message}") from exc
+        services = table.get("services")
+        if not isinstance(services, list) or not services or not all(isinstance(s, str) for s in services):
+            raise ConfigError(
+                f'{where}: services must be a non-empty list of service names or globs, such as ["web", "api_*"]'
+            )
+        for pattern in services:
+            _check_service_pattern(pattern, where)
+        publishers.append(Publisher(label, key, tuple(services)))
+    return tuple(publishers)
+
+
+def _check_service_pattern(pattern: str, where: str) -> None:
+    """A service name, or an ``fnmatch`` glob made of the characters names use and ``*?[]!``."""
+    if _GLOB_CHARS.isdisjoint(pattern):
+        try:
+            check_service_name(pattern)
+        except OrchestratorError as exc:
+            raise ConfigError(f"{where}: services: {exc.message}") from exc
+    elif not set(pattern) <= _PATTERN_CHARS or len(pattern) > 64:
+        raise ConfigError(
+            f"{where}: services: {pattern!r} is neither a service name nor a glob of one "
+            "(lowercase letters, digits, '_', and * ? [ ] !)"
+        )
 
 
 def _metrics_section(raw: Any, where: str) -> MetricsSettings:

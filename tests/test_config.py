@@ -70,3 +70,59 @@ async def test_a_home_or_file_others_may_write_is_refused(tmp_path: Path, target
         await open_it()
     assert refused.value.code == "insecure_permissions"
     assert f"chmod go-w {writable}" in refused.value.message
+
+
+KEY_A = "ed25519:A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg="
+KEY_B = "ed25519:O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik="
+OPS = f'[publishers.ops]\npublic_key = "{KEY_A}"\n'
+
+
+def test_publishers_and_security_are_read(tmp_path: Path) -> None:
+    from p2p_orchestrator.release import Publisher, TrustPolicy, parse_public_key
+
+    (tmp_path / "config.toml").write_text(
+        f'[security]\nrequire_signed = true\n[publishers.ops]\npublic_key = "{KEY_A}"\nservices = ["web", "api_*"]\n'
+        f'[publishers.db-team]\npublic_key = "{KEY_A}"\nservices = ["db"]\n'
+        f'[publishers.ci]\npublic_key = "{KEY_B}"\nservices = ["*"]\n'
+    )
+    config = load_config(tmp_path)
+    assert config.security.require_signed is True
+    assert config.publishers == (
+        Publisher("ops", parse_public_key(KEY_A), ("web", "api_*")),
+        Publisher("db-team", parse_public_key(KEY_A), ("db",)),
+        Publisher("ci", parse_public_key(KEY_B), ("*",)),
+    )
+    assert config.trust_policy() == TrustPolicy(config.publishers, require_signed=True)
+    defaults = load_config(tmp_path / "nothing")
+    assert defaults.publishers == () and defaults.trust_policy() == TrustPolicy()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[security]\nrequire_signed = 'yes'\n", r"\[security\]: require_signed must be of type bool"),
+        ("[security]\nrequire_signd = true\n", r"\[security\]: unknown key\(s\) require_signd"),
+        ("[publishers]\nops = 1\n", r"\[publishers.ops\] must be a table"),
+        (OPS + 'services = ["web"]\nnote = 1\n', r"unknown key\(s\) note"),
+        ('[publishers.ops]\nservices = ["web"]\n', r"\[publishers.ops\]: public_key is missing"),
+        (
+            '[publishers.ops]\npublic_key = "12D3KooW"\nservices = ["web"]\n',
+            r"\[publishers.ops\]: public_key: '12D3KooW' is not a publisher public key",
+        ),
+        (
+            f'[publishers.ops]\npublic_key = "{KEY_A[:-4]}"\nservices = ["web"]\n',
+            r"publishers.ops\]: public_key",
+        ),
+        (OPS, r"\[publishers.ops\]: services must be a non-empty list"),
+        (OPS + "services = []\n", "services must be a non-empty list"),
+        (OPS + 'services = "web"\n', "services must be a non-empty list"),
+        (OPS + 'services = ["Web"]\n', "invalid service name 'Web'"),
+        (OPS + 'services = ["w b*"]\n', "neither a service name nor a glob"),
+        (f'[publishers."1ops"]\npublic_key = "{KEY_A}"\nservices = ["web"]\n', "'1ops' is not a label"),
+    ],
+)
+def test_publisher_and_security_mistakes_are_refused(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "config.toml").write_text(text)
+    with pytest.raises(ConfigError, match=message) as refused:
+        load_config(tmp_path)
+    assert refused.value.code == "bad_config"

@@ -1,9 +1,12 @@
 """The commented ``config.toml`` that ``p2p-orchestrator init`` writes.
 
 Every setting is shown commented out at its default, so the file changes
-nothing until a line is uncommented.  ``tests/cli/test_cli_offline.py`` checks
-that uncommenting every setting gives exactly the defaults, and that no
-setting of :class:`~p2p_orchestrator.config.OrchestratorConfig` is missing.
+nothing until a line is uncommented; the examples at the end (one service's
+settings, peer names, publishers, ``require_signed = true``) show what to
+write.  ``tests/cli/test_cli_offline.py`` checks that uncommenting every
+setting gives exactly the defaults, that no setting of
+:class:`~p2p_orchestrator.config.OrchestratorConfig` is missing, and that the
+signed-releases example is a valid configuration.
 """
 
 from __future__ import annotations
@@ -90,4 +93,16 @@ CONFIG_TEMPLATE = """\
 # self.proxy.<service>.<NAME>.<method>() in services:
 # [peers]
 # coordinator = "12D3KooW..."
+
+# Signed releases (docs/operations.md, "Publishers and release keys"). The publishers whose
+# release statements this node trusts, each for some services (names or globs); a publisher
+# makes a key with `p2p-orchestrator keygen -o KEYFILE`, which prints the public_key line:
+# [publishers.example]
+# public_key = "ed25519:..."
+# services = ["example_service", "example_*"]
+
+# Install only archives that come with a release statement (`p2p-orchestrator sign`) from such a
+# publisher; by default (false) unsigned archives are installed too:
+# [security]
+# require_signed = true
 """

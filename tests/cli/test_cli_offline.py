@@ -110,6 +110,22 @@ def test_config_template_shows_every_default() -> None:
         assert set(parsed[section]) == expected, section
 
 
+def test_config_template_shows_how_to_require_signed_releases() -> None:
+    examples = CONFIG_TEMPLATE.split("# Signed releases")[1]
+    key = "ed25519:A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg="
+    uncommented = "\n".join(
+        line.removeprefix("# ").replace("ed25519:...", key)
+        for line in examples.splitlines()
+        if line.startswith(("# [", "# public_key", "# services", "# require_signed"))
+    )
+    config = config_from_dict(tomllib.loads(uncommented))
+    assert config.security.require_signed is True
+    assert [(p.label, p.public_text, p.services) for p in config.publishers] == [
+        ("example", key, ("example_service", "example_*"))
+    ]
+    assert set(vars(config.security)) == {"require_signed"}
+
+
 def test_pack_is_deterministic(tmp_path: Path) -> None:
     one = run_cli("pack", str(EXAMPLE), "-o", str(tmp_path / "a.tar.gz"), "--json").json()
     two = run_cli("pack", str(EXAMPLE), "-o", str(tmp_path / "b.tar.gz"), "--json").json()
