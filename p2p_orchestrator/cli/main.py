@@ -17,7 +17,14 @@ from typing import Any
 
 import click
 
-from p2p_orchestrator.cli import commands_dev, commands_dist, commands_node, commands_services, commands_watch
+from p2p_orchestrator.cli import (
+    commands_dev,
+    commands_dist,
+    commands_node,
+    commands_release,
+    commands_services,
+    commands_watch,
+)
 from p2p_orchestrator.cli._context import CliContext, OperationFailed
 from p2p_orchestrator.control.paths import HOME_ENV, resolve_home
 from p2p_orchestrator.errors import OrchestratorError
@@ -55,7 +62,14 @@ def cli(ctx: click.Context, home: Path | None) -> None:
     ctx.call_on_close(state.close)
 
 
-for _module in (commands_node, commands_dev, commands_services, commands_dist, commands_watch):
+for _module in (
+    commands_node,
+    commands_dev,
+    commands_release,
+    commands_services,
+    commands_dist,
+    commands_watch,
+):
     _module.register(cli)
 
 
