@@ -62,6 +62,9 @@ class Publisher:
         """Its key as ``ed25519:<base64>``."""
         return public_key_text(self.public_key)
 
+    def __repr__(self) -> str:
+        return f"Publisher(label={self.label!r}, public_key={self.public_text!r}, services={self.services!r})"
+
     def may_release(self, name: str) -> bool:
         """Whether ``name`` is one of its services, or matches one of its globs."""
         return any(fnmatchcase(name, pattern) for pattern in self.services)

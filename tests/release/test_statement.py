@@ -4,6 +4,7 @@ that break when any field changes."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import cbor2
@@ -201,3 +202,10 @@ def test_hostile_bytes_raise_only_release_errors(data: bytes) -> None:
         else:
             codes = set()
     assert codes <= {"bad_release", "bad_signature"}
+
+
+def test_the_protocol_document_shows_these_bytes() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    blocks = ["".join(block.split()) for block in text.split("```")[1::2]]
+    assert GOLDEN.hex() in blocks
+    assert STATEMENT.signed_bytes().hex() in blocks

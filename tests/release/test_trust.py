@@ -27,6 +27,7 @@ def refused(code: str, policy: TrustPolicy, statement: ReleaseStatement, now: fl
 
 def test_a_trusted_publisher_of_the_service_is_returned() -> None:
     assert POLICY.verify(STATEMENT, now=NOW) is OPS
+    assert repr(OPS) == f"Publisher(label='ops', public_key='{KEY.public_text}', services=('web', 'api_*'))"
     api = KEY.sign("api_gateway", "1.0.0", SHA, 1, issued_at=NOW, expires_at=None)
     assert POLICY.verify(api, now=NOW + 10**9) is OPS  # never expires
 
