@@ -433,10 +433,14 @@ class StreamWriter(Generic[M]):
 
     async def write(self, frame: bytes) -> None:
         """Write bytes the codec already made (a frame, or the RPC codec's own
-        :meth:`~RpcConnection.data_to_send`); ``b""`` returns at once, without waiting for the lock."""
-        if frame:
-            async with self._lock:
-                await self._write(frame)
+        :meth:`~RpcConnection.data_to_send`).
+
+        ``b""`` writes nothing but still takes the lock, which is a checkpoint: a read loop
+        that flushes after each message it takes in so lets the tasks that message woke run
+        before it reads on (skipping it made 50 concurrent callers on one stream ~1.5x slower).
+        """
+        async with self._lock:
+            await self._write(frame)
 
     async def _write(self, data: bytes) -> None:
         if not data:
