@@ -1,10 +1,11 @@
 """Compare this tree with another revision, scenario by scenario, in one run on one machine.
 
-    python scripts/bench_compare.py BASE [--rounds N] [--quick] [--only NAME ...] [--json FILE]
+    python scripts/bench_compare.py BASE [--this REV] [--rounds N] [--quick] [--only NAME ...] [--json FILE]
 
 BASE is any git revision (``main``, ``HEAD~3``, a commit).  It is checked out in a temporary
-worktree, and ``scripts/bench.py`` runs in both trees, alternately (base, this, this, base, ...:
-``--rounds`` of each), so the machine's drift falls on both sides alike.  Each tree measures
+worktree (and so is ``--this REV``, instead of this working tree, when given), and
+``scripts/bench.py`` runs in both trees, alternately (base, this, this, base, ...: ``--rounds``
+of each), so the machine's drift falls on both sides alike.  Each tree measures
 *its own* code against the same baselines (its package first on ``PYTHONPATH``).
 
 A scenario is judged on its ratio to its baseline where it has one (the baseline runs in the
@@ -28,6 +29,23 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 HIGHER_IS_BETTER = frozenset({"MiB/s", "calls/s"})
+
+
+def _revision(name: str) -> str | None:
+    found = subprocess.run(
+        ["git", "rev-parse", "--verify", f"{name}^{{commit}}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
+def _worktree(scratch: Path, side: str, commit: str) -> Path:
+    tree = scratch / f"{side}-{commit[:10]}"
+    subprocess.run(["git", "worktree", "add", "--detach", "-q", str(tree), commit], cwd=REPO, check=True)
+    return tree
 
 
 def _run_bench(tree: Path, args: argparse.Namespace, out: Path) -> dict[str, Any]:
@@ -84,7 +102,7 @@ def _report(runs: dict[str, list[dict[str, Any]]], noise: float) -> list[dict[st
                 "this": this,
                 "change": change,
                 "better": better,
-                "rounds": (len(sides["base"]), len(sides["this"])),
+                "rounds": {"base": sides["base"], "this": sides["this"]},
             }
         )
     return rows
@@ -93,38 +111,31 @@ def _report(runs: dict[str, list[dict[str, Any]]], noise: float) -> list[dict[st
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("base", help="the git revision to compare with")
+    parser.add_argument("--this", metavar="REV", help="measure this revision instead of the working tree")
     parser.add_argument("--rounds", type=int, default=2, help="bench runs of each tree (default 2)")
     parser.add_argument("--quick", action="store_true", help="bench.py --quick")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="only these scenarios")
     parser.add_argument("--noise", type=float, default=0.1, help="a change within this is '=' (default 0.1)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the comparison as JSON")
     args = parser.parse_args()
-    commit = subprocess.run(
-        ["git", "rev-parse", "--verify", f"{args.base}^{{commit}}"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if commit.returncode != 0:
-        print(f"bench_compare: {args.base!r} is not a revision of {REPO}", file=sys.stderr)
+    base = _revision(args.base)
+    this = _revision(args.this) if args.this else None
+    if base is None or (args.this and this is None):
+        print(f"bench_compare: {args.base!r} or {args.this!r} is not a revision of {REPO}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="p2p-bench-compare-") as scratch:
-        base_tree = Path(scratch) / f"base-{commit.stdout.strip()[:10]}"
-        subprocess.run(
-            ["git", "worktree", "add", "--detach", "-q", str(base_tree), commit.stdout.strip()],
-            cwd=REPO,
-            check=True,
-        )
+        trees = {"base": _worktree(Path(scratch), "base", base)}
+        trees["this"] = _worktree(Path(scratch), "this", this) if this else REPO
         try:
             runs: dict[str, list[dict[str, Any]]] = {"base": [], "this": []}
             for round_ in range(args.rounds):
-                order = [("base", base_tree), ("this", REPO)]
-                for side, tree in order if round_ % 2 == 0 else reversed(order):
-                    out = Path(scratch) / f"{side}-{round_}.json"
-                    runs[side].append(_run_bench(tree, args, out))
+                order = ["base", "this"] if round_ % 2 == 0 else ["this", "base"]
+                for side in order:
+                    runs[side].append(_run_bench(trees[side], args, Path(scratch) / f"{side}-{round_}.json"))
         finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(base_tree)], cwd=REPO, check=False)
+            for tree in trees.values():
+                if tree != REPO:
+                    subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=False)
     rows = _report(runs, args.noise)
     print(f"\n{'scenario':<24} {'unit':<8} {'on':<6} {'base':>10} {'this':>10} {'change':>7}")
     for row in rows:
@@ -134,7 +145,9 @@ def main() -> int:
             f"{row['this']:>10.3f} {change:>7}  {row['better']}"
         )
     if args.json:
-        args.json.write_text(json.dumps({"base": commit.stdout.strip(), "rows": rows}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps({"base": base, "this": this or "working tree", "rows": rows}, indent=2) + "\n"
+        )
     return 0
 
 
