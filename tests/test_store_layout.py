@@ -42,9 +42,11 @@ async def test_a_store_of_the_first_layout_is_migrated_with_its_services_intact(
         await orch.install_service(make_archive(tmp_path / "v2", version="2.0.0"))
         await orch.start_service(NAME)
         before = await orch.get_service_info(NAME)
-    rewrite(  # the first layout had no last_revert
+    rewrite(  # the first layout had no last_revert, no release statements and no release floors
         home,
         "ALTER TABLE services DROP COLUMN last_revert",
+        "ALTER TABLE versions DROP COLUMN release",
+        "DROP TABLE release_floors",
         "UPDATE meta SET value = '1' WHERE key = 'schema_version'",
     )
     async with Orchestrator(home, config=fast_config()) as orch:
@@ -53,7 +55,8 @@ async def test_a_store_of_the_first_layout_is_migrated_with_its_services_intact(
         same = ("version", "archive_hash", "versions", "desired_state", "last_revert")
         assert {k: after[k] for k in same} == {k: before[k] for k in same}
         await orch.rollback_service(NAME)
-    assert layout_of(home) == ("2", ["name", "current_version", "desired_state", "last_revert"])
+    assert layout_of(home) == ("3", ["name", "current_version", "desired_state", "last_revert"])
+    assert "release_floors" in tables_of(home)
 
 
 async def test_a_store_written_by_a_newer_version_is_refused_untouched(home: Path, tmp_path: Path) -> None:
@@ -64,11 +67,11 @@ async def test_a_store_written_by_a_newer_version_is_refused_untouched(home: Pat
         async with Orchestrator(home, config=fast_config()):
             pass
     assert refused.value.code == "store_too_new"
-    assert "written by a newer p2p-orchestrator (store layout 99; this one reads up to 2)" in str(
+    assert "written by a newer p2p-orchestrator (store layout 99; this one reads up to 3)" in str(
         refused.value
     )
     assert layout_of(home)[0] == "99"
-    rewrite(home, "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    rewrite(home, "UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     async with Orchestrator(home, config=fast_config()) as orch:  # the refusal released the home
         assert NAME in (await orch.list_services())["services"]
 
@@ -87,7 +90,7 @@ async def test_a_newer_layout_is_refused_before_anything_is_written(home: Path) 
     rewrite(
         home,
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-        "INSERT INTO meta VALUES ('schema_version', '3')",
+        "INSERT INTO meta VALUES ('schema_version', '4')",
     )
     with pytest.raises(ServiceManagementError) as refused:
         async with Orchestrator(home, config=fast_config()):

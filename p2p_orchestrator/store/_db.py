@@ -18,7 +18,7 @@ from typing import Any
 from p2p_orchestrator.errors import OrchestratorError, ServiceManagementError
 from p2p_orchestrator.store.records import ServiceRecord, VersionRecord
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The layout this code reads and writes; older layouts are migrated when the store opens."""
 
 _SCHEMA = """
@@ -41,13 +41,22 @@ CREATE TABLE IF NOT EXISTS versions (
     manifest TEXT NOT NULL,
     files_count INTEGER NOT NULL,
     directory TEXT NOT NULL,
-    installed_at TEXT NOT NULL
+    installed_at TEXT NOT NULL,
+    release BLOB
 );
 CREATE INDEX IF NOT EXISTS versions_by_service ON versions (service);
+CREATE TABLE IF NOT EXISTS release_floors (
+    service TEXT PRIMARY KEY,
+    version TEXT NOT NULL
+);
 """
 
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("ALTER TABLE services ADD COLUMN last_revert TEXT",),
+    2: (
+        "ALTER TABLE versions ADD COLUMN release BLOB",
+        "CREATE TABLE release_floors (service TEXT PRIMARY KEY, version TEXT NOT NULL)",
+    ),
 }
 """The statements that take the layout from version ``n`` to ``n + 1``."""
 
@@ -144,7 +153,7 @@ class Database:
         versions: dict[str, list[VersionRecord]] = {}
         for row in self._conn.execute(
             "SELECT id, service, version, archive_hash, archive_size, manifest, files_count, directory,"
-            " installed_at FROM versions ORDER BY id"
+            " installed_at, release FROM versions ORDER BY id"
         ):
             record = VersionRecord(
                 id=row[0],
@@ -156,6 +165,7 @@ class Database:
                 files_count=row[6],
                 directory=row[7],
                 installed_at=row[8],
+                release=bytes(row[9]) if row[9] is not None else None,
             )
             versions.setdefault(record.service, []).append(record)
         services: dict[str, ServiceRecord] = {}
@@ -176,6 +186,13 @@ class Database:
                 last_revert=json.loads(revert) if revert is not None else None,
             )
         return services
+
+    def release_floors(self) -> dict[str, str]:
+        """The highest signed version each service ever had installed here (anti-rollback)."""
+        return {
+            name: version
+            for name, version in self._conn.execute("SELECT service, version FROM release_floors")
+        }
 
     def orphan_version_ids(self) -> list[int]:
         """Versions whose service row is gone (left by nothing we do, but cheap to check)."""
@@ -203,7 +220,7 @@ def insert_version(cur: sqlite3.Cursor, record: VersionRecord) -> int:
     """Insert a version row (its ``id`` is ignored) and return the new id."""
     cur.execute(
         "INSERT INTO versions (service, version, archive_hash, archive_size, manifest, files_count,"
-        " directory, installed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        " directory, installed_at, release) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             record.service,
             record.version,
@@ -213,6 +230,7 @@ def insert_version(cur: sqlite3.Cursor, record: VersionRecord) -> int:
             record.files_count,
             record.directory,
             record.installed_at,
+            record.release,
         ),
     )
     new_id = cur.lastrowid
@@ -244,6 +262,15 @@ def delete_versions(cur: sqlite3.Cursor, ids: list[int]) -> None:
 def delete_service(cur: sqlite3.Cursor, name: str) -> None:
     cur.execute("DELETE FROM versions WHERE service = ?", (name,))
     cur.execute("DELETE FROM services WHERE name = ?", (name,))
+
+
+def set_release_floor(cur: sqlite3.Cursor, name: str, version: str) -> None:
+    """Remember ``version`` as the lowest signed version ``name`` may be installed at from now on."""
+    cur.execute(
+        "INSERT INTO release_floors (service, version) VALUES (?, ?)"
+        " ON CONFLICT(service) DO UPDATE SET version = excluded.version",
+        (name, version),
+    )
 
 
 def set_desired_state(cur: sqlite3.Cursor, name: str, state: str) -> None:

@@ -25,6 +25,8 @@ class VersionRecord:
     directory: str
     """Path relative to the store's ``services/`` directory."""
     installed_at: str
+    release: bytes | None = None
+    """The release statement it was installed with (its exact bytes), or ``None``: unsigned."""
 
     @property
     def semver(self) -> Version:
@@ -39,6 +41,7 @@ class VersionRecord:
             "archive_size": self.archive_size,
             "installed_at": self.installed_at,
             "files_count": self.files_count,
+            "signed": self.release is not None,
         }
 
 

@@ -103,6 +103,7 @@ class ServiceStore:
             raise
         try:
             self._records: dict[str, ServiceRecord] = self._db.load()
+            self._floors = self._db.release_floors()
             self._recover()
         except BaseException:
             self.close()
@@ -119,6 +120,13 @@ class ServiceStore:
     def records(self) -> Mapping[str, ServiceRecord]:
         """Every installed service, by name."""
         return self._records
+
+    def release_floor(self, name: str) -> str | None:
+        """The highest signed version of ``name`` ever installed here; an older release is a rollback.
+
+        Kept when the service is uninstalled, so that uninstalling cannot open the way back.
+        """
+        return self._floors.get(name)
 
     def get(self, name: str) -> ServiceRecord:
         """The record of ``name``; :class:`ServiceManagementError` if it is not installed."""
@@ -228,22 +236,24 @@ class ServiceStore:
             code="downgrade_refused",
         )
 
-    def install(self, staged: StagedArchive, *, force: bool) -> ServiceRecord:
+    def install(self, staged: StagedArchive, *, force: bool, release: bytes | None = None) -> ServiceRecord:
         """Switch the service to the staged version atomically and keep the old one.
 
         The staging directory is consumed whatever happens.  On any failure before
         the switch, the service stays at its current version and nothing of the
-        new one remains.
+        new one remains.  ``release``: the verified statement it was signed with, kept with
+        the version; in the same transaction the service's release floor
+        (:meth:`release_floor`) rises to this version if it is higher.
         """
         try:
             self.check_policy(staged, force=force)
-            record = self._switch_to_staged(staged)
+            record = self._switch_to_staged(staged, release)
         finally:
             remove_tree(staged.staging_dir)
         self._prune(record.name)
         return self._records[record.name]
 
-    def _switch_to_staged(self, staged: StagedArchive) -> ServiceRecord:
+    def _switch_to_staged(self, staged: StagedArchive, release: bytes | None) -> ServiceRecord:
         name = staged.service_name
         unpacked = staged.unpacked
         versions_dir = self.services_dir / name / "versions"
@@ -279,16 +289,25 @@ class ServiceStore:
                 files_count=unpacked.files_count,
                 directory=relative,
                 installed_at=utc_now_iso(),
+                release=release,
+            )
+            floor = self._floors.get(name)
+            raises_floor = release is not None and (
+                floor is None or unpacked.manifest.version > Version.parse(floor)
             )
             with self._db.transaction(ServiceInstallationError) as cur:
                 version_id = _db.insert_version(cur, draft)
                 _db.set_current(cur, name, version_id)
+                if raises_floor:
+                    _db.set_release_floor(cur, name, draft.version)
                 crashpoint("store.install.before_commit")
         except BaseException:
             remove_tree(target)
             if not self._archive_in_use(unpacked.archive_hash):
                 remove_tree(cached)
             raise
+        if raises_floor:
+            self._floors[name] = draft.version
         installed = VersionRecord(**{**draft.__dict__, "id": version_id})
         kept = (*previous.versions, installed) if previous else (installed,)
         if previous is not None:
