@@ -70,6 +70,9 @@ DEFAULT_MAX_CORRUPT: Final = 3
 MAX_PEERS: Final = 1024
 """Most peer ids an ``offer`` may list."""
 
+MAX_RELEASE_BYTES: Final = 4096
+"""Largest release statement an ``offer`` may carry (a statement is about 200 bytes)."""
+
 DEFAULT_PARTIAL_BUDGET: Final = 1024 * 1024 * 1024
 """Default cap on the total size of the partial transfers a node keeps on disk (1 GiB)."""
 

@@ -39,7 +39,14 @@ from p2p_orchestrator._patterns import HEX_SHA256, SERVICE_NAME
 
 from ..errors import OrchestratorError, error_to_wire
 from ..wire._tagged import MessageTable, Tagged, bad_message, check_error, error_field
-from ._constants import DEFAULT_MAX_TRANSFER_BYTES, MAX_CHUNK_SIZE, MAX_CHUNKS, MAX_IN_FLIGHT, MAX_PEERS
+from ._constants import (
+    DEFAULT_MAX_TRANSFER_BYTES,
+    MAX_CHUNK_SIZE,
+    MAX_CHUNKS,
+    MAX_IN_FLIGHT,
+    MAX_PEERS,
+    MAX_RELEASE_BYTES,
+)
 from .manifest import TransferManifest
 
 __all__ = [
@@ -139,10 +146,13 @@ class Offer(_TransferWire):
     """The sender's first message: the archive's manifest, the purpose, and a swarm's other peers."""
 
     TYPE: ClassVar[str] = "offer"
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"release"})
     manifest: TransferManifest
     purpose: Purpose = "install"
     options: TransferOptions = field(default_factory=TransferOptions)
     peers: tuple[str, ...] = ()
+    release: bytes | None = None
+    """The archive's release statement (its exact bytes, at most 4 KiB), when it is signed."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.manifest, TransferManifest):
@@ -158,15 +168,22 @@ class Offer(_TransferWire):
             peers
         ):
             bad_message("Offer.peers must be distinct base58 peer ids")
+        if self.release is not None and (
+            type(self.release) is not bytes or len(self.release) > MAX_RELEASE_BYTES
+        ):
+            bad_message(f"Offer.release must be a byte string of at most {MAX_RELEASE_BYTES} bytes")
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire: dict[str, Any] = {
             "t": self.TYPE,
             "manifest": self.manifest.to_wire(),
             "purpose": self.purpose,
             "options": self.options.to_wire(),
             "peers": list(self.peers),
         }
+        if self.release is not None:  # left out unsigned: a node of before releases reads the offer
+            wire["release"] = self.release
+        return wire
 
     @classmethod
     def _from_fields(cls, obj: dict[str, Any], max_total_bytes: int) -> Offer:
@@ -174,7 +191,11 @@ class Offer(_TransferWire):
         if not isinstance(peers, list):
             bad_message("Offer.peers must be a list")
         manifest = TransferManifest.from_wire(obj["manifest"], max_total_bytes=max_total_bytes)
-        return cls(manifest, obj["purpose"], TransferOptions.from_wire(obj["options"]), tuple(peers))
+        options = TransferOptions.from_wire(obj["options"])
+        release = obj.get("release")
+        if "release" in obj and type(release) is not bytes:  # present means a statement: never null
+            bad_message("Offer.release must be a byte string")
+        return cls(manifest, obj["purpose"], options, tuple(peers), release)
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,12 +110,13 @@ class TransferSender:
         have: Bitfield | None = None,
         max_in_flight: int = MAX_IN_FLIGHT,
         verify: bool = False,
+        release: bytes | None = None,
     ) -> None:
         if have is not None and have.size != manifest.chunk_count:
             raise ValueError(f"have covers {have.size} chunks; the manifest has {manifest.chunk_count}")
         self.manifest = manifest
         self._read_chunk = read_chunk
-        self._offer = Offer(manifest, purpose, options or TransferOptions(), tuple(peers))
+        self._offer = Offer(manifest, purpose, options or TransferOptions(), tuple(peers), release)
         self._have = have.copy() if have is not None else Bitfield.full(manifest.chunk_count)
         self._max_in_flight = max_in_flight
         self._verify = verify

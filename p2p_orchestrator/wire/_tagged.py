@@ -45,6 +45,8 @@ class Tagged:
 
     __slots__ = ()
     TYPE: ClassVar[str]
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset()
+    """Fields a peer may leave out (added to the protocol later); their wire form omits them when unset."""
 
     def to_wire(self) -> dict[str, Any]:
         """The message as the plain dict that is CBOR-encoded into one frame."""
@@ -62,12 +64,16 @@ class MessageTable(Generic[T]):
 
     def __init__(self, classes: tuple[type[T], ...], *, what: str = "message") -> None:
         self._what = what
-        self._by_type = {cls.TYPE: (cls, frozenset(f.name for f in fields(cls)) | {"t"}) for cls in classes}  # type: ignore[arg-type]
+        self._by_type = {
+            cls.TYPE: (cls, frozenset(f.name for f in fields(cls)) - cls.OPTIONAL | {"t"}, cls.OPTIONAL)  # type: ignore[arg-type]
+            for cls in classes
+        }
 
     def take_apart(self, obj: Any) -> tuple[type[T], dict[str, Any]]:
         """The class ``obj`` is a message of, and its fields (without ``"t"``), unchecked.
 
-        Refuses a non-map, an unknown or missing ``"t"``, and a missing or extra field.
+        Refuses a non-map, an unknown or missing ``"t"``, and a missing or extra field (one of
+        the class's ``OPTIONAL`` fields may be missing).
         """
         if not isinstance(obj, dict):
             bad_message(f"a message must be a map, got {type(obj).__name__}")
@@ -75,9 +81,9 @@ class MessageTable(Generic[T]):
         entry = self._by_type.get(kind) if isinstance(kind, str) else None
         if entry is None:
             bad_message(f"unknown {self._what} type {kind!r:.40}")
-        cls, expected = entry
-        if obj.keys() != expected:
+        cls, expected, optional = entry
+        if not expected <= obj.keys() <= expected | optional:
             missing = ", ".join(sorted(expected - obj.keys())) or "none"
-            extra = ", ".join(sorted(repr(key)[:40] for key in obj.keys() - expected)) or "none"
+            extra = ", ".join(sorted(repr(key)[:40] for key in obj.keys() - expected - optional)) or "none"
             bad_message(f"{kind!r} message has wrong fields (missing: {missing}; unexpected: {extra})")
         return cls, {name: value for name, value in obj.items() if name != "t"}

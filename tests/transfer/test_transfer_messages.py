@@ -45,6 +45,7 @@ def all_messages(offer: Offer) -> list[TransferMessage]:
         Fetch(service="echo_service"),
         offer,
         Offer(offer.manifest, "fetch"),
+        Offer(offer.manifest, "fetch", release=b"\xa1statement"),
         Have(b"\xf8"),
         Want((0, 3, 2)),
         CancelChunks((1,)),
@@ -131,6 +132,9 @@ def test_offer_fields_are_strict(offer: Offer) -> None:
         ("peers", ["not/a/peer"]),
         ("peers", ["0OIl"]),  # not base58
         ("peers", ["Qm"] * 0 + [f"Qm{i}" for i in range(1025)]),
+        ("release", "text"),
+        ("release", None),
+        ("release", b"x" * 4097),
     ]:
         with pytest.raises(ProtocolError) as info:
             message_from_wire({**good, key: value})
@@ -141,6 +145,16 @@ def test_offer_fields_are_strict(offer: Offer) -> None:
     with pytest.raises(ServiceDistributionError) as err:
         message_from_wire(good, max_total_bytes=100)
     assert err.value.code == "transfer_too_large"
+
+
+def test_an_offer_without_a_release_has_the_bytes_it_always_had(offer: Offer) -> None:
+    """The release statement is an optional field: left out when unsigned, so a node that
+    predates releases reads the offer, and an offer from such a node reads as unsigned."""
+    assert "release" not in offer.to_wire()
+    assert set(offer.to_wire()) == {"t", "manifest", "purpose", "options", "peers"}
+    assert message_from_wire(offer.to_wire()) == offer
+    signed = Offer(offer.manifest, "install", release=b"statement")
+    assert message_from_wire(signed.to_wire()).release == b"statement"  # type: ignore[union-attr]
 
 
 def test_constructors_refuse_what_decoding_refuses(offer: Offer) -> None:
