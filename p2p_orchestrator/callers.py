@@ -40,7 +40,13 @@ class Caller:
 
     @property
     def is_local(self) -> bool:
+        """A call from this node: its operator (API, control socket) or one of its services."""
         return self.peer_id is None
+
+    @property
+    def is_operator(self) -> bool:
+        """A call from this node's operator: not a peer, and not a service (someone else's code)."""
+        return self.peer_id is None and self.service is None
 
 
 LOCAL_CALLER = Caller(peer_id=None, permissions=frozenset(Permission), public_only=False)

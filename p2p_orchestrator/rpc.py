@@ -59,6 +59,8 @@ class MethodSpec:
     name: str
     permission: Permission
     params: Mapping[str, Param]
+    local_only: frozenset[str] = frozenset()
+    """Flags only a caller on this node may set."""
 
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -70,16 +72,22 @@ _MARK = "__rpc_method__"
 class _Mark:
     permission: Permission
     wire: Mapping[str, tuple[type, ...]]
+    local_only: frozenset[str]
 
 
 def api_method(
-    permission: Permission, *, wire: Mapping[str, type | tuple[type, ...]] | None = None
+    permission: Permission,
+    *,
+    wire: Mapping[str, type | tuple[type, ...]] | None = None,
+    local_only: tuple[str, ...] = (),
 ) -> Callable[[F], F]:
     """Put an ``async def`` method of the API in the RPC table, callable with ``permission``.
 
     Its parameters are read from its signature (:func:`method_table`), so they are written
     once.  ``wire`` narrows a parameter's accepted types for calls that arrive as messages
     (``install_service`` takes a path from local Python callers, only bytes over the wire).
+    ``local_only`` names flags only this node's operator may set (``allow_unsigned``): from a
+    peer or a service, a true value is refused with ``permission_denied``, whatever its role.
     """
     narrowed = {name: types if isinstance(types, tuple) else (types,) for name, types in (wire or {}).items()}
 
@@ -87,7 +95,7 @@ def api_method(
         checked: Any = func  # keep `func` typed as F: iscoroutinefunction would narrow it
         if not inspect.iscoroutinefunction(checked):
             raise TypeError(f"@api_method needs an 'async def' method; {func.__qualname__} is not")
-        setattr(func, _MARK, _Mark(permission, narrowed))
+        setattr(func, _MARK, _Mark(permission, narrowed, frozenset(local_only)))
         return func
 
     return mark
@@ -116,10 +124,12 @@ def method_table(api: type) -> Mapping[str, MethodSpec]:
                 hints[parameter.name], f"{name}({parameter.name})"
             )
             params[parameter.name] = Param(types, required=parameter.default is parameter.empty)
-        unknown = set(mark.wire) - set(params)
-        if unknown:
-            raise TypeError(f"{api.__name__}.{name}: wire= names no parameter: {', '.join(sorted(unknown))}")
-        table[name] = MethodSpec(name, mark.permission, params)
+        stray = (set(mark.wire) | mark.local_only) - set(params)
+        if stray:
+            raise TypeError(
+                f"{api.__name__}.{name}: wire= or local_only= names no parameter: {sorted(stray)}"
+            )
+        table[name] = MethodSpec(name, mark.permission, params, mark.local_only)
     return table
 
 
@@ -263,6 +273,12 @@ class Rpc:
                 f"peer {caller.peer_id} may not call {path} (needs the {spec.permission.value} permission)"
             )
         kwargs = check_params(path, spec.params, params)
+        if not caller.is_operator and (flags := sorted(f for f in spec.local_only if kwargs.get(f))):
+            who = f"service {caller.service}" if caller.service is not None else f"peer {caller.peer_id}"
+            raise PermissionDenied(
+                f"{who} may not set {', '.join(flags)} with {path}: only this node's operator may "
+                "(the Python API or the control socket)"
+            )
         if kwargs.get("force_reinstall") is True and Permission.ADMIN not in caller.permissions:
             raise PermissionDenied(
                 f"peer {caller.peer_id} may not force a reinstall or a downgrade with {path} "
