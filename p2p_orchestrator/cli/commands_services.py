@@ -21,18 +21,44 @@ __all__ = ["register"]
 @click.command()
 @click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Reinstall the same version, or downgrade.")
+@click.option(
+    "--release",
+    "release",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The archive's release statement (default: ARCHIVE.release, if it is there).",
+)
+@click.option(
+    "--allow-unsigned", is_flag=True, help="Install without a release statement ([security] require_signed)."
+)
+@click.option("--allow-rollback", is_flag=True, help="Install a signed release older than one this node ran.")
 @peer_option
 @json_option
 @pass_cli
-def install(cli: CliContext, archive: Path, force: bool, peer: str | None, as_json: bool) -> None:
+def install(
+    cli: CliContext,
+    *,
+    archive: Path,
+    force: bool,
+    release: Path | None,
+    allow_unsigned: bool,
+    allow_rollback: bool,
+    peer: str | None,
+    as_json: bool,
+) -> None:
     """Install a service ARCHIVE (.tar.gz).
 
     The node reads the file itself (it never goes through the socket); with
-    --peer it sends it to that node.
+    --peer it sends it to that node.  A release statement (--release, or
+    ARCHIVE.release beside it) travels with it and is verified by the node that
+    installs it.
     """
-    result = cli.orchestrator(
-        "install_service", peer, archive_path=str(archive.resolve()), force_reinstall=force
+    params: dict[str, Any] = {"archive_path": str(archive.resolve()), "force_reinstall": force}
+    if release is not None:
+        params["release_path"] = str(release.resolve())
+    params.update(
+        {k: True for k, v in (("allow_unsigned", allow_unsigned), ("allow_rollback", allow_rollback)) if v}
     )
+    result = cli.orchestrator("install_service", peer, **params)
 
     def show(result: dict[str, Any]) -> None:
         started = "started" if result.get("auto_started") else "not started"

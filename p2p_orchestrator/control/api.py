@@ -71,7 +71,13 @@ _CONTROL = api_method(Permission.ADMIN)
 """A ``node/<name>`` method: the local operator's alone (only the socket's mode guards it)."""
 
 _INSTALL = "orchestrator/install_service"
-_INSTALL_BY_PATH = {"archive_path": Param((str,)), "force_reinstall": Param((bool,), required=False)}
+_INSTALL_BY_PATH = {
+    "archive_path": Param((str,)),
+    "release_path": Param((str,), required=False),
+    "force_reinstall": Param((bool,), required=False),
+    "allow_unsigned": Param((bool,), required=False),
+    "allow_rollback": Param((bool,), required=False),
+}
 _MAX_LOG_LINES = 10_000
 _MAX_EVENTS = 1000
 _COPY_CHUNK = 1024 * 1024
@@ -111,10 +117,24 @@ class ControlApi:
     async def _install_from_path(self, params: dict[str, Any], peer: str | None) -> Any:
         check_params(f"{_INSTALL} (control socket)", _INSTALL_BY_PATH, params)
         path = _absolute(params["archive_path"], "archive_path")
+        release = _absolute(params["release_path"], "release_path") if "release_path" in params else None
         force = params.get("force_reinstall", False)
+        orchestrator = self._node.orchestrator
         if peer is None:
-            return await self._node.orchestrator.install_service(path, force_reinstall=force)
-        return await self._node.orchestrator.install_on_peer(path, peer, force_reinstall=force)
+            return await orchestrator.install_service(
+                path,
+                force_reinstall=force,
+                release=release,
+                allow_unsigned=params.get("allow_unsigned", False),
+                allow_rollback=params.get("allow_rollback", False),
+            )
+        if params.get("allow_unsigned") or params.get("allow_rollback"):
+            raise ServiceCallError(
+                "allow_unsigned and allow_rollback act on this node only; the node at --peer decides by its own "
+                "[security] and [publishers]",
+                code="bad_params",
+            )
+        return await orchestrator.install_on_peer(path, peer, force_reinstall=force, release=release)
 
     @_CONTROL
     async def call(self, method: str, params: dict[str, Any] | None = None, peer: str | None = None) -> Any:

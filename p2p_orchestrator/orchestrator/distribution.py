@@ -29,7 +29,7 @@ from p2p_orchestrator.errors import (
     ServiceDistributionError,
 )
 from p2p_orchestrator.events import EventBus
-from p2p_orchestrator.orchestrator.installs import Installer
+from p2p_orchestrator.orchestrator.installs import ArchiveSource, Installer, ReleaseSource, read_release
 from p2p_orchestrator.orchestrator.reports import Reports
 from p2p_orchestrator.orchestrator.running import ServiceRunner
 from p2p_orchestrator.orchestrator.shared import Part, Shared
@@ -48,8 +48,9 @@ log = logging.getLogger("p2p_orchestrator")
 TargetOutcome = dict[str, Any] | OrchestratorError
 """What one target of a distribution came to: its install result, or the error."""
 
-InstallArchive = Callable[[Path], Awaitable[dict[str, Any]]]
-"""Install the archive file at a path on this node; returns the ``install_service`` result."""
+InstallArchive = Callable[[Path, bytes | None], Awaitable[dict[str, Any]]]
+"""Install the archive file at a path on this node with its release statement (``None``:
+unsigned); returns the ``install_service`` result."""
 
 PROGRESS_INTERVAL = 0.25
 """Seconds between two ``distribution_progress`` events (each target's end is always reported)."""
@@ -73,6 +74,8 @@ class DistributionRequest:
     strategy: str
     concurrency: int
     """Targets served at once (>= 1)."""
+    release: bytes | None = None
+    """The archive's release statement, sent with it (``None``: unsigned)."""
 
 
 class Distributor(Protocol):
@@ -86,11 +89,23 @@ class Distributor(Protocol):
     async def distribute(
         self, request: DistributionRequest, progress: DistributionProgress
     ) -> Mapping[str, TargetOutcome]:
-        """``distribute_service``: check the call, hand it to the distributor, shape the result."""
+        """Send the archive to every target and have it installed there; one outcome per target.
+
+        Never raises for one target's failure (it becomes that target's outcome).  Reports bytes
+        and finished targets to ``progress`` as they happen.  The request's ``release`` statement
+        travels with the archive.
+        """
         ...
 
     async def fetch(self, service_name: str, from_peer: str, install: InstallArchive) -> dict[str, Any]:
-        """``fetch_service``: the distributor fetches, the installer installs."""
+        """Fetch ``from_peer``'s current archive of ``service_name``, install it with ``install``.
+
+        The peer's release statement of it (if any) is checked before a byte is written and
+        handed to ``install`` with the archive.  Returns ``install``'s result with a
+        ``"transfer"`` map added; raises the typed error of a refusal (``PermissionDenied``,
+        ``ServiceManagementError``, ``ReleaseError``...), of the install, or a
+        ``ServiceDistributionError`` for the transfer itself.
+        """
         ...
 
 
@@ -281,6 +296,7 @@ class Distribution(Part):
             auto_start=bool(auto_start),
             strategy=strategy,
             concurrency=limit,
+            release=record.current.release,
         )
         log.info("Distributing service %s to %d nodes", service_name, len(targets))
         started = time.monotonic()
@@ -321,11 +337,18 @@ class Distribution(Part):
         }
 
     async def install_on_peer(
-        self, archive: Any, peer: str, *, force_reinstall: bool = False, auto_start: bool = False
+        self,
+        archive: ArchiveSource,
+        peer: str,
+        *,
+        force_reinstall: bool = False,
+        auto_start: bool = False,
+        release: ReleaseSource | None = None,
     ) -> dict[str, Any]:
         """Check an archive here, then push it to ``peer`` to install (a one-target push)."""
         distributor = self._network(f"install on {peer}")
         targets = _targets([peer])
+        statement = await read_release(archive, release)
         staged = await self._installer.stage(archive)
         try:
             copy = staged.archive_file
@@ -340,6 +363,7 @@ class Distribution(Part):
                 auto_start=auto_start,
                 strategy="push",
                 concurrency=1,
+                release=statement.to_bytes() if statement is not None else None,
             )
             log.info("Installing service %s %s on node %s", request.service_name, request.version, peer)
             progress = DistributionProgress(self._events, request, clock=time.monotonic)
@@ -361,18 +385,18 @@ class Distribution(Part):
         distributor = self._network(f"fetch {service_name}")
         log.info("Fetching service %s from node %s", service_name, from_peer)
 
-        async def install(path: Path) -> dict[str, Any]:
-            return await self._installer.install(path, force_reinstall)
+        async def install(path: Path, release: bytes | None) -> dict[str, Any]:
+            return await self._installer.install(path, force_reinstall, release=release)
 
         result = await distributor.fetch(service_name, from_peer, install)
         log.info("Fetched service %s from node %s", service_name, from_peer)
         return {**result, "fetched_from": from_peer}
 
     async def install_received(
-        self, path: Path, *, force_reinstall: bool, auto_start: bool
+        self, path: Path, *, force_reinstall: bool, auto_start: bool, release: bytes | None = None
     ) -> dict[str, Any]:
         """``install_service`` of an archive a peer pushed, then the start it asked for."""
-        result = await self._installer.install(path, force_reinstall)
+        result = await self._installer.install(path, force_reinstall, release=release)
         if auto_start and not result.get("auto_started"):
             name = result["service_name"]
             try:

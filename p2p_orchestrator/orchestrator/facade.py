@@ -49,8 +49,9 @@ from p2p_orchestrator.errors import ServiceCallError
 from p2p_orchestrator.events import EventBus
 from p2p_orchestrator.orchestrator.catalog import ServiceCatalog
 from p2p_orchestrator.orchestrator.distribution import Distribution, Distributor
-from p2p_orchestrator.orchestrator.installs import ArchiveSource, Installer
+from p2p_orchestrator.orchestrator.installs import ArchiveSource, Installer, ReleaseSource
 from p2p_orchestrator.orchestrator.network import NetworkLink
+from p2p_orchestrator.orchestrator.release_gate import ReleaseGate
 from p2p_orchestrator.orchestrator.reports import Reports
 from p2p_orchestrator.orchestrator.running import ServiceRunner
 from p2p_orchestrator.orchestrator.shared import Counters, Shared
@@ -76,6 +77,7 @@ class _Parts:
     supervisor: Supervisor
     runner: ServiceRunner
     upgrades: Upgrades
+    releases: ReleaseGate
     installer: Installer
     reports: Reports
     distribution: Distribution
@@ -153,12 +155,15 @@ class Orchestrator:
             shared = Shared(catalog, supervisor, KeyedLocks(), self.events, Counters())
             runner = ServiceRunner(shared)
             upgrades = Upgrades(shared, runner)
-            installer = Installer(shared, runner, upgrades)
+            releases = ReleaseGate(shared)
+            installer = Installer(shared, runner, upgrades, releases)
             reports = Reports(shared, self._network_metrics)
             distribution = Distribution(
                 shared, installer=installer, runner=runner, reports=reports, network=self._distributor
             )
-            self._parts = _Parts(catalog, supervisor, runner, upgrades, installer, reports, distribution)
+            self._parts = _Parts(
+                catalog, supervisor, runner, upgrades, releases, installer, reports, distribution
+            )
             log.info("Orchestrator started with %d installed service(s) in %s", len(store.records), self.home)
             await catalog.prune_environments()
             await runner.restore_desired_state()
@@ -240,9 +245,18 @@ class Orchestrator:
 
     # -- install, uninstall, rollback ------------------------------------------------
 
-    @api_method(DEPLOY, wire={"archive_data": bytes})
+    @api_method(
+        DEPLOY,
+        wire={"archive_data": bytes, "release": (bytes, type(None))},
+        local_only=("allow_unsigned", "allow_rollback"),
+    )
     async def install_service(
-        self, archive_data: ArchiveSource, force_reinstall: bool = False
+        self,
+        archive_data: ArchiveSource,
+        force_reinstall: bool = False,
+        release: ReleaseSource | None = None,
+        allow_unsigned: bool = False,
+        allow_rollback: bool = False,
     ) -> dict[str, Any]:
         """Validate an archive and make it the service's current version.
 
@@ -269,8 +283,24 @@ class Orchestrator:
         A ``requirements.txt`` that lists packages gets the service a virtual
         environment first; if it cannot be built (``requirements_failed``),
         nothing is installed.
+
+        ``release`` is the archive's release statement (its bytes, or from this node's own
+        callers the path of its file; an archive *file* with a ``.release`` file beside it
+        brings that one).  It is verified before the archive is read, and the archive must
+        be the one it names; with ``[security] require_signed`` an archive without one is
+        refused (``release_required``) unless this node's operator passes
+        ``allow_unsigned``, and a signed release older than the highest this node ever
+        installed is refused (``release_rollback``) unless the operator passes
+        ``allow_rollback``.  Both flags are refused from peers and services.  See
+        :mod:`p2p_orchestrator.orchestrator.release_gate`.
         """
-        return await self._open.installer.install(archive_data, force_reinstall)
+        return await self._open.installer.install(
+            archive_data,
+            force_reinstall,
+            release=release,
+            allow_unsigned=allow_unsigned,
+            allow_rollback=allow_rollback,
+        )
 
     @api_method(DEPLOY)
     async def uninstall_service(self, service_name: str, force: bool = False) -> dict[str, Any]:
@@ -495,7 +525,13 @@ class Orchestrator:
         return await self._open.distribution.fetch(service_name, from_peer, force_reinstall=force_reinstall)
 
     async def install_on_peer(
-        self, archive: ArchiveSource, peer: str, *, force_reinstall: bool = False, auto_start: bool = False
+        self,
+        archive: ArchiveSource,
+        peer: str,
+        *,
+        force_reinstall: bool = False,
+        auto_start: bool = False,
+        release: ReleaseSource | None = None,
     ) -> dict[str, Any]:
         """Install an archive (bytes, or a path as for ``install_service``) on the node ``peer``, not here.
 
@@ -507,11 +543,11 @@ class Orchestrator:
         Not a method of the peer protocol: only this node's own callers may send its files.
         """
         return await self._open.distribution.install_on_peer(
-            archive, peer, force_reinstall=force_reinstall, auto_start=auto_start
+            archive, peer, force_reinstall=force_reinstall, auto_start=auto_start, release=release
         )
 
     async def install_received(
-        self, path: Path, *, force_reinstall: bool, auto_start: bool
+        self, path: Path, *, force_reinstall: bool, auto_start: bool, release: bytes | None = None
     ) -> dict[str, Any]:
         """Install an archive a peer pushed: ``install_service`` itself, then the asked-for start.
 
@@ -519,5 +555,16 @@ class Orchestrator:
         start that fails leaves the install in place and says why in ``auto_start_error``.
         """
         return await self._open.distribution.install_received(
-            path, force_reinstall=force_reinstall, auto_start=auto_start
+            path, force_reinstall=force_reinstall, auto_start=auto_start, release=release
         )
+
+    # -- releases, for the transfer side ---------------------------------------------------
+
+    def check_offered_release(self, release: bytes | None, *, archive_sha256: str, archive_size: int) -> None:
+        """Refuse a transfer's offer before a byte is written: its statement is not trusted, names
+        another archive, or is missing where ``[security] require_signed`` wants one."""
+        self._open.releases.offered_bytes(release, archive_sha256=archive_sha256, archive_size=archive_size)
+
+    def release_of(self, archive_hash: str) -> bytes | None:
+        """The release statement an installed archive came with (``None``: unsigned or unknown)."""
+        return self._open.releases.statement_of(archive_hash)

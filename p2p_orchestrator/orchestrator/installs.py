@@ -16,32 +16,55 @@ from typing import Any, BinaryIO
 import trio
 
 from p2p_orchestrator._clock import utc_now_iso
-from p2p_orchestrator.errors import OrchestratorError, ServiceInstallationError, ServiceManagementError
+from p2p_orchestrator.errors import (
+    OrchestratorError,
+    ReleaseError,
+    ServiceInstallationError,
+    ServiceManagementError,
+)
+from p2p_orchestrator.orchestrator.release_gate import ReleaseGate
 from p2p_orchestrator.orchestrator.running import ServiceRunner
 from p2p_orchestrator.orchestrator.shared import Part, Shared
 from p2p_orchestrator.orchestrator.upgrades import Upgrades
+from p2p_orchestrator.release import MAX_STATEMENT_BYTES, RELEASE_SUFFIX, ReleaseStatement
 from p2p_orchestrator.store import StagedArchive
 
-__all__ = ["ArchiveSource", "Installer"]
+__all__ = ["ArchiveSource", "Installer", "ReleaseSource", "read_release"]
 
 log = logging.getLogger("p2p_orchestrator")
 
 ArchiveSource = bytes | bytearray | memoryview | str | os.PathLike[str]
 """Archive bytes, or the path of an archive file (read in a stream, never whole)."""
 
+ReleaseSource = bytes | str | os.PathLike[str]
+"""A release statement's bytes, or the path of its file."""
+
 
 class Installer(Part):
     """Install, uninstall and roll back; see the module docstring."""
 
-    def __init__(self, shared: Shared, runner: ServiceRunner, upgrades: Upgrades) -> None:
+    def __init__(
+        self, shared: Shared, runner: ServiceRunner, upgrades: Upgrades, releases: ReleaseGate
+    ) -> None:
         super().__init__(shared)
         self._runner = runner
         self._upgrades = upgrades
+        self._releases = releases
 
-    async def install(self, archive_data: ArchiveSource, force_reinstall: bool) -> dict[str, Any]:
-        """``install_service``: stage, check, switch, then start as the policies say."""
+    async def install(
+        self,
+        archive_data: ArchiveSource,
+        force_reinstall: bool,
+        *,
+        release: ReleaseSource | None = None,
+        allow_unsigned: bool = False,
+        allow_rollback: bool = False,
+    ) -> dict[str, Any]:
+        """``install_service``: check the release, stage, check, switch, then start as the policies say."""
         log.info("Installing service from %s", _describe_source(archive_data))
         try:
+            statement = await read_release(archive_data, release)
+            statement = self._releases.offered(statement, allow_unsigned=allow_unsigned)
             staged = await self.stage(archive_data)
             name = staged.service_name
             warnings = list(staged.unpacked.manifest.warnings)
@@ -50,11 +73,15 @@ class Installer(Part):
             log.info("Installing service: %s", name)
             try:
                 async with self._locks.hold(name):
+                    if statement is not None:
+                        self._releases.check_staged(statement, staged, allow_rollback=allow_rollback)
                     await self._upgrades.prepare_install(staged, force=force_reinstall)
                     was_running = self._runner.is_up(name)
                     before = self._store.records.get(name)
                     self._upgrades.refuse_breaking_upgrade(staged, force=force_reinstall)
-                    record = self._store.install(staged, force=force_reinstall)
+                    record = self._store.install(
+                        staged, force=force_reinstall, release=statement.to_bytes() if statement else None
+                    )
                     self._counters.installs += 1
                     log.info("Service %s installed successfully", name)
                     self._events.publish(
@@ -143,6 +170,27 @@ class Installer(Part):
             "to_version": record.current.version,
             "archive_hash": record.current.archive_hash,
         }
+
+
+async def read_release(archive_data: ArchiveSource, release: ReleaseSource | None) -> ReleaseStatement | None:
+    """The statement given (bytes or a file), or the one lying next to an archive file, parsed."""
+    if release is None:
+        if isinstance(archive_data, bytes | bytearray | memoryview):
+            return None
+        beside = trio.Path(os.fspath(archive_data) + RELEASE_SUFFIX)
+        if not await beside.is_file():
+            return None
+        release = os.fspath(beside)
+    if isinstance(release, bytes):
+        return ReleaseStatement.from_bytes(release)
+    try:
+        async with await trio.open_file(os.fspath(release), "rb") as file:
+            data = await file.read(MAX_STATEMENT_BYTES + 1)
+    except OSError as exc:
+        raise ReleaseError(
+            f"cannot read release statement {os.fspath(release)}: {exc}", code="bad_release"
+        ) from exc
+    return ReleaseStatement.from_bytes(data)
 
 
 def _describe_source(source: ArchiveSource) -> str:

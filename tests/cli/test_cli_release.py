@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from p2p_orchestrator.release import Publisher, ReleaseStatement, TrustPolicy, parse_public_key
-from tests.cli.support import run_cli
+from tests.cli.support import FAST_CONFIG, run_cli, start_node
 from tests.helpers import make_archive
 
 KEY_LINE = re.compile(r"ed25519:[A-Za-z0-9+/]{43}=")
@@ -127,3 +127,35 @@ def test_sign_usage_errors_exit_2(tmp_path: Path, args: tuple[str, ...]) -> None
     result = run_cli(*(names.get(arg, arg) for arg in args))
     assert result.code == 2, str(result)
     assert "Traceback" not in result.stderr
+
+
+def test_a_node_that_requires_signed_releases_installs_what_sign_made_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    """keygen, sign, then install on a real node: the statement beside the archive is read by the
+    node, an unsigned archive is refused, and only the operator's --allow-unsigned lets it in."""
+    key_file = tmp_path / "publisher.key"
+    public = run_cli("keygen", "-o", str(key_file)).stdout.strip()
+    signed_archive = tmp_path / "web.tar.gz"
+    signed_archive.write_bytes(make_archive(tmp_path / "web", "web", "1.0.0"))
+    made = run_cli("sign", str(signed_archive), "--key", str(key_file), "-o", f"{signed_archive}.release")
+    assert made.code == 0, str(made)
+    unsigned = tmp_path / "other.tar.gz"
+    unsigned.write_bytes(make_archive(tmp_path / "other", "other", "1.0.0"))
+    config = (
+        FAST_CONFIG
+        + f'\n[security]\nrequire_signed = true\n\n[publishers.ci]\npublic_key = "{public}"\nservices = ["web"]\n'
+    )
+    node = start_node(tmp_path / "home", config=config)
+    try:
+        home = node.home
+        refused = run_cli("install", str(unsigned), home=home)
+        assert refused.code == 1 and refused.stderr.startswith("error [release_required]"), str(refused)
+        installed = run_cli("install", str(signed_archive), "--json", home=home)
+        assert installed.code == 0, str(installed)
+        listed = run_cli("info", "web", "--json", home=home).json()
+        assert listed["versions"][0]["signed"] is True
+        forced = run_cli("install", str(unsigned), "--allow-unsigned", "--json", home=home)
+        assert forced.code == 0 and forced.json()["service_name"] == "other", str(forced)
+    finally:
+        node.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ from typing import Any
 import trio
 
 from p2p_orchestrator.archive import pack_service_bytes
+from p2p_orchestrator.config import OrchestratorConfig
 from p2p_orchestrator.node import Node
 from p2p_orchestrator.node.distribution.transfers import NodeTransfers
 from p2p_orchestrator.testing import Swarm, swarm
@@ -44,11 +45,21 @@ def transfers(node: Node) -> NodeTransfers:
 
 @asynccontextmanager
 async def transfer_swarm(
-    n: int, tmp_path: Path, *, chunk: int = CHUNK, **options: Any
+    n: int,
+    tmp_path: Path,
+    *,
+    chunk: int = CHUNK,
+    configure: Callable[[OrchestratorConfig], OrchestratorConfig] | None = None,
+    **options: Any,
 ) -> AsyncIterator[Swarm]:
-    """``swarm(n)`` with fast settings (``options`` override ``[node]`` ones) and small chunks."""
+    """``swarm(n)`` with fast settings (``options`` override ``[node]`` ones) and small chunks.
+
+    ``configure`` changes the configuration every node gets (``[publishers]``, ``[security]``...).
+    """
     node_options = {"read_timeout": 2.0, "write_timeout": 2.0, **options.pop("node", {})}
     config = fast_config(**node_options)
+    if configure is not None:
+        config = configure(config)
     async with swarm(n, tmp_dir=tmp_path / "swarm", config=config, **options) as nodes:
         for node in nodes:
             transfers(node).chunk_size = chunk

@@ -65,9 +65,16 @@ class TransferContext(Protocol):
         ...
 
     async def install_received(
-        self, path: Path, *, force_reinstall: bool, auto_start: bool
+        self, path: Path, *, force_reinstall: bool, auto_start: bool, release: bytes | None
     ) -> dict[str, Any]:
         """Install an archive a peer pushed (``install_service`` and the start it asked for)."""
+        ...
+
+    def check_offered_release(self, release: bytes | None, *, archive_sha256: str, archive_size: int) -> None:
+        """Refuse an offer whose release statement is not trusted here (before a byte is written)."""
+
+    def release_of(self, archive_hash: str) -> bytes | None:
+        """The release statement this node installed an archive with, to send with it."""
         ...
 
     def export_path(self, service_name: str) -> Path:

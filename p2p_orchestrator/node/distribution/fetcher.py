@@ -89,13 +89,17 @@ class ArchiveFetcher:
         except OrchestratorError as exc:
             return exc, 0
         try:
-            partial = await transfers.open_partial(offer.manifest)
+            manifest = offer.manifest
+            transfers.check_offered_release(
+                offer.release, archive_sha256=manifest.archive_hash, archive_size=manifest.total_size
+            )
+            partial = await transfers.open_partial(manifest)
         except OrchestratorError as exc:
             await stream.send_last(Result.failure(exc))
             return exc, 0
         session = ReceiveSession(
             TransferReceiver(partial),
-            complete=install,
+            complete=lambda path: install(path, offer.release),
             read_timeout=transfers.settings.read_timeout,
             cut_hook=transfers.hooks.chunk_stored,
         )

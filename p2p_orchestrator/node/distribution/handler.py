@@ -231,6 +231,14 @@ class TransferStreamHandler:
                 f"this node accepts pushed archives only to install them, not {offer.purpose!r}",
                 code="unsupported_purpose",
             )
+        try:  # before a byte of the archive is written
+            self._transfers.check_offered_release(
+                offer.release,
+                archive_sha256=offer.manifest.archive_hash,
+                archive_size=offer.manifest.total_size,
+            )
+        except OrchestratorError as exc:
+            return exc
         return None
 
     async def _take_over(self, peer: str, archive_hash: str) -> None:
@@ -278,7 +286,10 @@ class TransferStreamHandler:
     ) -> dict[str, Any]:
         started = time.monotonic()
         result = await self._transfers.install_received(
-            path, force_reinstall=offer.options.force_reinstall, auto_start=offer.options.auto_start
+            path,
+            force_reinstall=offer.options.force_reinstall,
+            auto_start=offer.options.auto_start,
+            release=offer.release,
         )
         received = {"bytes": session.bytes_received, "install_seconds": round(time.monotonic() - started, 4)}
         if member is not None:
@@ -311,7 +322,8 @@ class TransferStreamHandler:
                 await stream.reset()
 
         with archive:
-            sender = TransferSender(manifest, archive.read_chunk, purpose="fetch")
+            release = transfers.release_of(manifest.archive_hash)
+            sender = TransferSender(manifest, archive.read_chunk, purpose="fetch", release=release)
             session = SendSession(
                 stream,
                 sender,

@@ -215,6 +215,7 @@ class ArchivePusher:
             purpose="install",
             options=job.options,
             peers=job.peers,
+            release=job.request.release,
         )
         session = SendSession(
             stream,

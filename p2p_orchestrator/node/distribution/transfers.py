@@ -185,11 +185,19 @@ class NodeTransfers:
     # -- shared by the handler, the pusher and the fetcher --------------------------------------
 
     async def install_received(
-        self, path: Path, *, force_reinstall: bool, auto_start: bool
+        self, path: Path, *, force_reinstall: bool, auto_start: bool, release: bytes | None
     ) -> dict[str, Any]:
         return await self.orchestrator.install_received(
-            path, force_reinstall=force_reinstall, auto_start=auto_start
+            path, force_reinstall=force_reinstall, auto_start=auto_start, release=release
         )
+
+    def check_offered_release(self, release: bytes | None, *, archive_sha256: str, archive_size: int) -> None:
+        self.orchestrator.check_offered_release(
+            release, archive_sha256=archive_sha256, archive_size=archive_size
+        )
+
+    def release_of(self, archive_hash: str) -> bytes | None:
+        return self.orchestrator.release_of(archive_hash)
 
     def export_path(self, service_name: str) -> Path:
         return self.orchestrator.export_path(service_name)
