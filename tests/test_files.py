@@ -1,11 +1,21 @@
-"""Atomic writes never write through a file or link planted at their temporary path."""
+"""Atomic writes never write through a file or link planted at their temporary path; secret files
+are created 0600, never replaced, and refused when others may read them."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from p2p_orchestrator._files import temporary_path, write_atomically
+import pytest
+
+from p2p_orchestrator._files import (
+    ExposedFile,
+    NotRegularFile,
+    create_private,
+    read_private,
+    temporary_path,
+    write_atomically,
+)
 from p2p_orchestrator.config import AccessSettings
 from p2p_orchestrator.node.access import AccessControl
 
@@ -33,3 +43,26 @@ def test_the_roles_file_is_written_safely_through_a_planted_link(tmp_path: Path)
     assert victim.read_text() == "untouched"
     assert "reader" in (home / "roles.toml").read_text()
     assert os.stat(home / "roles.toml").st_mode & 0o777 == 0o600
+
+
+def test_a_secret_file_is_created_private_and_never_replaced(tmp_path: Path) -> None:
+    os.umask(0o022)
+    secret = tmp_path / "secret.key"
+    create_private(secret, b"first")
+    assert secret.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(FileExistsError):
+        create_private(secret, b"second")
+    assert read_private(secret, 16) == b"first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["secret.key"]  # no temporary left
+
+
+def test_a_secret_file_others_may_read_or_that_is_not_a_file_is_refused(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.key"
+    create_private(secret, b"x" * 100)
+    assert read_private(secret, 10) == b"x" * 11  # one past the limit: the caller sees "too large"
+    secret.chmod(0o640)
+    with pytest.raises(ExposedFile) as refused:
+        read_private(secret, 10)
+    assert refused.value.mode == 0o640
+    with pytest.raises(NotRegularFile):
+        read_private(Path("/dev/null"), 10)

@@ -18,8 +18,6 @@ Loading a key imports libp2p: only the node does it.
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 
 from libp2p.crypto.ed25519 import Ed25519PrivateKey
@@ -28,7 +26,7 @@ from libp2p.crypto.keys import KeyPair, KeyType
 from libp2p.crypto.serialization import deserialize_private_key
 from libp2p.peer.id import ID
 
-from p2p_orchestrator._files import create_temporary, temporary_path
+from p2p_orchestrator._files import ExposedFile, NotRegularFile, create_private, read_private
 from p2p_orchestrator.errors import IdentityError
 
 __all__ = ["IDENTITY_FILE_NAME", "IdentityError", "load_or_create_identity", "peer_id_of"]
@@ -54,24 +52,23 @@ def load_or_create_identity(home: Path) -> KeyPair:
     home.mkdir(parents=True, exist_ok=True)
     key_pair = new_ed25519_key_pair()
     try:
-        _write_new(path, key_pair.private_key.serialize())
+        create_private(path, key_pair.private_key.serialize())
     except FileExistsError:
         return _load(path)  # another process created it first: use theirs
     return key_pair
 
 
 def _load(path: Path) -> KeyPair:
-    with open(path, "rb") as file:  # FileNotFoundError goes to the caller
-        mode = os.fstat(file.fileno()).st_mode
-        if not stat.S_ISREG(mode):
-            raise IdentityError(f"{path} is not a regular file", code="identity_not_a_file")
-        if mode & 0o077:
-            raise IdentityError(
-                f"{path} is accessible by group or others (mode {stat.S_IMODE(mode):04o}); "
-                f"anyone who reads it can impersonate this node: run 'chmod 600 {path}'",
-                code="identity_insecure",
-            )
-        data = file.read(_MAX_KEY_FILE_BYTES + 1)
+    try:
+        data = read_private(path, _MAX_KEY_FILE_BYTES)  # FileNotFoundError goes to the caller
+    except NotRegularFile:
+        raise IdentityError(f"{path} is not a regular file", code="identity_not_a_file") from None
+    except ExposedFile as exc:
+        raise IdentityError(
+            f"{path} is accessible by group or others (mode {exc.mode:04o}); "
+            f"anyone who reads it can impersonate this node: run 'chmod 600 {path}'",
+            code="identity_insecure",
+        ) from None
     try:
         key = _parse_key(data)
     except Exception as exc:
@@ -93,23 +90,3 @@ def _parse_key(data: bytes) -> Ed25519PrivateKey:
     if len(key.to_bytes()) != 32:
         raise ValueError("wrong key length")
     return key
-
-
-def _write_new(path: Path, data: bytes) -> None:
-    """Create ``path`` with ``data`` atomically, mode 0600; ``FileExistsError`` if it exists."""
-    temp = temporary_path(path)
-    fd = create_temporary(temp)
-    with os.fdopen(fd, "wb") as file:
-        os.fchmod(fd, 0o600)  # whatever the umask
-        file.write(data)
-        file.flush()
-        os.fsync(fd)
-    try:
-        os.link(temp, path)  # fails if the key appeared meanwhile: never replace a key
-    finally:
-        temp.unlink()
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import os
-import stat
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 import nacl.signing
 
-from p2p_orchestrator._files import create_temporary, fsync_dir, temporary_path
+from p2p_orchestrator._files import ExposedFile, NotRegularFile, create_private, read_private
 from p2p_orchestrator.archive import ArchiveLimits, unpack_archive
 from p2p_orchestrator.errors import ReleaseError, ServiceInstallationError
 from p2p_orchestrator.release._keytext import KEY_BYTES, parse_public_key, public_key_text
@@ -112,19 +110,17 @@ class PublisherKey:
         """
         path = Path(path)
         try:
-            with open(path, "rb") as file:
-                mode = os.fstat(file.fileno()).st_mode
-                if not stat.S_ISREG(mode):
-                    raise ReleaseError(f"publisher key {path} is not a regular file", code="bad_key_file")
-                if mode & 0o077:
-                    raise ReleaseError(
-                        f"publisher key {path} may be read or written by other users (mode "
-                        f"{stat.S_IMODE(mode):04o}); anyone who reads it can sign releases in your name: "
-                        f"run `chmod 600 {path}` (and if others may have read it, make a new key with "
-                        "`p2p-orchestrator keygen` and replace the old one in every node's [publishers.*])",
-                        code="insecure_key",
-                    )
-                data = file.read(_MAX_KEY_FILE_BYTES + 1)
+            data = read_private(path, _MAX_KEY_FILE_BYTES)
+        except NotRegularFile:
+            raise ReleaseError(f"publisher key {path} is not a regular file", code="bad_key_file") from None
+        except ExposedFile as exc:
+            raise ReleaseError(
+                f"publisher key {path} may be read or written by other users (mode {exc.mode:04o}); "
+                "anyone who reads it can sign releases in your name: "
+                f"run `chmod 600 {path}` (and if others may have read it, make a new key with "
+                "`p2p-orchestrator keygen` and replace the old one in every node's [publishers.*])",
+                code="insecure_key",
+            ) from None
         except FileNotFoundError:
             raise ReleaseError(
                 f"no publisher key at {path}: make one with `p2p-orchestrator keygen -o {path}`",
@@ -171,23 +167,12 @@ class PublisherKey:
         path = Path(path)
         if path.exists() or path.is_symlink():
             raise _key_exists(path)
-        temp = temporary_path(path)
         try:
-            fd = create_temporary(temp, 0o600)
-            with os.fdopen(fd, "wb") as file:
-                os.fchmod(fd, 0o600)  # whatever the umask
-                file.write(self.key_file_text().encode("ascii"))
-                file.flush()
-                os.fsync(fd)
-            os.link(temp, path)  # fails if the path appeared meanwhile: never replace a key
-            fsync_dir(path.parent)
+            create_private(path, self.key_file_text().encode("ascii"))
         except FileExistsError:
             raise _key_exists(path) from None
         except OSError as exc:
             raise ReleaseError(f"cannot write publisher key {path}: {exc}", code="write_failed") from exc
-        finally:
-            with contextlib.suppress(OSError):
-                temp.unlink()
 
 
 def _key_exists(path: Path) -> ReleaseError:
