@@ -35,6 +35,9 @@ EVENT_TYPES = frozenset(
         "service_health",
         "distribution_progress",
         "service_distributed",
+        "update_installed",
+        "update_failed",
+        "update_waiting",
     }
 )
 

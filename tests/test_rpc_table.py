@@ -94,6 +94,7 @@ async def test_takes_caller_hands_the_method_who_calls_and_no_message_can_set_it
 
 def test_the_orchestrator_table_is_the_spec_methods_each_matching_its_signature() -> None:
     assert sorted(METHODS) == [
+        "announce_release",
         "distribute_service",
         "export_service",
         "fetch_service",
@@ -102,7 +103,9 @@ def test_the_orchestrator_table_is_the_spec_methods_each_matching_its_signature(
         "get_orchestrator_status",
         "get_service_info",
         "get_service_logs",
+        "get_updates",
         "install_service",
+        "list_releases",
         "list_services",
         "restart_service",
         "rollback_service",

@@ -27,7 +27,8 @@ What it owns, all torn down on exit:
 While it runs, the orchestrator is linked to it
 (:class:`~p2p_orchestrator.orchestrator.NetworkLink`): ``rpc.call(method, params,
 peer=PEER_ID)`` reaches other nodes, ``distribute_service`` and ``fetch_service`` move
-archives through ``node.transfers``, and ``get_metrics`` has the network's figures.
+archives through ``node.transfers``, ``get_metrics`` has the network's figures, and the
+services of ``[updates] follow`` are followed (:mod:`~p2p_orchestrator.orchestrator.updates`).
 """
 
 from __future__ import annotations
@@ -177,9 +178,13 @@ class Node:
             self._running = True
             self.transfers = await stack.enter_async_context(NodeTransfers(self, nursery))
             link = NetworkLink(
-                call_peer=self._relay, distributor=self.transfers, metrics=self._network_metrics
+                call_peer=self._relay,
+                distributor=self.transfers,
+                metrics=self._network_metrics,
+                peers=self._connected_peers,
             )
             stack.enter_context(self.orchestrator.linked(link))
+            nursery.start_soon(self.orchestrator.follow_updates)
             log.info("Node %s listening on %s", self._peer_id, ", ".join(self.listen_addrs))
             self._stack = stack.pop_all()
         return self
@@ -295,6 +300,12 @@ class Node:
                 )
             )
         return result
+
+    def _connected_peers(self) -> list[str]:
+        """The peer IDs connected now (the update follower's audience)."""
+        if self._host is None or not self._running:
+            return []
+        return [peer.to_base58() for peer in self._host.get_connected_peers()]
 
     def _has_role(self, peer_id: str) -> bool:
         return self.access.role_of(peer_id) is not None

@@ -1,0 +1,318 @@
+"""Nodes that follow a service install its newer trusted releases themselves, on real nodes.
+
+They learn of a release by announcement (``publish``) or by asking their peers
+(``list_releases``, every ``check_interval``), fetch it from a peer that holds it, start it,
+and report an update that fails to start as ``update_failed``, never to try that version again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from p2p_orchestrator import Busy, Orchestrator, PermissionDenied, ReleaseError
+from p2p_orchestrator.callers import Caller, Permission
+from p2p_orchestrator.config import OrchestratorConfig, ServiceSettings, UpdateSettings
+from p2p_orchestrator.events import Event
+from p2p_orchestrator.node import Node
+from p2p_orchestrator.orchestrator.updates import ANNOUNCE_BURST, MAX_RATE_PEERS, PeerRateLimit
+from p2p_orchestrator.release import Publisher, PublisherKey, ReleaseStatement
+from tests.distribution.support import transfer_swarm
+from tests.runtime.support import fast_config, service_archive
+
+NAME = "follow_me"
+PUBLISHER = PublisherKey.generate()
+STRANGER = PublisherKey.generate()
+
+GOOD = """
+class Run(BaseService):
+    @service_method()
+    async def hello(self):
+        return "hello"
+"""
+REFUSES_HERE = (
+    """
+if os.path.exists("refuse_to_start"):
+    raise RuntimeError("this node refuses this version")
+"""
+    + GOOD
+)
+
+
+def following(
+    *, check_interval: float = 3600.0, window: tuple[datetime.time, datetime.time] | None = None
+) -> Callable[[OrchestratorConfig], OrchestratorConfig]:
+    """Each node trusts PUBLISHER, follows NAME and auto-starts it (so an upgrade that fails reverts)."""
+
+    def configure(config: OrchestratorConfig) -> OrchestratorConfig:
+        return dataclasses.replace(
+            config,
+            publishers=(Publisher("ci", PUBLISHER.public_key, ("*",)),),
+            services={NAME: ServiceSettings(auto_start=True)},
+            updates=UpdateSettings(follow=(NAME,), check_interval=check_interval, window=window),
+        )
+
+    return configure
+
+
+def release(
+    tmp_path: Path, version: str, body: str = GOOD, key: PublisherKey = PUBLISHER
+) -> tuple[bytes, bytes]:
+    """The archive of NAME at ``version`` and its statement signed by ``key``."""
+    archive = service_archive(tmp_path / "releases", NAME, body, version=version)
+    now = int(time.time())
+    statement = key.sign(
+        NAME, version, hashlib.sha256(archive).hexdigest(), len(archive), issued_at=now, expires_at=now + 3600
+    )
+    return archive, statement.to_bytes()
+
+
+class Watch:
+    """Every event of some nodes from now on; :meth:`wait` returns the first one that matches."""
+
+    def __init__(self, nodes: list[Node]) -> None:
+        self.nodes = nodes
+        self.seen: list[tuple[int, Event]] = []
+        self._changed = trio.Event()
+
+    async def run(self, nursery: trio.Nursery) -> None:
+        for index, node in enumerate(self.nodes):
+            await nursery.start(self._follow, index, node)
+
+    async def _follow(self, index: int, node: Node, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        async with node.orchestrator.events.subscribe(buffer=10_000) as events:
+            task_status.started()
+            async for event in events:
+                self.seen.append((index, event))
+                self._changed.set()
+                self._changed = trio.Event()
+
+    async def wait(self, index: int, kind: str, version: str, *, within: float = 30.0) -> Event:
+        with trio.fail_after(within):
+            while True:
+                for i, event in self.seen:
+                    if i == index and event.type == kind and event.version == version:
+                        return event
+                await self._changed.wait()
+
+
+async def versions(nodes: Any) -> list[str | None]:
+    out = []
+    for node in nodes:
+        listed = (await node.orchestrator.list_services())["services"]
+        out.append(listed[NAME]["version"] if NAME in listed else None)
+    return out
+
+
+async def test_followers_install_each_announced_release_without_a_command(tmp_path: Path) -> None:
+    async with transfer_swarm(3, tmp_path, configure=following()) as nodes, trio.open_nursery() as nursery:
+        watch = Watch(list(nodes))
+        await watch.run(nursery)
+        v1, s1 = release(tmp_path, "1.0.0")
+        published = await nodes[0].orchestrator.publish_release(v1, s1)
+        assert published["auto_started"] is True
+        assert {answer["reason"] for answer in published["announced"].values()} == {"accepted"}
+        for index in (1, 2):  # the first release: they had none
+            event = await watch.wait(index, "update_installed", "1.0.0")
+            assert event.data["previous_version"] is None
+        v2, s2 = release(tmp_path, "2.0.0")
+        await nodes[0].orchestrator.publish_release(v2, s2)
+        for index in (1, 2):
+            await watch.wait(index, "update_installed", "2.0.0")
+            assert nodes[index].orchestrator.is_running(NAME)
+        assert await versions(nodes) == ["2.0.0"] * 3
+        report = await nodes[1].orchestrator.get_updates()
+        entry = report["services"][NAME]
+        assert entry["current_version"] == entry["newest_version"] == "2.0.0"
+        assert entry["publisher"] == PUBLISHER.public_text
+        assert entry["last_attempt"]["version"] == "2.0.0"
+        assert entry["last_attempt"]["outcome"] in ("on_trial", "succeeded")
+        assert entry["failed_versions"] == []
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_node_that_was_not_connected_catches_up_by_asking_its_peers(tmp_path: Path) -> None:
+    async with (
+        transfer_swarm(2, tmp_path, configure=following(check_interval=0.2), connect=False) as nodes,
+        trio.open_nursery() as nursery,
+    ):
+        watch = Watch(list(nodes))
+        await watch.run(nursery)
+        archive, statement = release(tmp_path, "1.0.0")
+        published = await nodes[0].orchestrator.publish_release(archive, statement)
+        assert published["announced"] == {}  # nobody to tell
+        assert (await nodes[0].orchestrator.list_releases())["releases"] == {NAME: statement}
+        await nodes[1].connect(nodes[0].listen_addrs[0])
+        event = await watch.wait(1, "update_installed", "1.0.0")
+        assert event.data["from_peer"] == nodes[0].peer_id
+        assert await versions(nodes) == ["1.0.0", "1.0.0"]
+        assert (await nodes[1].orchestrator.get_updates())["last_check"] is not None
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_update_that_fails_to_start_is_reverted_never_retried_and_a_newer_one_installs(
+    tmp_path: Path,
+) -> None:
+    async with transfer_swarm(2, tmp_path, configure=following()) as nodes, trio.open_nursery() as nursery:
+        watch = Watch(list(nodes))
+        await watch.run(nursery)
+        publisher, follower = nodes[0].orchestrator, nodes[1].orchestrator
+        await publisher.publish_release(*release(tmp_path, "1.0.0"))
+        await watch.wait(1, "update_installed", "1.0.0")
+        (follower.data_directory(NAME) / "refuse_to_start").write_text("")
+        bad, bad_statement = release(tmp_path, "2.0.0", REFUSES_HERE)
+        await publisher.publish_release(bad, bad_statement)  # it starts there: no marker
+        failed = await watch.wait(1, "update_failed", "2.0.0")
+        assert "this node refuses this version" in failed.data["reason"]
+        assert failed.data["from_peer"] == nodes[0].peer_id
+        info = await follower.get_service_info(NAME)
+        assert info["version"] == "1.0.0" and follower.is_running(NAME)  # reverted
+        entry = (await follower.get_updates())["services"][NAME]
+        assert entry["failed_versions"] == ["2.0.0"]
+        assert entry["last_attempt"]["outcome"] == "failed"
+        # announced again, or listed by a poll: never tried again, and said so
+        answer = await nodes[0].call_remote(
+            nodes[1].peer_id, "orchestrator/announce_release", {"release": bad_statement}
+        )
+        assert answer == {"accepted": False, "reason": "known"}
+        # the failure is kept across restarts
+        saved = json.loads((follower.home / "updates.json").read_text())
+        assert "2.0.0" in saved["services"][NAME]["failed"]
+        good, good_statement = release(tmp_path, "3.0.0")
+        await publisher.publish_release(good, good_statement)
+        await watch.wait(1, "update_installed", "3.0.0")
+        assert await versions(nodes) == ["3.0.0", "3.0.0"]
+        assert not [
+            e for i, e in watch.seen if i == 1 and e.type == "update_installed" and e.version == "2.0.0"
+        ]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_failed_version_is_not_tried_again_after_a_restart(tmp_path: Path) -> None:
+    config = following()(fast_config())
+    home = tmp_path / "home"
+    async with Orchestrator(home, config=config) as orch:
+        (orch.home / "updates.json").write_text(
+            json.dumps({"services": {NAME: {"failed": {"2.0.0": "did not start"}, "last_attempt": None}}})
+        )
+    async with Orchestrator(home, config=config) as orch:
+        _, statement = release(tmp_path, "2.0.0")
+        assert await orch.announce_release(statement) == {"accepted": False, "reason": "failed_before"}
+        _, newer = release(tmp_path, "3.0.0")
+        assert await orch.announce_release(newer) == {"accepted": True, "reason": "accepted"}
+        assert (await orch.get_updates())["services"][NAME]["failed_versions"] == ["2.0.0"]
+
+
+async def test_outside_the_window_an_update_waits(tmp_path: Path) -> None:
+    now = datetime.datetime.now()
+    later = ((now + datetime.timedelta(hours=2)).time(), (now + datetime.timedelta(hours=3)).time())
+    window = (later[0].replace(second=0, microsecond=0), later[1].replace(second=0, microsecond=0))
+    async with (
+        transfer_swarm(2, tmp_path, configure=following(window=window)) as nodes,
+        trio.open_nursery() as nursery,
+    ):
+        watch = Watch(list(nodes))
+        await watch.run(nursery)
+        await nodes[0].orchestrator.publish_release(*release(tmp_path, "1.0.0"))
+        # both wait: the publisher follows too, but has it; the follower waits for its window
+        await watch.wait(1, "update_waiting", "1.0.0")
+        assert await versions(nodes) == ["1.0.0", None]
+        report = await nodes[1].orchestrator.get_updates()
+        assert report["in_window"] is False and report["window"] == f"{window[0]:%H:%M}-{window[1]:%H:%M}"
+        assert report["services"][NAME]["newest_version"] == "1.0.0"
+        assert report["services"][NAME]["last_attempt"] is None
+        nursery.cancel_scope.cancel()
+
+
+async def test_untrusted_and_malformed_announcements_never_act(tmp_path: Path) -> None:
+    async with transfer_swarm(2, tmp_path, configure=following()) as nodes:
+        sender, follower = nodes
+        _, stranger = release(tmp_path, "1.0.0", key=STRANGER)
+        with pytest.raises(ReleaseError) as refused:
+            await sender.call_remote(follower.peer_id, "orchestrator/announce_release", {"release": stranger})
+        assert refused.value.code == "unknown_publisher"
+        with pytest.raises(ReleaseError) as refused:
+            await sender.call_remote(follower.peer_id, "orchestrator/announce_release", {"release": b"junk"})
+        assert refused.value.code == "bad_release"
+        _, statement = release(tmp_path, "1.0.0")
+        forged = dataclasses.replace(ReleaseStatement.from_bytes(statement), version="9.0.0").to_bytes()
+        with pytest.raises(ReleaseError) as refused:
+            await sender.call_remote(follower.peer_id, "orchestrator/announce_release", {"release": forged})
+        assert refused.value.code == "bad_signature"
+        report = (await follower.orchestrator.get_updates())["services"][NAME]
+        assert report["newest_version"] is None and report["holders"] == 0
+        assert await versions([follower]) == [None]
+
+
+async def test_peers_without_a_role_may_not_announce(tmp_path: Path) -> None:
+    async with transfer_swarm(2, tmp_path, configure=following(), roles=None) as nodes:
+        _, statement = release(tmp_path, "1.0.0")
+        with pytest.raises(PermissionDenied):
+            await nodes[0].call_remote(
+                nodes[1].peer_id, "orchestrator/announce_release", {"release": statement}
+            )
+
+
+async def test_a_flood_of_announcements_from_one_peer_is_rate_limited_and_keeps_one_release(
+    tmp_path: Path,
+) -> None:
+    async with transfer_swarm(2, tmp_path, configure=following()) as nodes:
+        flooder, target = nodes
+        statements = [release(tmp_path, f"1.0.{i}")[1] for i in range(40)]
+        outcomes: list[str] = []
+
+        async def announce(statement: bytes) -> None:
+            try:
+                answer = await flooder.call_remote(
+                    target.peer_id, "orchestrator/announce_release", {"release": statement}
+                )
+                outcomes.append(answer["reason"])
+            except Busy as exc:
+                outcomes.append(exc.code)
+
+        async with trio.open_nursery() as nursery:
+            for statement in statements:
+                nursery.start_soon(announce, statement)
+        assert outcomes.count("rate_limited") >= len(statements) - ANNOUNCE_BURST - 2
+        assert len(outcomes) - outcomes.count("rate_limited") <= ANNOUNCE_BURST + 2
+        report = await target.orchestrator.get_updates()
+        assert report["announcements_refused"] == outcomes.count("rate_limited")
+        entry = report["services"][NAME]
+        assert entry["holders"] <= 1  # one release kept, with the one peer that holds it
+
+
+def test_the_rate_limit_table_is_bounded_and_refills() -> None:
+    now = [0.0]
+    limit = PeerRateLimit(rate=1.0, burst=3, max_peers=MAX_RATE_PEERS, clock=lambda: now[0])
+    assert [limit.take("a") for _ in range(4)] == [True, True, True, False]
+    now[0] += 1.0
+    assert limit.take("a") and not limit.take("a")
+    for i in range(MAX_RATE_PEERS * 3):
+        limit.take(f"peer{i}")
+    assert len(limit) == MAX_RATE_PEERS
+    assert limit.refused == 2
+
+
+async def test_list_releases_holds_only_signed_current_versions(tmp_path: Path) -> None:
+    config = following()(fast_config())
+    async with Orchestrator(tmp_path / "home", config=config) as orch:
+        assert await orch.list_releases() == {"releases": {}}
+        unsigned = service_archive(tmp_path / "other", "other_service", GOOD)
+        await orch.install_service(unsigned)
+        archive, statement = release(tmp_path, "1.0.0")
+        await orch.install_service(archive, release=statement)
+        assert await orch.list_releases() == {"releases": {NAME: statement}}
+        assert await orch.list_releases(["other_service"]) == {"releases": {}}
+        reader = Caller(peer_id="12D3KooWPeer", permissions=frozenset({Permission.READ}), public_only=True)
+        assert await orch.rpc.call("orchestrator/list_releases", {}, caller=reader) == {
+            "releases": {NAME: statement}
+        }
