@@ -167,7 +167,6 @@ class Orchestrator:
             updates = UpdateFollower(
                 shared,
                 distribution=distribution,
-                runner=runner,
                 releases=releases,
                 network=self._update_network,
             )
@@ -626,10 +625,13 @@ class Orchestrator:
         """Install a signed release here (``install_service``), then announce it to the connected peers.
 
         ``release`` is required: only signed releases are announced.  Returns the install result
-        with ``"announced"``: ``{peer: {"accepted", "reason"} | {"error"}}``.  Not a method of the
+        with ``"announced"``: ``{peer: {"accepted", "reason"} | {"error"}}`` (empty when the upgrade
+        did not start here and was reverted: it is not announced).  Not a method of the
         peer protocol: only this node's operator publishes from it (``p2p-orchestrator publish``).
         """
         result = await self.install_service(archive, release=release)
+        if result.get("reverted"):  # it is not this node's current version: nobody could fetch it here
+            return {**result, "announced": {}}
         statement = self.release_of(result["archive_hash"])
         if statement is None:  # cannot happen: the install verified and kept it
             raise ServiceCallError("the published release kept no statement", code="internal_error")

@@ -59,7 +59,6 @@ from p2p_orchestrator.errors import (
 )
 from p2p_orchestrator.orchestrator.distribution import Distribution
 from p2p_orchestrator.orchestrator.release_gate import ReleaseGate
-from p2p_orchestrator.orchestrator.running import ServiceRunner
 from p2p_orchestrator.orchestrator.shared import Part, Shared
 from p2p_orchestrator.release import ReleaseStatement
 
@@ -174,6 +173,16 @@ class _Followed:
             self.holders.popitem(last=False)
 
 
+def _seconds_until(now: datetime.time, then: datetime.time) -> float:
+    """Seconds from local time ``now`` to the next ``then`` (a day, when they are equal)."""
+
+    def seconds(moment: datetime.time) -> float:
+        return moment.hour * 3600 + moment.minute * 60 + moment.second + moment.microsecond / 1e6
+
+    day = 24 * 3600.0
+    return (seconds(then) - seconds(now)) % day or day
+
+
 class UpdateFollower(Part):
     """Follows the services of ``[updates] follow``; see the module docstring."""
 
@@ -182,14 +191,12 @@ class UpdateFollower(Part):
         shared: Shared,
         *,
         distribution: Distribution,
-        runner: ServiceRunner,
         releases: ReleaseGate,
         network: Callable[[], UpdateNetwork | None],
         local_time: Callable[[], datetime.time] = lambda: datetime.datetime.now().time(),
     ) -> None:
         super().__init__(shared)
         self._distribution = distribution
-        self._runner = runner
         self._releases = releases
         self._network = network
         self._local_time = local_time
@@ -286,8 +293,11 @@ class UpdateFollower(Part):
                     await self._wake.wait()
 
     def _next_decision(self) -> float:
-        """When to look again without being woken: a trial's end."""
+        """When to look again without being woken: a trial's end, or the window's start."""
         ends = [f.trial_until for f in self._followed.values() if f.trial_until is not None]
+        window = self.settings.window
+        if window is not None and any(f.waiting is not None for f in self._followed.values()):
+            ends.append(trio.current_time() + _seconds_until(self._local_time(), window[0]))
         return min(ends, default=float("inf"))
 
     async def poll(self) -> None:
@@ -352,12 +362,13 @@ class UpdateFollower(Part):
                 log.info("Update of %s to %s waits for the window %s", name, version, self._window_text())
                 self._events.publish("update_waiting", name, version, window=self._window_text())
             return
+        followed.waiting = None
         holders = list(followed.holders)
         random.shuffle(holders)
         for peer in holders:
             try:
                 result = await self._distribution.fetch(
-                    name, peer, force_reinstall=False, expect=followed.newest_bytes
+                    name, peer, force_reinstall=False, expect=followed.newest_bytes, start=True
                 )
             except ServiceInstallationError as exc:  # the release itself: it will not do better elsewhere
                 await self._failed(followed, version, peer, f"[{exc.code}] {exc.message}")
@@ -378,13 +389,10 @@ class UpdateFollower(Part):
             await self._failed(followed, version, peer, str(result.get("revert_reason", "reverted")))
             return
         error = result.get("auto_start_error")
-        if error is None and not result.get("auto_started"):
-            try:
-                await self._runner.start(name)
-            except OrchestratorError as exc:
-                error = exc.message
-        if error is not None:
-            await self._failed(followed, version, peer, f"version {version} did not start: {error}")
+        if error is not None or not result.get("auto_started"):
+            await self._failed(
+                followed, version, peer, f"version {version} did not start: {error or 'not started'}"
+            )
             return
         window = self._revert_window(name) if previous else None
         followed.trial_until = trio.current_time() + window if window else None

@@ -37,7 +37,7 @@ def test_a_published_release_is_installed_by_the_node_that_follows_it(
     assert published["announced"] == {follower.peer_id: {"accepted": True, "reason": "accepted"}}
 
     end = time.monotonic() + 30
-    while (entry := follower.ok("updates")["services"][NAME])["current_version"] is None:
+    while (entry := follower.ok("updates")["services"][NAME])["last_attempt"] is None:  # installed, started
         assert time.monotonic() < end, entry
     assert entry["newest_version"] == entry["current_version"]
     assert entry["from_peer"] == publisher.peer_id

@@ -99,7 +99,11 @@ async def test_each_role_and_each_method(tmp_path: Path) -> None:
                         outcome = await allowed_outcome(
                             remote.call_method(path, harmless_params(method, nodes[index].peer_id))
                         )
-                        assert outcome in ("ok", "not_installed", "not_gzip", "bad_release"), (role, method, outcome)
+                        assert outcome in ("ok", "not_installed", "not_gzip", "bad_release"), (
+                            role,
+                            method,
+                            outcome,
+                        )
                     else:
                         with pytest.raises(PermissionDenied) as refused:
                             await remote.call_method(path, effective_params(method, v3))

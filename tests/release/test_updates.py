@@ -21,7 +21,7 @@ import trio
 
 from p2p_orchestrator import Busy, Orchestrator, PermissionDenied, ReleaseError
 from p2p_orchestrator.callers import Caller, Permission
-from p2p_orchestrator.config import OrchestratorConfig, ServiceSettings, UpdateSettings
+from p2p_orchestrator.config import OrchestratorConfig, UpdateSettings
 from p2p_orchestrator.events import Event
 from p2p_orchestrator.node import Node
 from p2p_orchestrator.orchestrator.updates import ANNOUNCE_BURST, MAX_RATE_PEERS, PeerRateLimit
@@ -51,13 +51,12 @@ if os.path.exists("refuse_to_start"):
 def following(
     *, check_interval: float = 3600.0, window: tuple[datetime.time, datetime.time] | None = None
 ) -> Callable[[OrchestratorConfig], OrchestratorConfig]:
-    """Each node trusts PUBLISHER, follows NAME and auto-starts it (so an upgrade that fails reverts)."""
+    """Each node trusts PUBLISHER and follows NAME (auto-start stays off: a follower starts it anyway)."""
 
     def configure(config: OrchestratorConfig) -> OrchestratorConfig:
         return dataclasses.replace(
             config,
             publishers=(Publisher("ci", PUBLISHER.public_key, ("*",)),),
-            services={NAME: ServiceSettings(auto_start=True)},
             updates=UpdateSettings(follow=(NAME,), check_interval=check_interval, window=window),
         )
 
@@ -119,7 +118,6 @@ async def test_followers_install_each_announced_release_without_a_command(tmp_pa
         await watch.run(nursery)
         v1, s1 = release(tmp_path, "1.0.0")
         published = await nodes[0].orchestrator.publish_release(v1, s1)
-        assert published["auto_started"] is True
         assert {answer["reason"] for answer in published["announced"].values()} == {"accepted"}
         for index in (1, 2):  # the first release: they had none
             event = await watch.wait(index, "update_installed", "1.0.0")
@@ -170,7 +168,7 @@ async def test_an_update_that_fails_to_start_is_reverted_never_retried_and_a_new
         await watch.wait(1, "update_installed", "1.0.0")
         (follower.data_directory(NAME) / "refuse_to_start").write_text("")
         bad, bad_statement = release(tmp_path, "2.0.0", REFUSES_HERE)
-        await publisher.publish_release(bad, bad_statement)  # it starts there: no marker
+        await publisher.publish_release(bad, bad_statement)  # installed there: no marker, no start
         failed = await watch.wait(1, "update_failed", "2.0.0")
         assert "this node refuses this version" in failed.data["reason"]
         assert failed.data["from_peer"] == nodes[0].peer_id
@@ -316,3 +314,11 @@ async def test_list_releases_holds_only_signed_current_versions(tmp_path: Path) 
         assert await orch.rpc.call("orchestrator/list_releases", {}, caller=reader) == {
             "releases": {NAME: statement}
         }
+
+
+def test_a_waiting_update_looks_again_when_its_window_opens() -> None:
+    from p2p_orchestrator.orchestrator.updates import _seconds_until
+
+    assert _seconds_until(datetime.time(1, 0), datetime.time(2, 30)) == 5400
+    assert _seconds_until(datetime.time(23, 0), datetime.time(1, 0)) == 7200
+    assert _seconds_until(datetime.time(2, 0), datetime.time(2, 0)) == 24 * 3600
