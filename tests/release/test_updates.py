@@ -46,6 +46,16 @@ if os.path.exists("refuse_to_start"):
 """
     + GOOD
 )
+SICK_HERE = """
+class Run(BaseService):
+    async def health_check(self):
+        return not os.path.exists("sick")
+
+    @service_method()
+    async def hello(self):
+        return "hello"
+"""
+HEALTH = {"interval": 0.1, "timeout": 1.0, "failures": 2}
 
 
 def following(
@@ -64,10 +74,14 @@ def following(
 
 
 def release(
-    tmp_path: Path, version: str, body: str = GOOD, key: PublisherKey = PUBLISHER
+    tmp_path: Path,
+    version: str,
+    body: str = GOOD,
+    key: PublisherKey = PUBLISHER,
+    manifest: dict[str, Any] | None = None,
 ) -> tuple[bytes, bytes]:
     """The archive of NAME at ``version`` and its statement signed by ``key``."""
-    archive = service_archive(tmp_path / "releases", NAME, body, version=version)
+    archive = service_archive(tmp_path / "releases", NAME, body, version=version, manifest=manifest)
     now = int(time.time())
     statement = key.sign(
         NAME, version, hashlib.sha256(archive).hexdigest(), len(archive), issued_at=now, expires_at=now + 3600
@@ -138,6 +152,25 @@ async def test_followers_install_each_announced_release_without_a_command(tmp_pa
         nursery.cancel_scope.cancel()
 
 
+async def test_a_release_spreads_past_the_publishers_neighbours_served_by_a_follower(tmp_path: Path) -> None:
+    async with (
+        transfer_swarm(3, tmp_path, configure=following(), connect=False) as nodes,
+        trio.open_nursery() as nursery,
+    ):
+        watch = Watch(list(nodes))
+        await watch.run(nursery)
+        await nodes[1].connect(nodes[0].listen_addrs[0])  # a line: 0 - 1 - 2
+        await nodes[2].connect(nodes[1].listen_addrs[0])
+        published = await nodes[0].orchestrator.publish_release(*release(tmp_path, "1.0.0"))
+        assert list(published["announced"]) == [nodes[1].peer_id]
+        first = await watch.wait(1, "update_installed", "1.0.0")
+        assert first.data["from_peer"] == nodes[0].peer_id
+        second = await watch.wait(2, "update_installed", "1.0.0")  # told and served by node 1
+        assert second.data["from_peer"] == nodes[1].peer_id
+        assert (await nodes[2].orchestrator.get_updates())["services"][NAME]["from_peer"] == nodes[1].peer_id
+        nursery.cancel_scope.cancel()
+
+
 async def test_a_node_that_was_not_connected_catches_up_by_asking_its_peers(tmp_path: Path) -> None:
     async with (
         transfer_swarm(2, tmp_path, configure=following(check_interval=0.2), connect=False) as nodes,
@@ -192,6 +225,27 @@ async def test_an_update_that_fails_to_start_is_reverted_never_retried_and_a_new
         assert not [
             e for i, e in watch.seen if i == 1 and e.type == "update_installed" and e.version == "2.0.0"
         ]
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_update_that_fails_its_health_checks_within_the_window_is_reverted_and_reported(
+    tmp_path: Path,
+) -> None:
+    async with transfer_swarm(2, tmp_path, configure=following()) as nodes, trio.open_nursery() as nursery:
+        watch = Watch(list(nodes))
+        await watch.run(nursery)
+        publisher, follower = nodes[0].orchestrator, nodes[1].orchestrator
+        await publisher.publish_release(*release(tmp_path, "1.0.0"))
+        await watch.wait(1, "update_installed", "1.0.0")
+        (follower.data_directory(NAME) / "sick").write_text("")
+        await publisher.publish_release(*release(tmp_path, "2.0.0", SICK_HERE, manifest={"health": HEALTH}))
+        installed = await watch.wait(1, "update_installed", "2.0.0")  # it started: its trial began
+        assert installed.data["previous_version"] == "1.0.0"
+        failed = await watch.wait(1, "update_failed", "2.0.0")
+        assert "health check failed" in failed.data["reason"]
+        assert (await follower.get_service_info(NAME))["version"] == "1.0.0"
+        entry = (await follower.get_updates())["services"][NAME]
+        assert entry["failed_versions"] == ["2.0.0"] and entry["last_attempt"]["outcome"] == "failed"
         nursery.cancel_scope.cancel()
 
 
