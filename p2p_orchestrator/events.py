@@ -37,6 +37,7 @@ EVENT_TYPES = frozenset(
         "service_distributed",
         "update_installed",
         "update_failed",
+        "update_refused",
         "update_waiting",
     }
 )

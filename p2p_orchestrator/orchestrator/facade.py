@@ -617,7 +617,8 @@ class Orchestrator:
         "holders", "last_attempt": {"version", "from_peer", "outcome", "reason", "at"} | None,
         "failed_versions"}}, "check_interval", "window", "in_window", "last_check",
         "announcements_refused"}``; ``outcome`` is ``on_trial`` (within ``revert_window``),
-        ``succeeded`` or ``failed``.
+        ``succeeded``, ``failed`` (never tried again) or ``refused`` (the statement no longer
+        held when installed: expired, publisher removed; the release is forgotten).
         """
         return self._open.updates.report()
 

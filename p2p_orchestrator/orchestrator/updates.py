@@ -27,9 +27,12 @@ every follower), with the fetch path (``fetch_service``'s): the holder serves it
 node may read there, and the statement it sends is verified before a byte is written and must
 be the very statement the follower chose.  The install is ``install_service``'s own: an upgrade
 that does not start is reverted at once, and one that fails within ``revert_window`` is reverted
-by :mod:`~p2p_orchestrator.orchestrator.upgrades` (``service_reverted``).  Either way the follower
-publishes ``update_failed`` with the reason and never tries that version again (kept in
-``<home>/updates.json`` across restarts); a newer release is tried.  A successful update is
+by :mod:`~p2p_orchestrator.orchestrator.upgrades` (``service_reverted``).  Either way, and when
+the install refuses the archive itself, the follower publishes ``update_failed`` with the reason
+and never tries that version again (kept in ``<home>/updates.json`` across restarts); a newer
+release is tried.  A statement that no longer holds when it is installed (it expired while the
+update waited for its window, its publisher was removed) is forgotten instead (outcome
+``refused``): the version is not at fault, and a fresh statement of it is accepted again.  A successful update is
 announced on to the connected peers, so a release spreads beyond the publisher's neighbours.
 """
 
@@ -54,6 +57,7 @@ from p2p_orchestrator.config import UpdateSettings
 from p2p_orchestrator.errors import (
     Busy,
     OrchestratorError,
+    ReleaseError,
     ServiceCallError,
     ServiceInstallationError,
 )
@@ -370,6 +374,14 @@ class UpdateFollower(Part):
                 result = await self._distribution.fetch(
                     name, peer, force_reinstall=False, expect=followed.newest_bytes, start=True
                 )
+            except ReleaseError as exc:  # the statement no longer holds here (expired, publisher removed)
+                log.warning("Forgetting the release %s %s: %s", name, version, exc)
+                self._attempt(followed, version, peer, "refused", f"[{exc.code}] {exc.message}"[:_MAX_REASON])
+                followed.newest, followed.newest_bytes, followed.source = None, b"", None
+                followed.holders.clear()
+                self._events.publish("update_refused", name, version, reason=f"[{exc.code}] {exc.message}")
+                await self._save()
+                return
             except ServiceInstallationError as exc:  # the release itself: it will not do better elsewhere
                 await self._failed(followed, version, peer, f"[{exc.code}] {exc.message}")
                 return

@@ -285,6 +285,35 @@ async def test_outside_the_window_an_update_waits(tmp_path: Path) -> None:
         nursery.cancel_scope.cancel()
 
 
+async def test_a_statement_that_expired_while_waiting_is_forgotten_not_held_against_the_version(
+    tmp_path: Path,
+) -> None:
+    now = datetime.datetime.now()
+    window = ((now + datetime.timedelta(hours=2)).time(), (now + datetime.timedelta(hours=3)).time())
+    window = (window[0].replace(second=0, microsecond=0), window[1].replace(second=0, microsecond=0))
+    async with (
+        transfer_swarm(2, tmp_path, configure=following(window=window)) as nodes,
+        trio.open_nursery() as nursery,
+    ):
+        watch = Watch(list(nodes))
+        await watch.run(nursery)
+        await nodes[0].orchestrator.publish_release(*release(tmp_path, "1.0.0"))
+        await watch.wait(1, "update_waiting", "1.0.0")
+        follower = nodes[
+            1
+        ].orchestrator._open  # the follower's clocks: the window opens, the statement expired
+        follower.releases._clock = lambda: time.time() + 7200
+        follower.updates._local_time = lambda: window[0]
+        follower.updates._wake.set()
+        refused = await watch.wait(1, "update_refused", "1.0.0")
+        assert "release_expired" in refused.data["reason"]
+        entry = (await nodes[1].orchestrator.get_updates())["services"][NAME]
+        assert entry["newest_version"] is None and entry["failed_versions"] == []
+        assert entry["last_attempt"]["outcome"] == "refused"
+        assert await versions([nodes[1]]) == [None]
+        nursery.cancel_scope.cancel()
+
+
 async def test_untrusted_and_malformed_announcements_never_act(tmp_path: Path) -> None:
     async with transfer_swarm(2, tmp_path, configure=following()) as nodes:
         sender, follower = nodes
