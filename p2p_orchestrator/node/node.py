@@ -169,7 +169,7 @@ class Node:
                 max_in_flight=settings.max_in_flight_per_stream,
             )
             self._dialer = dialer = Dialer(host, book, settings, nursery)
-            host.get_network().register_notifee(ConnectionWatcher(dialer.on_connect, dialer.on_disconnect))
+            host.get_network().register_notifee(ConnectionWatcher(self._on_connect, dialer.on_disconnect))
             for peer, address in bootstrap:
                 await trio.to_thread.run_sync(
                     lambda p=peer, a=address: book.record(p.to_base58(), [str(a)], pin=True)
@@ -300,6 +300,13 @@ class Node:
                 )
             )
         return result
+
+    def _on_connect(self, peer_id: str, remote_ip: str | None) -> None:
+        """A connection opened (py-libp2p's notifee: must not block or raise)."""
+        if self._dialer is not None:
+            self._dialer.on_connect(peer_id, remote_ip)
+        if self._has_role(peer_id):  # strangers cannot make this node call them by connecting
+            self.orchestrator.peer_connected(peer_id)
 
     def _connected_peers(self) -> list[str]:
         """The peer IDs connected now (the update follower's audience)."""

@@ -639,6 +639,11 @@ class Orchestrator:
         announced = await self._open.updates.announce(statement)
         return {**result, "announced": announced}
 
+    def peer_connected(self, peer_id: str) -> None:
+        """The network's word that a peer with a role here connected (the update follower asks it)."""
+        if self._parts is not None:
+            self._parts.updates.peer_connected(peer_id)
+
     async def follow_updates(self) -> None:
         """Follow ``[updates] follow`` until cancelled (a node runs it while it is linked)."""
         await self._open.updates.run()

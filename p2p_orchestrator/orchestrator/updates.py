@@ -7,8 +7,9 @@ them two ways:
   has just installed one as a follower, calls ``orchestrator/announce_release`` on each peer it
   is connected to with the release statement (:meth:`UpdateFollower.announced`);
 * **polling**: every ``[updates] check_interval`` seconds it asks its connected peers
-  ``orchestrator/list_releases`` (the statements of their current versions), so a node that was
-  offline or not connected when a release was announced catches up.
+  ``orchestrator/list_releases`` (the statements of their current versions), and it asks a peer
+  with a role here as soon as it connects, so a node that was offline or not connected when a
+  release was announced catches up.
 
 Every statement it hears is untrusted input until :meth:`TrustPolicy.verify
 <p2p_orchestrator.release.TrustPolicy.verify>` says otherwise, and the cheap checks come first:
@@ -208,6 +209,8 @@ class UpdateFollower(Part):
         self._followed = {name: _Followed(name) for name in self.settings.follow}
         self._limit = PeerRateLimit()
         self._wake = trio.Event()
+        self._fresh: collections.OrderedDict[str, None] = collections.OrderedDict()
+        """Peers that connected since the last round: asked at once, not at the next interval."""
         self._last_check: str | None = None
         self._load()
 
@@ -289,7 +292,11 @@ class UpdateFollower(Part):
                 try:
                     if trio.current_time() >= next_poll:
                         next_poll = trio.current_time() + self.settings.check_interval
+                        self._fresh.clear()
                         await self.poll()
+                    elif self._fresh:
+                        fresh, self._fresh = list(self._fresh), collections.OrderedDict()
+                        await self.poll(fresh)
                     await self.apply_all()
                 except OrchestratorError as exc:  # each step handles its own; this is a backstop
                     log.warning("Following updates: %s", exc)
@@ -304,12 +311,26 @@ class UpdateFollower(Part):
             ends.append(trio.current_time() + _seconds_until(self._local_time(), window[0]))
         return min(ends, default=float("inf"))
 
-    async def poll(self) -> None:
-        """Ask the connected peers (up to :data:`MAX_POLLED`) which releases they hold."""
+    def peer_connected(self, peer: str) -> None:
+        """A peer with a role here connected: ask it soon (a node back online catches up at once).
+
+        Called from the network's connection callbacks: it only notes the peer (at most
+        :data:`MAX_POLLED` wait) and wakes the loop.
+        """
+        if not self._followed:
+            return
+        self._fresh.pop(peer, None)
+        self._fresh[peer] = None
+        while len(self._fresh) > MAX_POLLED:
+            self._fresh.popitem(last=False)
+        self._wake.set()
+
+    async def poll(self, peers: list[str] | None = None) -> None:
+        """Ask ``peers`` (default: the connected ones, up to :data:`MAX_POLLED`) which releases they hold."""
         network = self._network()
         if network is None:
             return
-        peers = network.peers()
+        peers = network.peers() if peers is None else peers
         random.shuffle(peers)
         limiter = trio.CapacityLimiter(POLL_CONCURRENCY)
         names = list(self._followed)

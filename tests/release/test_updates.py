@@ -152,6 +152,25 @@ async def test_followers_install_each_announced_release_without_a_command(tmp_pa
         nursery.cancel_scope.cancel()
 
 
+async def test_a_node_that_hears_no_announcement_learns_of_a_release_every_check_interval(
+    tmp_path: Path,
+) -> None:
+    def roles(i: int, j: int) -> str | None:
+        return "reader" if i == 0 else None  # node 1 may read on node 0; node 0 may not announce to 1
+
+    async with (
+        transfer_swarm(2, tmp_path, configure=following(check_interval=0.2), roles=roles) as nodes,
+        trio.open_nursery() as nursery,
+    ):
+        watch = Watch(list(nodes))
+        await watch.run(nursery)
+        published = await nodes[0].orchestrator.publish_release(*release(tmp_path, "1.0.0"))
+        assert "permission_denied" in published["announced"][nodes[1].peer_id]["error"]
+        event = await watch.wait(1, "update_installed", "1.0.0")
+        assert event.data["from_peer"] == nodes[0].peer_id
+        nursery.cancel_scope.cancel()
+
+
 async def test_a_release_spreads_past_the_publishers_neighbours_served_by_a_follower(tmp_path: Path) -> None:
     async with (
         transfer_swarm(3, tmp_path, configure=following(), connect=False) as nodes,
@@ -171,9 +190,9 @@ async def test_a_release_spreads_past_the_publishers_neighbours_served_by_a_foll
         nursery.cancel_scope.cancel()
 
 
-async def test_a_node_that_was_not_connected_catches_up_by_asking_its_peers(tmp_path: Path) -> None:
+async def test_a_node_that_was_not_connected_catches_up_when_it_connects(tmp_path: Path) -> None:
     async with (
-        transfer_swarm(2, tmp_path, configure=following(check_interval=0.2), connect=False) as nodes,
+        transfer_swarm(2, tmp_path, configure=following(), connect=False) as nodes,
         trio.open_nursery() as nursery,
     ):
         watch = Watch(list(nodes))
