@@ -586,10 +586,12 @@ class Orchestrator:
 
     @api_method(READ)
     async def list_releases(self, names: list[str] | None = None) -> dict[str, Any]:
-        """The release statements of this node's current versions: ``{"releases": {name: bytes}}``.
+        """The release statements of this node's current versions: ``{"releases": {name: bytes},
+        "truncated": bool}``.
 
         Only signed versions are listed (an unsigned one has no statement); ``names`` keeps only
-        those services.  A follower asks its peers this every ``[updates] check_interval``.
+        those services; at most :data:`~p2p_orchestrator._replies.REPLY_BYTES` of statements are
+        sent (``truncated``: some were left out).  A follower asks its peers this every ``[updates] check_interval``.
         """
         return self._open.updates.releases(names)
 

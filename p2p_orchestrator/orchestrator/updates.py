@@ -53,6 +53,7 @@ import trio
 
 from p2p_orchestrator._clock import utc_now_iso
 from p2p_orchestrator._files import write_atomically
+from p2p_orchestrator._replies import ITEM_BYTES, REPLY_BYTES
 from p2p_orchestrator.archive import Version
 from p2p_orchestrator.config import UpdateSettings
 from p2p_orchestrator.errors import (
@@ -300,6 +301,8 @@ class UpdateFollower(Part):
                     await self.apply_all()
                 except OrchestratorError as exc:  # each step handles its own; this is a backstop
                     log.warning("Following updates: %s", exc)
+                except Exception:  # a bug here must not take the node down: it waits for the next round
+                    log.exception("Following updates failed; trying again at the next round")
                 with trio.move_on_at(min(next_poll, self._next_decision())):
                     await self._wake.wait()
 
@@ -470,7 +473,7 @@ class UpdateFollower(Part):
 
     async def _watch_reverts(self, *, task_status: TaskStatus[None]) -> None:
         """A followed update reverted within its window (``service_reverted``) failed."""
-        async with self._events.subscribe() as events:
+        async with self._events.subscribe(buffer=4096) as events:
             task_status.started()
             async for event in events:
                 if event.type != "service_reverted" or event.service not in self._followed:
@@ -516,15 +519,24 @@ class UpdateFollower(Part):
     # -- reports ----------------------------------------------------------------------------------
 
     def releases(self, names: list[str] | None) -> dict[str, Any]:
-        """``list_releases``: the statements of this node's current versions (signed ones only)."""
+        """``list_releases``: the statements of this node's current versions (signed ones only).
+
+        At most :data:`~p2p_orchestrator._replies.REPLY_BYTES` of them, by name (``truncated``
+        says whether some were left out; a follower names the services it follows).
+        """
         if names is not None and not all(isinstance(name, str) for name in names):
             raise ServiceCallError("names must be a list of service names", code="bad_params")
         wanted = set(names) if names is not None else None
-        held = {}
-        for name, record in self._store.records.items():
-            if (wanted is None or name in wanted) and record.current.release is not None:
-                held[name] = record.current.release
-        return {"releases": held}
+        held, size, truncated = {}, 0, False
+        for name, record in sorted(self._store.records.items()):
+            release = record.current.release
+            if (wanted is None or name in wanted) and release is not None:
+                size += len(name) + len(release) + ITEM_BYTES
+                if size > REPLY_BYTES:
+                    truncated = True
+                    break
+                held[name] = release
+        return {"releases": held, "truncated": truncated}
 
     def report(self) -> dict[str, Any]:
         """``get_updates``: where each followed service stands."""

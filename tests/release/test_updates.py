@@ -200,7 +200,10 @@ async def test_a_node_that_was_not_connected_catches_up_when_it_connects(tmp_pat
         archive, statement = release(tmp_path, "1.0.0")
         published = await nodes[0].orchestrator.publish_release(archive, statement)
         assert published["announced"] == {}  # nobody to tell
-        assert (await nodes[0].orchestrator.list_releases())["releases"] == {NAME: statement}
+        assert await nodes[0].orchestrator.list_releases() == {
+            "releases": {NAME: statement},
+            "truncated": False,
+        }
         await nodes[1].connect(nodes[0].listen_addrs[0])
         event = await watch.wait(1, "update_installed", "1.0.0")
         assert event.data["from_peer"] == nodes[0].peer_id
@@ -405,17 +408,16 @@ def test_the_rate_limit_table_is_bounded_and_refills() -> None:
 async def test_list_releases_holds_only_signed_current_versions(tmp_path: Path) -> None:
     config = following()(fast_config())
     async with Orchestrator(tmp_path / "home", config=config) as orch:
-        assert await orch.list_releases() == {"releases": {}}
+        assert await orch.list_releases() == {"releases": {}, "truncated": False}
         unsigned = service_archive(tmp_path / "other", "other_service", GOOD)
         await orch.install_service(unsigned)
         archive, statement = release(tmp_path, "1.0.0")
         await orch.install_service(archive, release=statement)
-        assert await orch.list_releases() == {"releases": {NAME: statement}}
-        assert await orch.list_releases(["other_service"]) == {"releases": {}}
+        assert await orch.list_releases() == {"releases": {NAME: statement}, "truncated": False}
+        assert await orch.list_releases(["other_service"]) == {"releases": {}, "truncated": False}
         reader = Caller(peer_id="12D3KooWPeer", permissions=frozenset({Permission.READ}), public_only=True)
-        assert await orch.rpc.call("orchestrator/list_releases", {}, caller=reader) == {
-            "releases": {NAME: statement}
-        }
+        listed = await orch.rpc.call("orchestrator/list_releases", {}, caller=reader)
+        assert listed == {"releases": {NAME: statement}, "truncated": False}
 
 
 def test_a_waiting_update_looks_again_when_its_window_opens() -> None:
@@ -424,3 +426,15 @@ def test_a_waiting_update_looks_again_when_its_window_opens() -> None:
     assert _seconds_until(datetime.time(1, 0), datetime.time(2, 30)) == 5400
     assert _seconds_until(datetime.time(23, 0), datetime.time(1, 0)) == 7200
     assert _seconds_until(datetime.time(2, 0), datetime.time(2, 0)) == 24 * 3600
+
+
+async def test_list_releases_sends_at_most_a_reply_of_statements(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from p2p_orchestrator.orchestrator import updates
+
+    async with Orchestrator(tmp_path / "home", config=following()(fast_config())) as orch:
+        archive, statement = release(tmp_path, "1.0.0")
+        await orch.install_service(archive, release=statement)
+        monkeypatch.setattr(updates, "REPLY_BYTES", len(statement))  # the name does not fit with it
+        assert await orch.list_releases() == {"releases": {}, "truncated": True}
