@@ -607,9 +607,15 @@ class Orchestrator:
         ``not_newer``, ``below_release_floor``, ``failed_before``.  A statement that is malformed
         or untrusted is refused with its ``ReleaseError``; a peer that announces faster than
         ``ANNOUNCE_RATE`` (bursts of ``ANNOUNCE_BURST``) is refused ``busy``/``rate_limited``
-        before its statement is read.  Peers without a role may not call it (read permission).
+        before its statement is read (services of this node too, each with a budget of its own).
+        Peers without a role may not call it (read permission).
         """
-        return self._open.updates.announced(release, None if caller.is_local else caller.peer_id)
+        updates = self._open.updates
+        if caller.peer_id is not None:
+            return updates.announced(release, budget=caller.peer_id, holder=caller.peer_id)
+        if caller.service is not None:  # someone else's code: a budget of its own, no holder
+            return updates.announced(release, budget=f"service:{caller.service}", holder=None)
+        return updates.announced(release, budget=None, holder=None)  # this node's operator
 
     @api_method(READ)
     async def get_updates(self) -> dict[str, Any]:

@@ -226,21 +226,24 @@ class UpdateFollower(Part):
 
     # -- what peers tell us -------------------------------------------------------------------
 
-    def announced(self, release: bytes, peer: str | None) -> dict[str, Any]:
-        """``announce_release`` from ``peer`` (``None``: this node's own caller, not rate limited).
+    def announced(self, release: bytes, *, budget: str | None, holder: str | None) -> dict[str, Any]:
+        """``announce_release``, charged to ``budget`` and heard from ``holder``.
 
-        Returns ``{"accepted": bool, "reason": str}``; raises ``Busy`` (``rate_limited``) when
-        ``peer`` announces faster than :data:`ANNOUNCE_RATE` (burst :data:`ANNOUNCE_BURST`), and
-        the :class:`~p2p_orchestrator.errors.ReleaseError` of a statement that is malformed or not
+        ``budget`` is whose rate limit it spends: a peer ID, ``"service:<name>"`` for a service
+        of this node, ``None`` for this node's operator (not limited).  ``holder`` is the peer
+        that announced it, taken to hold the release (``None``: nobody to fetch it from yet).
+        Returns ``{"accepted": bool, "reason": str}``; raises ``Busy`` (``rate_limited``) when the
+        budget is spent (:data:`ANNOUNCE_RATE`, bursts of :data:`ANNOUNCE_BURST`), and the
+        :class:`~p2p_orchestrator.errors.ReleaseError` of a statement that is malformed or not
         trusted (when it would otherwise have been kept).
         """
-        if peer is not None and not self._limit.take(peer):
+        if budget is not None and not self._limit.take(budget):
             raise Busy(
-                f"peer {peer} announces releases faster than {ANNOUNCE_RATE:g} a second "
+                f"announcements from {budget} come faster than {ANNOUNCE_RATE:g} a second "
                 f"(bursts of {ANNOUNCE_BURST}); try again later",
                 code="rate_limited",
             )
-        reason = self._consider(release, peer)
+        reason = self._consider(release, holder)
         return {"accepted": reason == "accepted", "reason": reason}
 
     def _consider(self, release: bytes, peer: str | None) -> str:

@@ -438,3 +438,27 @@ async def test_list_releases_sends_at_most_a_reply_of_statements(
         await orch.install_service(archive, release=statement)
         monkeypatch.setattr(updates, "REPLY_BYTES", len(statement))  # the name does not fit with it
         assert await orch.list_releases() == {"releases": {}, "truncated": True}
+
+
+async def test_a_service_announces_on_a_budget_of_its_own_and_the_operator_on_none(tmp_path: Path) -> None:
+    async with Orchestrator(tmp_path / "home", config=following()(fast_config())) as orch:
+        _, statement = release(tmp_path, "1.0.0")
+        service = Caller(
+            peer_id=None, permissions=frozenset({Permission.READ}), public_only=True, service="x"
+        )
+        reasons = []
+        for _ in range(ANNOUNCE_BURST + 1):
+            try:
+                answer = await orch.rpc.call(
+                    "orchestrator/announce_release", {"release": statement}, caller=service
+                )
+                reasons.append(answer["reason"])
+            except Busy as exc:
+                reasons.append(exc.code)
+        assert reasons == ["accepted"] + ["known"] * (ANNOUNCE_BURST - 1) + ["rate_limited"]
+        for _ in range(ANNOUNCE_BURST * 2):  # this node's operator is not limited
+            assert (await orch.announce_release(statement))["reason"] == "known"
+        entry = (await orch.get_updates())["services"][NAME]
+        assert (
+            entry["newest_version"] == "1.0.0" and entry["holders"] == 0
+        )  # a service is nobody to fetch from
