@@ -383,7 +383,7 @@ class UpdateFollower(Part):
         statement = followed.newest
         if statement is None or statement.version in followed.failed:
             return
-        name, version = followed.name, statement.version
+        name, version, wanted = followed.name, statement.version, followed.newest_bytes
         record = self._store.records.get(name)
         if record is not None and Version.parse(record.current.version) >= Version.parse(version):
             return
@@ -399,13 +399,14 @@ class UpdateFollower(Part):
         for peer in holders:
             try:
                 result = await self._distribution.fetch(
-                    name, peer, force_reinstall=False, expect=followed.newest_bytes, start=True
+                    name, peer, force_reinstall=False, expect=wanted, start=True
                 )
             except ReleaseError as exc:  # the statement no longer holds here (expired, publisher removed)
                 log.warning("Forgetting the release %s %s: %s", name, version, exc)
                 self._attempt(followed, version, peer, "refused", f"[{exc.code}] {exc.message}"[:_MAX_REASON])
-                followed.newest, followed.newest_bytes, followed.source = None, b"", None
-                followed.holders.clear()
+                if followed.newest is statement:  # not a newer one heard meanwhile
+                    followed.newest, followed.newest_bytes, followed.source = None, b"", None
+                    followed.holders.clear()
                 self._events.publish("update_refused", name, version, reason=f"[{exc.code}] {exc.message}")
                 await self._save()
                 return
@@ -416,12 +417,20 @@ class UpdateFollower(Part):
                 log.info("Could not fetch %s %s from %s: %s", name, version, peer, exc)
                 followed.holders.pop(peer, None)
                 continue
-            await self._installed(followed, version, peer, result, record.current.version if record else None)
+            previous = record.current.version if record else None
+            await self._installed(followed, version, wanted, peer=peer, result=result, previous=previous)
             return
         log.info("No peer that holds %s %s could serve it now; trying again later", name, version)
 
     async def _installed(
-        self, followed: _Followed, version: str, peer: str, result: dict[str, Any], previous: str | None
+        self,
+        followed: _Followed,
+        version: str,
+        release: bytes,
+        *,
+        peer: str,
+        result: dict[str, Any],
+        previous: str | None,
     ) -> None:
         name = followed.name
         if result.get("reverted"):
@@ -440,7 +449,7 @@ class UpdateFollower(Part):
         log.info("Updated %s to %s (fetched from %s)", name, version, peer)
         self._events.publish("update_installed", name, version, from_peer=peer, previous_version=previous)
         await self._save()
-        await self.announce(followed.newest_bytes, exclude={peer})
+        await self.announce(release, exclude={peer})
 
     def _revert_window(self, name: str) -> float | None:
         """Seconds an update of ``name`` is on trial (``None``: auto-revert is off for it)."""
