@@ -286,7 +286,7 @@ async def test_a_failed_version_is_not_tried_again_after_a_restart(tmp_path: Pat
         assert (await orch.get_updates())["services"][NAME]["failed_versions"] == ["2.0.0"]
 
 
-async def test_outside_the_window_an_update_waits(tmp_path: Path) -> None:
+async def test_outside_the_window_an_update_waits_until_it_opens(tmp_path: Path) -> None:
     now = datetime.datetime.now()
     later = ((now + datetime.timedelta(hours=2)).time(), (now + datetime.timedelta(hours=3)).time())
     window = (later[0].replace(second=0, microsecond=0), later[1].replace(second=0, microsecond=0))
@@ -304,6 +304,10 @@ async def test_outside_the_window_an_update_waits(tmp_path: Path) -> None:
         assert report["in_window"] is False and report["window"] == f"{window[0]:%H:%M}-{window[1]:%H:%M}"
         assert report["services"][NAME]["newest_version"] == "1.0.0"
         assert report["services"][NAME]["last_attempt"] is None
+        nodes[1].orchestrator._open.updates._local_time = lambda: window[0]  # the window opens
+        nodes[1].orchestrator._open.updates._wake.set()  # (the loop wakes itself then: _seconds_until)
+        await watch.wait(1, "update_installed", "1.0.0")
+        assert await versions(nodes) == ["1.0.0", "1.0.0"]
         nursery.cancel_scope.cancel()
 
 
