@@ -36,6 +36,7 @@ EVENT_TYPES = frozenset(
         "distribution_progress",
         "service_distributed",
         "update_installed",
+        "update_succeeded",
         "update_failed",
         "update_refused",
         "update_waiting",

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -309,10 +310,16 @@ class Node:
             self.orchestrator.peer_connected(peer_id)
 
     def _connected_peers(self) -> list[str]:
-        """The peer IDs connected now (the update follower's audience)."""
+        """The peer IDs connected now, those with a role here first, each group in random order.
+
+        The update follower's audience: it asks the first few, so strangers that connected to
+        this node cannot crowd out the peers it knows.
+        """
         if self._host is None or not self._running:
             return []
-        return [peer.to_base58() for peer in self._host.get_connected_peers()]
+        connected = [peer.to_base58() for peer in self._host.get_connected_peers()]
+        random.shuffle(connected)
+        return sorted(connected, key=lambda peer: not self._has_role(peer))  # stable: known first
 
     def _has_role(self, peer_id: str) -> bool:
         return self.access.role_of(peer_id) is not None

@@ -35,4 +35,5 @@ class NetworkLink:
     metrics: Callable[[], dict[str, Any]]
     """The network's figures in ``get_metrics``' ``node`` (peers, transfer bytes)."""
     peers: Callable[[], list[str]] = list
-    """The peer IDs this node is connected to now (whom the update follower asks and tells)."""
+    """The peer IDs this node is connected to now (whom the update follower asks and tells), those
+    with a role on this node first, each group in random order (the follower asks the first few)."""

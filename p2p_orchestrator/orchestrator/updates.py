@@ -336,8 +336,7 @@ class UpdateFollower(Part):
         network = self._network()
         if network is None:
             return
-        peers = network.peers() if peers is None else peers
-        random.shuffle(peers)
+        peers = network.peers() if peers is None else peers  # the link's order: known peers first
         limiter = trio.CapacityLimiter(POLL_CONCURRENCY)
         names = list(self._followed)
 
@@ -375,8 +374,15 @@ class UpdateFollower(Part):
     def _end_trial_if_over(self, followed: _Followed) -> None:
         if followed.trial_until is not None and trio.current_time() >= followed.trial_until:
             followed.trial_until = None
-            if followed.last_attempt is not None and followed.last_attempt.get("outcome") == "on_trial":
-                followed.last_attempt["outcome"] = "succeeded"
+            attempt = followed.last_attempt
+            if attempt is not None and attempt.get("outcome") == "on_trial":
+                attempt["outcome"] = "succeeded"
+                self._events.publish(
+                    "update_succeeded",
+                    followed.name,
+                    attempt.get("version"),
+                    from_peer=attempt.get("from_peer"),
+                )
                 self._save_soon()
 
     async def _apply(self, followed: _Followed) -> None:

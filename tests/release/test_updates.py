@@ -21,10 +21,10 @@ import trio
 
 from p2p_orchestrator import Busy, Orchestrator, PermissionDenied, ReleaseError
 from p2p_orchestrator.callers import Caller, Permission
-from p2p_orchestrator.config import OrchestratorConfig, UpdateSettings
+from p2p_orchestrator.config import OrchestratorConfig, ServiceSettings, UpdateSettings
 from p2p_orchestrator.events import Event
 from p2p_orchestrator.node import Node
-from p2p_orchestrator.orchestrator.updates import ANNOUNCE_BURST, MAX_RATE_PEERS, PeerRateLimit
+from p2p_orchestrator.orchestrator.updates import ANNOUNCE_BURST, ANNOUNCE_RATE, MAX_RATE_PEERS, PeerRateLimit
 from p2p_orchestrator.release import Publisher, PublisherKey, ReleaseStatement
 from tests.distribution.support import transfer_swarm
 from tests.runtime.support import fast_config, service_archive
@@ -132,7 +132,9 @@ async def test_followers_install_each_announced_release_without_a_command(tmp_pa
         await watch.run(nursery)
         v1, s1 = release(tmp_path, "1.0.0")
         published = await nodes[0].orchestrator.publish_release(v1, s1)
-        assert {answer["reason"] for answer in published["announced"].values()} == {"accepted"}
+        assert set(published["announced"]) == {nodes[1].peer_id, nodes[2].peer_id}
+        # accepted, or known already: a follower may have asked node 0 between its install and this
+        assert {answer["reason"] for answer in published["announced"].values()} <= {"accepted", "known"}
         for index in (1, 2):  # the first release: they had none
             event = await watch.wait(index, "update_installed", "1.0.0")
             assert event.data["previous_version"] is None
@@ -187,6 +189,29 @@ async def test_a_release_spreads_past_the_publishers_neighbours_served_by_a_foll
         second = await watch.wait(2, "update_installed", "1.0.0")  # told and served by node 1
         assert second.data["from_peer"] == nodes[1].peer_id
         assert (await nodes[2].orchestrator.get_updates())["services"][NAME]["from_peer"] == nodes[1].peer_id
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_update_that_runs_through_its_revert_window_succeeds(tmp_path: Path) -> None:
+    def short_window(config: OrchestratorConfig) -> OrchestratorConfig:
+        config = following()(config)
+        return dataclasses.replace(config, services={NAME: ServiceSettings(revert_window=0.3)})
+
+    async with transfer_swarm(2, tmp_path, configure=short_window) as nodes, trio.open_nursery() as nursery:
+        watch = Watch(list(nodes))
+        await watch.run(nursery)
+        await nodes[0].orchestrator.publish_release(*release(tmp_path, "1.0.0"))
+        await watch.wait(1, "update_installed", "1.0.0")
+        await nodes[0].orchestrator.publish_release(*release(tmp_path, "2.0.0"))
+        await watch.wait(1, "update_installed", "2.0.0")
+        assert (await nodes[1].orchestrator.get_updates())["services"][NAME]["last_attempt"]["outcome"] in (
+            "on_trial",
+            "succeeded",
+        )
+        succeeded = await watch.wait(1, "update_succeeded", "2.0.0")
+        assert succeeded.data["from_peer"] == nodes[0].peer_id
+        entry = (await nodes[1].orchestrator.get_updates())["services"][NAME]
+        assert entry["last_attempt"]["outcome"] == "succeeded" and entry["current_version"] == "2.0.0"
         nursery.cancel_scope.cancel()
 
 
@@ -386,11 +411,13 @@ async def test_a_flood_of_announcements_from_one_peer_is_rate_limited_and_keeps_
             except Busy as exc:
                 outcomes.append(exc.code)
 
+        started = trio.current_time()
         async with trio.open_nursery() as nursery:
             for statement in statements:
                 nursery.start_soon(announce, statement)
-        assert outcomes.count("rate_limited") >= len(statements) - ANNOUNCE_BURST - 2
-        assert len(outcomes) - outcomes.count("rate_limited") <= ANNOUNCE_BURST + 2
+        refilled = (trio.current_time() - started) * ANNOUNCE_RATE  # tokens that came back meanwhile
+        assert len(outcomes) == len(statements)
+        assert len(outcomes) - outcomes.count("rate_limited") <= ANNOUNCE_BURST + refilled + 1
         report = await target.orchestrator.get_updates()
         assert report["announcements_refused"] == outcomes.count("rate_limited")
         entry = report["services"][NAME]
