@@ -33,8 +33,9 @@ the install refuses the archive itself, the follower publishes ``update_failed``
 and never tries that version again (kept in ``<home>/updates.json`` across restarts); a newer
 release is tried.  A statement that no longer holds when it is installed (it expired while the
 update waited for its window, its publisher was removed) is forgotten instead (outcome
-``refused``): the version is not at fault, and a fresh statement of it is accepted again.  A successful update is
-announced on to the connected peers, so a release spreads beyond the publisher's neighbours.
+``refused``): the version is not at fault, and a fresh statement of it is accepted again.
+A successful update is announced on to the connected peers, so a release spreads beyond the
+publisher's neighbours.
 """
 
 from __future__ import annotations
