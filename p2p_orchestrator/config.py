@@ -7,6 +7,7 @@ file must not silently fall back to a default.
 
 from __future__ import annotations
 
+import datetime
 import os
 import tomllib
 from collections.abc import Mapping
@@ -33,6 +34,7 @@ __all__ = [
     "SecuritySettings",
     "ServiceSettings",
     "StoreSettings",
+    "UpdateSettings",
     "default_home",
     "load_config",
 ]
@@ -127,6 +129,36 @@ class SecuritySettings:
     signed it must be a trusted publisher (``[publishers.*]``) of its service."""
 
 
+MAX_FOLLOWED = 64
+"""Services ``[updates] follow`` may name: what a node keeps per followed service is bounded by it."""
+
+
+@dataclass(frozen=True)
+class UpdateSettings:
+    """``[updates]``: the services this node follows, installing their newer trusted releases itself.
+
+    See :mod:`p2p_orchestrator.orchestrator.updates` and ``docs/operations.md``, "Following
+    services (automatic updates)".
+    """
+
+    follow: tuple[str, ...] = ()
+    """Service names whose signed releases this node installs when its peers announce or list them."""
+    check_interval: float = 300.0
+    """Seconds between two rounds of asking the connected peers which releases they hold."""
+    window: tuple[datetime.time, datetime.time] | None = None
+    """``(start, end)`` local times between which updates are installed (``"02:00-04:00"``; an end
+    before the start wraps past midnight); ``None``: any time.  Outside it, updates wait."""
+
+    def in_window(self, now: datetime.time) -> bool:
+        """Whether an update may be installed at local time ``now``."""
+        if self.window is None:
+            return True
+        start, end = self.window
+        if start <= end:
+            return start <= now < end
+        return now >= start or now < end
+
+
 # -- [node] and [access]: the network layer (p2p_orchestrator.node) -------------------------
 
 
@@ -217,6 +249,8 @@ class OrchestratorConfig:
     """``[publishers.<label>]``: the keys whose release statements this node trusts, each for some
     services (``services = ["web", "api_*"]``)."""
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    updates: UpdateSettings = field(default_factory=UpdateSettings)
+    """``[updates]``: the services this node follows (installs their newer trusted releases itself)."""
 
     def trust_policy(self) -> TrustPolicy:
         """The publishers and ``require_signed`` as the checks of :mod:`p2p_orchestrator.release` use them."""
@@ -288,6 +322,7 @@ def config_from_dict(data: Mapping[str, Any], *, source: str = "configuration") 
         "metrics",
         "publishers",
         "security",
+        "updates",
     }
     _refuse_unknown(data, known, source)
     config = OrchestratorConfig()
@@ -305,6 +340,8 @@ def config_from_dict(data: Mapping[str, Any], *, source: str = "configuration") 
         config = replace(
             config, security=_section(SecuritySettings, data["security"], f"{source} [security]")
         )
+    if "updates" in data:
+        config = replace(config, updates=_updates_section(data["updates"], f"{source} [updates]"))
     if "archive" in data:
         config = replace(config, archive=_section(ArchiveLimits, data["archive"], f"{source} [archive]"))
     if "store" in data:
@@ -431,6 +468,46 @@ def _check_service_pattern(pattern: str, where: str) -> None:
             f"{where}: services: {pattern!r} is neither a service name nor a glob of one "
             "(lowercase letters, digits, '_', and * ? [ ] !)"
         )
+
+
+def _updates_section(raw: Any, where: str) -> UpdateSettings:
+    table = _table(raw, where)
+    _refuse_unknown(table, {"follow", "check_interval", "window"}, where)
+    follow = table.get("follow", [])
+    if not isinstance(follow, list) or not all(isinstance(name, str) for name in follow):
+        raise ConfigError(f'{where}: follow must be a list of service names (["web", "api"])')
+    for name in follow:
+        try:
+            check_service_name(name)
+        except OrchestratorError as exc:
+            raise ConfigError(f"{where}: follow: {exc.message}") from exc
+    if len(set(follow)) > MAX_FOLLOWED:
+        raise ConfigError(f"{where}: follow names {len(set(follow))} services; at most {MAX_FOLLOWED}")
+    interval = table.get("check_interval", UpdateSettings.check_interval)
+    if isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0:
+        raise ConfigError(f"{where}: check_interval must be a number of seconds > 0, got {interval!r}")
+    window = None
+    if "window" in table:
+        window = _time_window(table["window"], f"{where} window")
+    return UpdateSettings(follow=tuple(dict.fromkeys(follow)), check_interval=float(interval), window=window)
+
+
+def _time_window(value: Any, where: str) -> tuple[datetime.time, datetime.time]:
+    """``"HH:MM-HH:MM"`` as two local times; refused when malformed or empty (start == end)."""
+    wanted = f'{where} must be "HH:MM-HH:MM" (local time, e.g. "02:00-04:30"), got {value!r}'
+    if not isinstance(value, str) or value.count("-") != 1:
+        raise ConfigError(wanted)
+    times = []
+    for part in value.split("-"):
+        hours, colon, minutes = part.strip().partition(":")
+        if not (colon and len(hours) == 2 and len(minutes) == 2 and (hours + minutes).isdigit()):
+            raise ConfigError(wanted)
+        if int(hours) > 23 or int(minutes) > 59:
+            raise ConfigError(wanted)
+        times.append(datetime.time(int(hours), int(minutes)))
+    if times[0] == times[1]:
+        raise ConfigError(f"{where}: {value!r} is empty (start and end are the same time)")
+    return times[0], times[1]
 
 
 def _metrics_section(raw: Any, where: str) -> MetricsSettings:

@@ -35,6 +35,11 @@ EVENT_TYPES = frozenset(
         "service_health",
         "distribution_progress",
         "service_distributed",
+        "update_installed",
+        "update_succeeded",
+        "update_failed",
+        "update_refused",
+        "update_waiting",
     }
 )
 

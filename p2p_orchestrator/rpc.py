@@ -61,6 +61,8 @@ class MethodSpec:
     params: Mapping[str, Param]
     local_only: frozenset[str] = frozenset()
     """Flags only a caller on this node may set."""
+    takes_caller: bool = False
+    """The method is given the :class:`Caller` as its keyword ``caller`` (not a parameter of the call)."""
 
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -73,6 +75,7 @@ class _Mark:
     permission: Permission
     wire: Mapping[str, tuple[type, ...]]
     local_only: frozenset[str]
+    takes_caller: bool
 
 
 def api_method(
@@ -80,6 +83,7 @@ def api_method(
     *,
     wire: Mapping[str, type | tuple[type, ...]] | None = None,
     local_only: tuple[str, ...] = (),
+    takes_caller: bool = False,
 ) -> Callable[[F], F]:
     """Put an ``async def`` method of the API in the RPC table, callable with ``permission``.
 
@@ -88,6 +92,9 @@ def api_method(
     (``install_service`` takes a path from local Python callers, only bytes over the wire).
     ``local_only`` names flags only this node's operator may set (``allow_unsigned``): from a
     peer or a service, a true value is refused with ``permission_denied``, whatever its role.
+    ``takes_caller``: the router passes who calls as the keyword argument ``caller`` (a
+    :class:`Caller`; the method's default serves Python callers), e.g. to rate-limit each peer;
+    it is not a parameter of the call, and a message cannot set it.
     """
     narrowed = {name: types if isinstance(types, tuple) else (types,) for name, types in (wire or {}).items()}
 
@@ -95,7 +102,7 @@ def api_method(
         checked: Any = func  # keep `func` typed as F: iscoroutinefunction would narrow it
         if not inspect.iscoroutinefunction(checked):
             raise TypeError(f"@api_method needs an 'async def' method; {func.__qualname__} is not")
-        setattr(func, _MARK, _Mark(permission, narrowed, frozenset(local_only)))
+        setattr(func, _MARK, _Mark(permission, narrowed, frozenset(local_only), takes_caller))
         return func
 
     return mark
@@ -118,6 +125,8 @@ def method_table(api: type) -> Mapping[str, MethodSpec]:
         hints = typing.get_type_hints(func)
         params: dict[str, Param] = {}
         for parameter in list(inspect.signature(func).parameters.values())[1:]:
+            if mark.takes_caller and parameter.name == "caller":
+                continue
             if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
                 raise TypeError(f"{api.__name__}.{name}: an RPC method takes named parameters only")
             types = mark.wire.get(parameter.name) or _wire_types(
@@ -129,7 +138,9 @@ def method_table(api: type) -> Mapping[str, MethodSpec]:
             raise TypeError(
                 f"{api.__name__}.{name}: wire= or local_only= names no parameter: {sorted(stray)}"
             )
-        table[name] = MethodSpec(name, mark.permission, params, mark.local_only)
+        if mark.takes_caller and "caller" not in inspect.signature(func).parameters:
+            raise TypeError(f"{api.__name__}.{name}: takes_caller needs a keyword parameter 'caller'")
+        table[name] = MethodSpec(name, mark.permission, params, mark.local_only, mark.takes_caller)
     return table
 
 
@@ -285,5 +296,5 @@ class Rpc:
                 "(force_reinstall needs the admin permission)"
             )
         handler: Callable[..., Awaitable[Any]] = getattr(self._api, name)
-        result = await handler(**kwargs)
+        result = await (handler(**kwargs, caller=caller) if spec.takes_caller else handler(**kwargs))
         return result if caller.is_local else self._api.remote_view(name, result)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from p2p_orchestrator import ConfigError, load_config
+from p2p_orchestrator.config import config_from_dict
 
 
 def test_a_missing_file_means_defaults(tmp_path: Path) -> None:
@@ -126,3 +128,43 @@ def test_publisher_and_security_mistakes_are_refused(tmp_path: Path, text: str, 
     with pytest.raises(ConfigError, match=message) as refused:
         load_config(tmp_path)
     assert refused.value.code == "bad_config"
+
+
+def test_updates_are_read_with_their_window() -> None:
+    import datetime
+
+    config = config_from_dict(
+        {"updates": {"follow": ["web", "api", "web"], "check_interval": 30, "window": "22:30-02:00"}}
+    )
+    updates = config.updates
+    assert updates.follow == ("web", "api")
+    assert updates.check_interval == 30.0
+    assert updates.window == (datetime.time(22, 30), datetime.time(2, 0))
+    assert updates.in_window(datetime.time(23, 0)) and updates.in_window(datetime.time(1, 59))
+    assert not updates.in_window(datetime.time(2, 0)) and not updates.in_window(datetime.time(12, 0))
+    day = config_from_dict({"updates": {"window": "02:00-04:00"}}).updates
+    assert day.in_window(datetime.time(2, 0)) and not day.in_window(datetime.time(4, 0))
+    defaults = config_from_dict({}).updates
+    assert defaults.follow == () and defaults.check_interval == 300.0 and defaults.window is None
+    assert defaults.in_window(datetime.time(12, 0))
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"folow": ["web"]}, r"\[updates\]: unknown key\(s\) folow"),
+        ({"follow": "web"}, "follow must be a list of service names"),
+        ({"follow": ["Web"]}, "follow: invalid service name 'Web'"),
+        ({"follow": [f"s{i}" for i in range(65)]}, "at most 64"),
+        ({"check_interval": 0}, "check_interval must be a number of seconds > 0"),
+        ({"check_interval": True}, "check_interval must be a number of seconds > 0"),
+        ({"window": "2:00-04:00"}, "window must be"),
+        ({"window": "02:00-24:00"}, "window must be"),
+        ({"window": "02:00"}, "window must be"),
+        ({"window": 2}, "window must be"),
+        ({"window": "03:00-03:00"}, "is empty"),
+    ],
+)
+def test_updates_mistakes_are_refused(table: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({"updates": table})

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from p2p_orchestrator.callers import Permission
+from p2p_orchestrator.callers import LOCAL_CALLER, Caller, Permission
+from p2p_orchestrator.errors import ServiceCallError
 from p2p_orchestrator.orchestrator import METHODS, Orchestrator
-from p2p_orchestrator.rpc import Param, api_method, method_table
+from p2p_orchestrator.rpc import Param, Rpc, api_method, method_table
 
 
 class _Api:
@@ -64,8 +65,36 @@ def test_wire_must_name_a_parameter_and_the_method_must_be_async() -> None:
         api_method(Permission.READ)(lambda self: None)
 
 
+async def test_takes_caller_hands_the_method_who_calls_and_no_message_can_set_it() -> None:
+    class Api:
+        config = None
+
+        @api_method(Permission.READ, takes_caller=True)
+        async def whoami(self, name: str, *, caller: Caller = LOCAL_CALLER) -> str | None:
+            return f"{name}:{caller.peer_id}"
+
+        def remote_view(self, method: str, result: Any) -> Any:
+            return result
+
+    assert method_table(Api)["whoami"].params == {"name": Param((str,))}
+    peer = Caller(peer_id="12D3KooWPeer", permissions=frozenset({Permission.READ}), public_only=True)
+    rpc = Rpc(Api())  # type: ignore[arg-type]
+    assert await rpc.call("orchestrator/whoami", {"name": "a"}, caller=peer) == "a:12D3KooWPeer"
+    with pytest.raises(ServiceCallError, match="unknown parameter"):
+        await rpc.call("orchestrator/whoami", {"name": "a", "caller": "me"}, caller=peer)
+
+    class Missing:
+        @api_method(Permission.READ, takes_caller=True)
+        async def whoami(self, name: str) -> None:
+            return None
+
+    with pytest.raises(TypeError, match="takes_caller needs"):
+        method_table(Missing)
+
+
 def test_the_orchestrator_table_is_the_spec_methods_each_matching_its_signature() -> None:
     assert sorted(METHODS) == [
+        "announce_release",
         "distribute_service",
         "export_service",
         "fetch_service",
@@ -74,7 +103,9 @@ def test_the_orchestrator_table_is_the_spec_methods_each_matching_its_signature(
         "get_orchestrator_status",
         "get_service_info",
         "get_service_logs",
+        "get_updates",
         "install_service",
+        "list_releases",
         "list_services",
         "restart_service",
         "rollback_service",
@@ -84,6 +115,7 @@ def test_the_orchestrator_table_is_the_spec_methods_each_matching_its_signature(
     ]
     for name, spec in METHODS.items():
         parameters = list(inspect.signature(getattr(Orchestrator, name)).parameters.values())[1:]
+        parameters = [p for p in parameters if not (spec.takes_caller and p.name == "caller")]
         assert list(spec.params) == [p.name for p in parameters]
         assert [p.required for p in spec.params.values()] == [p.default is p.empty for p in parameters]
     # a path is for local Python callers: over the wire an archive is bytes, never a file name

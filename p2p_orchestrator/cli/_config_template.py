@@ -105,4 +105,13 @@ CONFIG_TEMPLATE = """\
 # publisher; by default (false) unsigned archives are installed too:
 # [security]
 # require_signed = true
+
+# Follow services: install each newer release of theirs that a trusted publisher signed, when a
+# peer announces it (`p2p-orchestrator publish`) or lists it, then start it; an update that fails
+# to start or fails within revert_window is reverted and never tried again (docs/operations.md,
+# "Following services (automatic updates)"; `p2p-orchestrator updates` shows where each stands):
+# [updates]
+# follow = ["example_service"]
+# check_interval = 300                 # s between two rounds of asking the connected peers
+# window = "02:00-04:00"               # local time; outside it updates wait (default: any time)
 """

@@ -1,8 +1,11 @@
-"""Signed releases, no node needed: ``keygen`` and ``sign``.
+"""Signed releases: ``keygen`` and ``sign`` (no node needed), ``publish`` and ``updates``.
 
 A publisher makes a key once (``keygen``), gives its public key to the nodes that should trust
 it (``[publishers.<label>]`` in their ``config.toml``), and signs each archive it releases
 (``sign``), which writes the archive's release statement (``p2p_orchestrator.release``).
+``publish`` installs a signed release on a node and announces it to that node's peers; nodes
+that follow the service (``[updates] follow``) install it themselves, and ``updates`` shows
+where each followed service stands.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import click
 
 from p2p_orchestrator.cli import _render
 from p2p_orchestrator.cli._context import CliContext, pass_cli
-from p2p_orchestrator.cli._options import json_option
+from p2p_orchestrator.cli._options import json_option, peer_option
 
 __all__ = ["register"]
 
@@ -123,7 +126,75 @@ def sign(
     cli.output(result, as_json, show)
 
 
+@click.command()
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--release",
+    "release",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="RELEASE",
+    help="The archive's release statement (from `p2p-orchestrator sign`).",
+)
+@json_option
+@pass_cli
+def publish(cli: CliContext, *, archive: Path, release: Path, as_json: bool) -> None:
+    """Install a signed release ARCHIVE on this node and announce it to its peers.
+
+    The peers that follow the service ([updates] follow) and trust its
+    publisher install it themselves, fetching it from this node or from
+    another that already has it.
+    """
+    result = cli.client().call(
+        "node/publish", {"archive_path": str(archive.resolve()), "release_path": str(release.resolve())}
+    )
+
+    def show(result: dict[str, Any]) -> None:
+        started = "started" if result.get("auto_started") else "not started"
+        _render.line(f"installed {result['service_name']} ({started}; sha256 {result['archive_hash']})")
+        if result.get("auto_start_error"):
+            _render.line(f"auto start failed: {result['auto_start_error']}")
+        announced = result.get("announced", {})
+        accepted = sum(1 for answer in announced.values() if answer.get("accepted"))
+        _render.line(f"announced to {len(announced)} peer(s); {accepted} will install it")
+        for peer, answer in sorted(announced.items()):
+            _render.line(f"  {peer}  {answer.get('reason') or answer.get('error')}")
+
+    cli.output(result, as_json, show)
+
+
+@click.command()
+@peer_option
+@json_option
+@pass_cli
+def updates(cli: CliContext, *, peer: str | None, as_json: bool) -> None:
+    """Show each followed service: its version, the newest trusted release seen, the last attempt."""
+    result = cli.orchestrator("get_updates", peer)
+
+    def show(result: dict[str, Any]) -> None:
+        window = result.get("window") or "any time"
+        _render.line(f"check every {result['check_interval']:g} s; window {window}")
+        if not result["services"]:
+            _render.line("no service is followed ([updates] follow in config.toml)")
+        for name, entry in sorted(result["services"].items()):
+            newest = entry["newest_version"] or "-"
+            source = f" (from {entry['from_peer']})" if entry.get("from_peer") else ""
+            _render.line(f"{name}: current {entry['current_version'] or '-'}, newest {newest}{source}")
+            attempt = entry.get("last_attempt")
+            if attempt:
+                reason = f": {attempt['reason']}" if attempt.get("reason") else ""
+                _render.line(
+                    f"  last attempt {attempt['version']} {attempt['outcome']} at {attempt['at']}{reason}"
+                )
+            if entry["failed_versions"]:
+                _render.line(f"  never again: {', '.join(entry['failed_versions'])}")
+
+    cli.output(result, as_json, show)
+
+
 def register(group: click.Group) -> None:
     """Add this module's commands to ``group``."""
     group.add_command(keygen)
     group.add_command(sign)
+    group.add_command(publish)
+    group.add_command(updates)

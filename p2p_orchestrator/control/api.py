@@ -21,6 +21,7 @@ method              params                                             answer
                     optional)
 ``node/export``     ``service_name``, ``path`` (absolute),             ``{service_name, archive,
                     ``peer`` (optional)                                size, archive_hash}``
+``node/publish``    ``archive_path``, ``release_path`` (absolute)      install result, ``announced``
 ``node/logs``       ``service_name``, ``lines`` (default 50),          a stream of lines
                     ``follow`` (default false)
 ``node/events``     ``limit`` (recent events first, default 20),       a stream of events
@@ -196,6 +197,13 @@ class ControlApi:
                 )
             size, digest = await trio.to_thread.run_sync(_copy_atomically, io.BytesIO(data), target)
         return {"service_name": service_name, "archive": str(target), "size": size, "archive_hash": digest}
+
+    @_CONTROL
+    async def publish(self, archive_path: str, release_path: str) -> dict[str, Any]:
+        """``node/publish``: install a signed release here, then announce it to the connected peers."""
+        archive = _absolute(archive_path, "archive_path")
+        release = _absolute(release_path, "release_path")
+        return await self._node.orchestrator.publish_release(archive, release)
 
     @_CONTROL
     async def logs(self, service_name: str, lines: int = 50, follow: bool = False) -> Streaming:

@@ -27,13 +27,15 @@ What it owns, all torn down on exit:
 While it runs, the orchestrator is linked to it
 (:class:`~p2p_orchestrator.orchestrator.NetworkLink`): ``rpc.call(method, params,
 peer=PEER_ID)`` reaches other nodes, ``distribute_service`` and ``fetch_service`` move
-archives through ``node.transfers``, and ``get_metrics`` has the network's figures.
+archives through ``node.transfers``, ``get_metrics`` has the network's figures, and the
+services of ``[updates] follow`` are followed (:mod:`~p2p_orchestrator.orchestrator.updates`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -168,7 +170,7 @@ class Node:
                 max_in_flight=settings.max_in_flight_per_stream,
             )
             self._dialer = dialer = Dialer(host, book, settings, nursery)
-            host.get_network().register_notifee(ConnectionWatcher(dialer.on_connect, dialer.on_disconnect))
+            host.get_network().register_notifee(ConnectionWatcher(self._on_connect, dialer.on_disconnect))
             for peer, address in bootstrap:
                 await trio.to_thread.run_sync(
                     lambda p=peer, a=address: book.record(p.to_base58(), [str(a)], pin=True)
@@ -177,9 +179,13 @@ class Node:
             self._running = True
             self.transfers = await stack.enter_async_context(NodeTransfers(self, nursery))
             link = NetworkLink(
-                call_peer=self._relay, distributor=self.transfers, metrics=self._network_metrics
+                call_peer=self._relay,
+                distributor=self.transfers,
+                metrics=self._network_metrics,
+                peers=self._connected_peers,
             )
             stack.enter_context(self.orchestrator.linked(link))
+            nursery.start_soon(self.orchestrator.follow_updates)
             log.info("Node %s listening on %s", self._peer_id, ", ".join(self.listen_addrs))
             self._stack = stack.pop_all()
         return self
@@ -295,6 +301,25 @@ class Node:
                 )
             )
         return result
+
+    def _on_connect(self, peer_id: str, remote_ip: str | None) -> None:
+        """A connection opened (py-libp2p's notifee: must not block or raise)."""
+        if self._dialer is not None:
+            self._dialer.on_connect(peer_id, remote_ip)
+        if self._has_role(peer_id):  # strangers cannot make this node call them by connecting
+            self.orchestrator.peer_connected(peer_id)
+
+    def _connected_peers(self) -> list[str]:
+        """The peer IDs connected now, those with a role here first, each group in random order.
+
+        The update follower's audience: it asks the first few, so strangers that connected to
+        this node cannot crowd out the peers it knows.
+        """
+        if self._host is None or not self._running:
+            return []
+        connected = [peer.to_base58() for peer in self._host.get_connected_peers()]
+        random.shuffle(connected)
+        return sorted(connected, key=lambda peer: not self._has_role(peer))  # stable: known first
 
     def _has_role(self, peer_id: str) -> bool:
         return self.access.role_of(peer_id) is not None

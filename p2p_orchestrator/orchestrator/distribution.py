@@ -378,15 +378,34 @@ class Distribution(Part):
             raise outcome
         return outcome
 
-    async def fetch(self, service_name: str, from_peer: str, *, force_reinstall: bool) -> dict[str, Any]:
-        """``fetch_service``: the distributor fetches, the installer installs."""
+    async def fetch(
+        self,
+        service_name: str,
+        from_peer: str,
+        *,
+        force_reinstall: bool,
+        expect: bytes | None = None,
+        start: bool | None = None,
+    ) -> dict[str, Any]:
+        """``fetch_service``: the distributor fetches, the installer installs.
+
+        ``expect``: install only if the peer sends this very release statement (an update
+        follower chose it); anything else it holds now is refused (``release_changed``), and
+        nothing is installed.  ``start``: as :meth:`Installer.install` takes it.
+        """
         if not isinstance(from_peer, str):
             raise ServiceCallError("from_peer must be a peer ID", code="bad_params")
         distributor = self._network(f"fetch {service_name}")
         log.info("Fetching service %s from node %s", service_name, from_peer)
 
         async def install(path: Path, release: bytes | None) -> dict[str, Any]:
-            return await self._installer.install(path, force_reinstall, release=release)
+            if expect is not None and release != expect:
+                raise ServiceDistributionError(
+                    f"node {from_peer} no longer holds the release of {service_name} asked for "
+                    "(its current version is another)",
+                    code="release_changed",
+                )
+            return await self._installer.install(path, force_reinstall, release=release, start=start)
 
         result = await distributor.fetch(service_name, from_peer, install)
         log.info("Fetched service %s from node %s", service_name, from_peer)

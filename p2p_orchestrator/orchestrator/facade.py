@@ -26,7 +26,8 @@ and each method below hands its call to one of them::
       ├── Upgrades        environments, auto-start, revert     (upgrades.py)
       ├── Installer       install, uninstall, rollback         (installs.py)
       ├── Reports         list, describe, export, events...    (reports.py)
-      └── Distribution    distribute, fetch                    (distribution.py)
+      ├── Distribution    distribute, fetch                    (distribution.py)
+      └── UpdateFollower  [updates] follow: announce, poll, update  (updates.py)
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from typing import Any
 import trio
 
 from p2p_orchestrator._keyed_locks import KeyedLocks
-from p2p_orchestrator.callers import Caller, Permission
+from p2p_orchestrator.callers import LOCAL_CALLER, Caller, Permission
 from p2p_orchestrator.config import OrchestratorConfig, default_home, load_config
 from p2p_orchestrator.errors import ServiceCallError
 from p2p_orchestrator.events import EventBus
@@ -55,6 +56,7 @@ from p2p_orchestrator.orchestrator.release_gate import ReleaseGate
 from p2p_orchestrator.orchestrator.reports import Reports
 from p2p_orchestrator.orchestrator.running import ServiceRunner
 from p2p_orchestrator.orchestrator.shared import Counters, Shared
+from p2p_orchestrator.orchestrator.updates import UpdateFollower, UpdateNetwork
 from p2p_orchestrator.orchestrator.upgrades import Upgrades
 from p2p_orchestrator.rpc import Rpc, api_method
 from p2p_orchestrator.runtime.logs import LogFollower
@@ -81,6 +83,7 @@ class _Parts:
     installer: Installer
     reports: Reports
     distribution: Distribution
+    updates: UpdateFollower
 
 
 class Orchestrator:
@@ -161,8 +164,14 @@ class Orchestrator:
             distribution = Distribution(
                 shared, installer=installer, runner=runner, reports=reports, network=self._distributor
             )
+            updates = UpdateFollower(
+                shared,
+                distribution=distribution,
+                releases=releases,
+                network=self._update_network,
+            )
             self._parts = _Parts(
-                catalog, supervisor, runner, upgrades, releases, installer, reports, distribution
+                catalog, supervisor, runner, upgrades, releases, installer, reports, distribution, updates
             )
             log.info("Orchestrator started with %d installed service(s) in %s", len(store.records), self.home)
             await catalog.prune_environments()
@@ -203,6 +212,10 @@ class Orchestrator:
 
     def _distributor(self) -> Distributor | None:
         return self._link.distributor if self._link is not None else None
+
+    def _update_network(self) -> UpdateNetwork | None:
+        link = self._link
+        return UpdateNetwork(peers=link.peers, call_peer=link.call_peer) if link is not None else None
 
     def _network_metrics(self) -> dict[str, Any]:
         return self._link.metrics() if self._link is not None else {}
@@ -568,3 +581,77 @@ class Orchestrator:
     def release_of(self, archive_hash: str) -> bytes | None:
         """The release statement an installed archive came with (``None``: unsigned or unknown)."""
         return self._open.releases.statement_of(archive_hash)
+
+    # -- releases and following services (orchestrator/updates.py) -----------------------------
+
+    @api_method(READ)
+    async def list_releases(self, names: list[str] | None = None) -> dict[str, Any]:
+        """The release statements of this node's current versions: ``{"releases": {name: bytes},
+        "truncated": bool}``.
+
+        Only signed versions are listed (an unsigned one has no statement); ``names`` keeps only
+        those services; at most :data:`~p2p_orchestrator._replies.REPLY_BYTES` of statements are
+        sent (``truncated``: some were left out).  A follower asks its peers this every ``[updates] check_interval``.
+        """
+        return self._open.updates.releases(names)
+
+    @api_method(READ, takes_caller=True)
+    async def announce_release(self, release: bytes, *, caller: Caller = LOCAL_CALLER) -> dict[str, Any]:
+        """Tell this node of a release (its statement's bytes): ``{"accepted": bool, "reason"}``.
+
+        Kept only when it is a release of a service this node follows (``[updates] follow``),
+        newer than its installed version and than any release it knows, not a version that
+        failed here, and signed by a publisher this node trusts for it; then the node installs
+        it (from the announcer or another peer that holds it).  ``reason`` says why not:
+        ``not_followed``, ``older_than_known``, ``known``, ``conflicting_statement``,
+        ``not_newer``, ``below_release_floor``, ``failed_before``.  A statement that is malformed
+        or untrusted is refused with its ``ReleaseError``; a peer that announces faster than
+        ``ANNOUNCE_RATE`` (bursts of ``ANNOUNCE_BURST``) is refused ``busy``/``rate_limited``
+        before its statement is read (services of this node too, each with a budget of its own).
+        Peers without a role may not call it (read permission).
+        """
+        updates = self._open.updates
+        if caller.peer_id is not None:
+            return updates.announced(release, budget=caller.peer_id, holder=caller.peer_id)
+        if caller.service is not None:  # someone else's code: a budget of its own, no holder
+            return updates.announced(release, budget=f"service:{caller.service}", holder=None)
+        return updates.announced(release, budget=None, holder=None)  # this node's operator
+
+    @api_method(READ)
+    async def get_updates(self) -> dict[str, Any]:
+        """Where each followed service stands, for ``p2p-orchestrator updates``.
+
+        ``{"services": {name: {"current_version", "newest_version", "publisher", "from_peer",
+        "holders", "last_attempt": {"version", "from_peer", "outcome", "reason", "at"} | None,
+        "failed_versions"}}, "check_interval", "window", "in_window", "last_check",
+        "announcements_refused"}``; ``outcome`` is ``on_trial`` (within ``revert_window``),
+        ``succeeded``, ``failed`` (never tried again) or ``refused`` (the statement no longer
+        held when installed: expired, publisher removed; the release is forgotten).
+        """
+        return self._open.updates.report()
+
+    async def publish_release(self, archive: ArchiveSource, release: ReleaseSource) -> dict[str, Any]:
+        """Install a signed release here (``install_service``), then announce it to the connected peers.
+
+        ``release`` is required: only signed releases are announced.  Returns the install result
+        with ``"announced"``: ``{peer: {"accepted", "reason"} | {"error"}}`` (empty when the upgrade
+        did not start here and was reverted: it is not announced).  Not a method of the
+        peer protocol: only this node's operator publishes from it (``p2p-orchestrator publish``).
+        """
+        result = await self.install_service(archive, release=release)
+        if result.get("reverted"):  # it is not this node's current version: nobody could fetch it here
+            return {**result, "announced": {}}
+        statement = self.release_of(result["archive_hash"])
+        if statement is None:  # cannot happen: the install verified and kept it
+            raise ServiceCallError("the published release kept no statement", code="internal_error")
+        announced = await self._open.updates.announce(statement)
+        return {**result, "announced": announced}
+
+    def peer_connected(self, peer_id: str) -> None:
+        """The network's word that a peer with a role here connected (the update follower asks it)."""
+        if self._parts is not None:
+            self._parts.updates.peer_connected(peer_id)
+
+    async def follow_updates(self) -> None:
+        """Follow ``[updates] follow`` until cancelled (a node runs it while it is linked)."""
+        await self._open.updates.run()

@@ -59,8 +59,13 @@ class Installer(Part):
         release: ReleaseSource | None = None,
         allow_unsigned: bool = False,
         allow_rollback: bool = False,
+        start: bool | None = None,
     ) -> dict[str, Any]:
-        """``install_service``: check the release, stage, check, switch, then start as the policies say."""
+        """``install_service``: check the release, stage, check, switch, then start as the policies say.
+
+        ``start=True`` starts the service whatever its auto-start policy (an update follower's
+        install), with the same revert of an upgrade that does not start.
+        """
         log.info("Installing service from %s", _describe_source(archive_data))
         try:
             statement = await read_release(archive_data, release)
@@ -91,7 +96,7 @@ class Installer(Part):
                         archive_hash=record.current.archive_hash,
                     )
                     started = await self._upgrades.auto_start(
-                        record, before.current if before else None, was_running
+                        record, before.current if before else None, was_running, wanted=start
                     )
             finally:
                 self._store.discard(staged)  # nothing left to do once installed; else nothing of it stays

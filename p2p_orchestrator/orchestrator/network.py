@@ -3,8 +3,9 @@
 The orchestrator knows nothing of libp2p.  A node that puts it on the network hands it
 one link for as long as the node runs::
 
-    with orchestrator.linked(NetworkLink(call_peer=..., distributor=..., metrics=...)):
+    with orchestrator.linked(NetworkLink(call_peer=..., distributor=..., metrics=..., peers=...)):
         ...   # calls with peer=, distribute_service, fetch_service, the node's metrics
+        await orchestrator.follow_updates()   # in the node's nursery: [updates] follow
 
 Outside that block, calls to other nodes and distributions are refused with
 ``no_network``, and ``get_metrics`` has no network figures.
@@ -33,3 +34,6 @@ class NetworkLink:
     """Moves archives for ``distribute_service``, ``fetch_service`` and ``install_on_peer``."""
     metrics: Callable[[], dict[str, Any]]
     """The network's figures in ``get_metrics``' ``node`` (peers, transfer bytes)."""
+    peers: Callable[[], list[str]] = list
+    """The peer IDs this node is connected to now (whom the update follower asks and tells), those
+    with a role on this node first, each group in random order (the follower asks the first few)."""

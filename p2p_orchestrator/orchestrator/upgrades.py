@@ -109,9 +109,16 @@ class Upgrades(Part):
         )
 
     async def auto_start(
-        self, record: ServiceRecord, before: VersionRecord | None, was_running: bool
+        self,
+        record: ServiceRecord,
+        before: VersionRecord | None,
+        was_running: bool,
+        *,
+        wanted: bool | None = None,
     ) -> AutoStart:
         """Restart an upgraded running service, or auto-start a new one; revert a failed upgrade.
+
+        ``wanted`` overrides the auto-start policy (``None``: the policy decides).
 
         The lock of the service is held.  When the new version does not start
         and it replaced another version, the service goes back to that version
@@ -119,7 +126,8 @@ class Upgrades(Part):
         upgrade begins its trial (see :mod:`~p2p_orchestrator.runtime.revert`).
         """
         name = record.name
-        wanted = self._catalog.config.service(name).auto_start
+        if wanted is None:
+            wanted = self._catalog.config.service(name).auto_start
         if wanted is None:
             said = record.current.manifest.get("auto_start")
             wanted = said if isinstance(said, bool) else self._catalog.config.runtime.auto_start

@@ -126,6 +126,21 @@ def test_config_template_shows_how_to_require_signed_releases() -> None:
     assert set(vars(config.security)) == {"require_signed"}
 
 
+def test_config_template_shows_how_to_follow_services() -> None:
+    import datetime
+
+    examples = CONFIG_TEMPLATE.split("# Follow services")[1]
+    uncommented = "\n".join(
+        line.removeprefix("# ").split("  #")[0]
+        for line in examples.splitlines()
+        if line.startswith("# [") or line.startswith(("# follow", "# check_interval", "# window"))
+    )
+    updates = config_from_dict(tomllib.loads(uncommented)).updates
+    assert updates.follow == ("example_service",) and updates.check_interval == 300.0
+    assert updates.window == (datetime.time(2, 0), datetime.time(4, 0))
+    assert set(vars(updates)) == {"follow", "check_interval", "window"}
+
+
 def test_pack_is_deterministic(tmp_path: Path) -> None:
     one = run_cli("pack", str(EXAMPLE), "-o", str(tmp_path / "a.tar.gz"), "--json").json()
     two = run_cli("pack", str(EXAMPLE), "-o", str(tmp_path / "b.tar.gz"), "--json").json()
