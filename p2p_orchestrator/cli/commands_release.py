@@ -157,8 +157,23 @@ def publish(cli: CliContext, *, archive: Path, release: Path, as_json: bool) -> 
         announced = result.get("announced", {})
         accepted = sum(1 for answer in announced.values() if answer.get("accepted"))
         _render.line(f"announced to {len(announced)} peer(s); {accepted} will install it")
+        delivered = result.get("delivered") or {}
+        outcomes = delivered.get("results", {})
         for peer, answer in sorted(announced.items()):
-            _render.line(f"  {peer}  {answer.get('reason') or answer.get('error')}")
+            what = answer.get("reason") or answer.get("error")
+            outcome = outcomes.get(peer)
+            if outcome is not None:
+                what = (
+                    "delivered, installed"
+                    if outcome.get("success")
+                    else f"delivery failed: {outcome.get('error')}"
+                )
+            _render.line(f"  {peer}  {what}")
+        if delivered:
+            _render.line(
+                f"delivered to {delivered.get('successful_distributions', 0)} of "
+                f"{delivered.get('total_nodes', 0)} peer(s) that asked for it"
+            )
 
     cli.output(result, as_json, show)
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from p2p_orchestrator.errors import (
     OrchestratorError,
@@ -76,6 +76,9 @@ class DistributionRequest:
     """Targets served at once (>= 1)."""
     release: bytes | None = None
     """The archive's release statement, sent with it (``None``: unsigned)."""
+    purpose: Literal["install", "update"] = "install"
+    """``install``: each target installs it if this node may deploy there; ``update``: a delivery to
+    followers that agreed to be sent this release (``release`` is then required)."""
 
 
 class Distributor(Protocol):
@@ -268,8 +271,13 @@ class Distribution(Part):
         auto_start: bool | None,
         strategy: str,
         concurrency: int | None,
+        purpose: Literal["install", "update"] = "install",
     ) -> dict[str, Any]:
-        """``distribute_service``: check the call, hand it to the distributor, shape the result."""
+        """``distribute_service``: check the call, hand it to the distributor, shape the result.
+
+        ``purpose="update"`` delivers the current version's release to followers that agreed to it
+        (:meth:`UpdateFollower.announced <p2p_orchestrator.orchestrator.updates.UpdateFollower.announced>`).
+        """
         targets = _targets(target_nodes)
         if type(concurrency) is not int and concurrency is not None:
             raise ServiceCallError("concurrency must be a whole number >= 1", code="bad_params")
@@ -297,7 +305,13 @@ class Distribution(Part):
             strategy=strategy,
             concurrency=limit,
             release=record.current.release,
+            purpose=purpose,
         )
+        if purpose == "update" and request.release is None:
+            raise ServiceDistributionError(
+                f"{service_name} {request.version} is unsigned: only signed releases are delivered as updates",
+                code="release_required",
+            )
         log.info("Distributing service %s to %d nodes", service_name, len(targets))
         started = time.monotonic()
         progress = DistributionProgress(self._events, request, clock=time.monotonic)
@@ -410,6 +424,10 @@ class Distribution(Part):
         result = await distributor.fetch(service_name, from_peer, install)
         log.info("Fetched service %s from node %s", service_name, from_peer)
         return {**result, "fetched_from": from_peer}
+
+    async def install_update(self, path: Path, release: bytes) -> dict[str, Any]:
+        """Install an update delivered to this follower, and start it (whatever its auto-start policy)."""
+        return await self._installer.install(path, False, release=release, start=True)
 
     async def install_received(
         self, path: Path, *, force_reinstall: bool, auto_start: bool, release: bytes | None = None

@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import AbstractContextManager, AsyncExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -582,6 +582,15 @@ class Orchestrator:
         """The release statement an installed archive came with (``None``: unsigned or unknown)."""
         return self._open.releases.statement_of(archive_hash)
 
+    def update_delivery(self, release: bytes | None, *, archive_sha256: str) -> AbstractContextManager[None]:
+        """While a peer delivers an update this node follows and agreed to (refused otherwise, before a
+        byte is written: ``update_not_expected``); see :meth:`UpdateFollower.delivery`."""
+        return self._open.updates.delivery(release, archive_sha256=archive_sha256)
+
+    async def install_update(self, path: Path, release: bytes, *, from_peer: str) -> dict[str, Any]:
+        """Install and start a delivered update, health-gated as a fetched one (``update_*`` events)."""
+        return await self._open.updates.install_delivered(path, release, peer=from_peer)
+
     # -- releases and following services (orchestrator/updates.py) -----------------------------
 
     @api_method(READ)
@@ -596,8 +605,10 @@ class Orchestrator:
         return self._open.updates.releases(names)
 
     @api_method(READ, takes_caller=True)
-    async def announce_release(self, release: bytes, *, caller: Caller = LOCAL_CALLER) -> dict[str, Any]:
-        """Tell this node of a release (its statement's bytes): ``{"accepted": bool, "reason"}``.
+    async def announce_release(
+        self, release: bytes, deliver: bool = False, *, caller: Caller = LOCAL_CALLER
+    ) -> dict[str, Any]:
+        """Tell this node of a release (its statement's bytes): ``{"accepted": bool, "reason", "delivery"}``.
 
         Kept only when it is a release of a service this node follows (``[updates] follow``),
         newer than its installed version and than any release it knows, not a version that
@@ -608,11 +619,13 @@ class Orchestrator:
         or untrusted is refused with its ``ReleaseError``; a peer that announces faster than
         ``ANNOUNCE_RATE`` (bursts of ``ANNOUNCE_BURST``) is refused ``busy``/``rate_limited``
         before its statement is read (services of this node too, each with a budget of its own).
-        Peers without a role may not call it (read permission).
+        Peers without a role may not call it (read permission).  ``deliver`` (from a peer): it
+        offers to send the release; ``delivery`` says this node wants it sent and waits for it
+        (``DELIVERY_WAIT`` seconds to begin) rather than fetch it.
         """
         updates = self._open.updates
         if caller.peer_id is not None:
-            return updates.announced(release, budget=caller.peer_id, holder=caller.peer_id)
+            return updates.announced(release, budget=caller.peer_id, holder=caller.peer_id, deliver=deliver)
         if caller.service is not None:  # someone else's code: a budget of its own, no holder
             return updates.announced(release, budget=f"service:{caller.service}", holder=None)
         return updates.announced(release, budget=None, holder=None)  # this node's operator
@@ -631,21 +644,40 @@ class Orchestrator:
         return self._open.updates.report()
 
     async def publish_release(self, archive: ArchiveSource, release: ReleaseSource) -> dict[str, Any]:
-        """Install a signed release here (``install_service``), then announce it to the connected peers.
+        """Install a signed release here (``install_service``), announce it to the connected peers,
+        and deliver it to those that follow it and want it.
 
-        ``release`` is required: only signed releases are announced.  Returns the install result
-        with ``"announced"``: ``{peer: {"accepted", "reason"} | {"error"}}`` (empty when the upgrade
-        did not start here and was reverted: it is not announced).  Not a method of the
-        peer protocol: only this node's operator publishes from it (``p2p-orchestrator publish``).
+        ``release`` is required: only signed releases are announced.  The followers that answer
+        ``delivery`` get the archive from this node by a swarm distribution (purpose ``update``:
+        they pass chunks to each other, so this node's uplink carries it about once) and install
+        and start it as an update.  Returns the install result with ``"announced"``: ``{peer:
+        {"accepted", "reason", "delivery"} | {"error"}}`` and ``"delivered"``: the distribution's
+        result (``distribute_service``'s shape), or ``None`` when nobody asked for it (both empty
+        when the upgrade did not start here and was reverted: it is not announced).  Not a method
+        of the peer protocol: only this node's operator publishes from it (``p2p-orchestrator publish``).
         """
         result = await self.install_service(archive, release=release)
         if result.get("reverted"):  # it is not this node's current version: nobody could fetch it here
-            return {**result, "announced": {}}
+            return {**result, "announced": {}, "delivered": None}
         statement = self.release_of(result["archive_hash"])
         if statement is None:  # cannot happen: the install verified and kept it
             raise ServiceCallError("the published release kept no statement", code="internal_error")
-        announced = await self._open.updates.announce(statement)
-        return {**result, "announced": announced}
+        announced = await self._open.updates.announce(statement, deliver=True)
+        wanting = [
+            peer for peer, answer in announced.items() if isinstance(answer, dict) and answer.get("delivery")
+        ]
+        delivered = None
+        if wanting:
+            delivered = await self._open.distribution.distribute(
+                result["service_name"],
+                wanting,
+                force_reinstall=False,
+                auto_start=True,
+                strategy="swarm",
+                concurrency=None,
+                purpose="update",
+            )
+        return {**result, "announced": announced, "delivered": delivered}
 
     def peer_connected(self, peer_id: str) -> None:
         """The network's word that a peer with a role here connected (the update follower asks it)."""

@@ -23,10 +23,21 @@ versions.
 
 When the newest trusted release of a followed service is newer than its installed version (or
 the service is not installed at all) and the local time is within ``[updates] window``, the
-follower fetches it from one of its holders, chosen at random (so a publisher does not serve
-every follower), with the fetch path (``fetch_service``'s): the holder serves it only if this
-node may read there, and the statement it sends is verified before a byte is written and must
-be the very statement the follower chose.  The install is ``install_service``'s own: an upgrade
+follower gets it one of two ways:
+
+* **delivered**: a publisher announces with ``deliver``; a follower that wants the release
+  answers ``delivery: true`` and waits (up to :data:`DELIVERY_WAIT` seconds for it to begin)
+  while the publisher sends it to every such follower at once with the swarm
+  (``distribute_service``'s ``strategy="swarm"``, offers of purpose ``update``): the followers
+  pass chunks to each other and the publisher's uplink carries the archive about once.  A
+  delivery is accepted from any peer with a role here, but only of the very statement the
+  follower chose (:meth:`UpdateFollower.delivery`): it is the follower's choice that installs,
+  not the sender's permission to deploy;
+* **fetched**: otherwise (an announcement without delivery, a poll, a delivery that did not come
+  or failed) from one of its holders, chosen at random (so a publisher does not serve every
+  follower), with the fetch path (``fetch_service``'s): the holder serves it only if this node
+  may read there, and the statement it sends is verified before a byte is written and must be
+  the very statement the follower chose.  The install is ``install_service``'s own: an upgrade
 that does not start is reverted at once, and one that fails within ``revert_window`` is reverted
 by :mod:`~p2p_orchestrator.orchestrator.upgrades` (``service_reverted``).  Either way, and when
 the install refuses the archive itself, the follower publishes ``update_failed`` with the reason
@@ -41,12 +52,13 @@ publisher's neighbours.
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime
 import json
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +74,7 @@ from p2p_orchestrator.errors import (
     OrchestratorError,
     ReleaseError,
     ServiceCallError,
+    ServiceDistributionError,
     ServiceInstallationError,
 )
 from p2p_orchestrator.orchestrator.distribution import Distribution
@@ -70,11 +83,14 @@ from p2p_orchestrator.orchestrator.shared import Part, Shared
 from p2p_orchestrator.release import ReleaseStatement
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from trio_typing import TaskStatus
 
 __all__ = [
     "ANNOUNCE_BURST",
     "ANNOUNCE_RATE",
+    "DELIVERY_WAIT",
     "MAX_FAILED",
     "MAX_HOLDERS",
     "MAX_POLLED",
@@ -104,6 +120,8 @@ ANNOUNCE_BURST = 10
 """...and at once; more are refused ``rate_limited`` before they are read."""
 MAX_RATE_PEERS = 1024
 """Peers whose announcement budget is kept (the least recently seen is forgotten)."""
+DELIVERY_WAIT = 30.0
+"""Seconds a follower that agreed to a delivery waits for it to begin before it fetches instead."""
 _MAX_REASON = 500
 
 
@@ -170,6 +188,17 @@ class _Followed:
     """While an installed update may still be reverted: until this ``trio.current_time()``."""
     waiting: str | None = None
     """The version ``update_waiting`` was published for (once per version)."""
+    delivery_until: float | None = None
+    """A delivery of ``newest`` was agreed: no fetch before this ``trio.current_time()``..."""
+    deliveries: int = 0
+    """...nor while one is being received."""
+    installing: bool = False
+    """An update of this service is being fetched or installed (one at a time)."""
+
+    def awaits_delivery(self) -> bool:
+        if self.deliveries:
+            return True
+        return self.delivery_until is not None and trio.current_time() < self.delivery_until
 
     def add_holder(self, peer: str | None) -> None:
         if peer is None:
@@ -214,6 +243,8 @@ class UpdateFollower(Part):
         self._fresh: collections.OrderedDict[str, None] = collections.OrderedDict()
         """Peers that connected since the last round: asked at once, not at the next interval."""
         self._last_check: str | None = None
+        self._background: trio.Nursery | None = None
+        """Where announcements after an update run (the loop's nursery, while it runs)."""
         self._load()
 
     @property
@@ -227,13 +258,18 @@ class UpdateFollower(Part):
 
     # -- what peers tell us -------------------------------------------------------------------
 
-    def announced(self, release: bytes, *, budget: str | None, holder: str | None) -> dict[str, Any]:
+    def announced(
+        self, release: bytes, *, budget: str | None, holder: str | None, deliver: bool = False
+    ) -> dict[str, Any]:
         """``announce_release``, charged to ``budget`` and heard from ``holder``.
 
         ``budget`` is whose rate limit it spends: a peer ID, ``"service:<name>"`` for a service
         of this node, ``None`` for this node's operator (not limited).  ``holder`` is the peer
         that announced it, taken to hold the release (``None``: nobody to fetch it from yet).
-        Returns ``{"accepted": bool, "reason": str}``; raises ``Busy`` (``rate_limited``) when the
+        ``deliver``: the holder offers to send it; when this node wants it and is not already
+        getting it, the answer says ``"delivery": true`` and the follower waits
+        :data:`DELIVERY_WAIT` seconds for the delivery to begin before fetching it itself.
+        Returns ``{"accepted": bool, "reason": str, "delivery": bool}``; raises ``Busy`` (``rate_limited``) when the
         budget is spent (:data:`ANNOUNCE_RATE`, bursts of :data:`ANNOUNCE_BURST`), and the
         :class:`~p2p_orchestrator.errors.ReleaseError` of a statement that is malformed or not
         trusted (when it would otherwise have been kept).
@@ -245,7 +281,74 @@ class UpdateFollower(Part):
                 code="rate_limited",
             )
         reason = self._consider(release, holder)
-        return {"accepted": reason == "accepted", "reason": reason}
+        delivery = False
+        if deliver and holder is not None and reason in ("accepted", "known") and self._in_window():
+            followed = self._wanting(release)
+            if followed is not None and not followed.installing:
+                followed.delivery_until = trio.current_time() + DELIVERY_WAIT
+                delivery = True
+        return {"accepted": reason == "accepted", "reason": reason, "delivery": delivery}
+
+    def _wanting(self, release: bytes) -> _Followed | None:
+        """The followed service whose newest trusted release is ``release``, if it still needs it."""
+        for followed in self._followed.values():
+            if followed.newest is not None and followed.newest_bytes == release:
+                version = followed.newest.version
+                record = self._store.records.get(followed.name)
+                if version in followed.failed or (
+                    record is not None and Version.parse(record.current.version) >= Version.parse(version)
+                ):
+                    return None
+                return followed
+        return None
+
+    @contextlib.contextmanager
+    def delivery(self, release: bytes | None, *, archive_sha256: str) -> Iterator[None]:
+        """While a peer sends this node ``release``'s archive as an update (an offer of purpose ``update``).
+
+        Refused (``update_not_expected``, before a byte is written) unless ``release`` is the newest
+        trusted release of a followed service that this node still needs, names this archive, and
+        is not being fetched already.  Inside, the follower does not fetch it itself.
+        """
+        followed = self._wanting(release) if release is not None else None
+        if followed is None or followed.installing or followed.newest is None or not self._in_window():
+            raise ServiceDistributionError(
+                "this node did not ask for this release: it is not the newest trusted release of a "
+                "service it follows and still needs, it is getting it already, or it is outside its "
+                "update window",
+                code="update_not_expected",
+            )
+        if followed.newest.archive_sha256 != archive_sha256:
+            raise ServiceDistributionError(
+                f"the offered archive is not the one the release of {followed.name} names",
+                code="release_mismatch",
+            )
+        followed.deliveries += 1
+        try:
+            yield
+        finally:
+            followed.deliveries -= 1
+            if not followed.deliveries:
+                followed.delivery_until = None
+                self._wake.set()  # fetch it after all, if the delivery did not install it
+
+    async def install_delivered(self, path: Path, release: bytes, *, peer: str) -> dict[str, Any]:
+        """Install a delivered update (inside :meth:`delivery`): as a fetched one, health gate included."""
+        followed = self._wanting(release)
+        if followed is None or followed.installing or followed.newest is None:
+            raise ServiceDistributionError(
+                "this node no longer needs this release (installed, failed, or a newer one is known)",
+                code="update_not_expected",
+            )
+        statement = followed.newest
+
+        async def install() -> dict[str, Any]:
+            return await self._distribution.install_update(path, release)
+
+        outcome = await self._update(followed, statement, release, peer, install)
+        if isinstance(outcome, OrchestratorError):
+            raise outcome
+        return outcome
 
     def _consider(self, release: bytes, peer: str | None) -> str:
         """Keep ``release`` if it is a newer trusted release of a followed service; why (not)."""
@@ -291,6 +394,7 @@ class UpdateFollower(Part):
             return
         async with trio.open_nursery() as nursery:
             await nursery.start(self._watch_reverts)
+            self._background = nursery
             next_poll = trio.current_time()
             while True:
                 self._wake = trio.Event()
@@ -313,6 +417,7 @@ class UpdateFollower(Part):
     def _next_decision(self) -> float:
         """When to look again without being woken: a trial's end, or the window's start."""
         ends = [f.trial_until for f in self._followed.values() if f.trial_until is not None]
+        ends += [f.delivery_until for f in self._followed.values() if f.delivery_until is not None]
         window = self.settings.window
         if window is not None and any(f.waiting is not None for f in self._followed.values()):
             ends.append(trio.current_time() + _seconds_until(self._local_time(), window[0]))
@@ -401,33 +506,65 @@ class UpdateFollower(Part):
                 self._events.publish("update_waiting", name, version, window=self._window_text())
             return
         followed.waiting = None
+        if followed.awaits_delivery():
+            return
         holders = list(followed.holders)
         random.shuffle(holders)
         for peer in holders:
-            try:
-                result = await self._distribution.fetch(
+
+            async def fetch(peer: str = peer) -> dict[str, Any]:
+                return await self._distribution.fetch(
                     name, peer, force_reinstall=False, expect=wanted, start=True
                 )
-            except ReleaseError as exc:  # the statement no longer holds here (expired, publisher removed)
-                log.warning("Forgetting the release %s %s: %s", name, version, exc)
-                self._attempt(followed, version, peer, "refused", f"[{exc.code}] {exc.message}"[:_MAX_REASON])
-                if followed.newest is statement:  # not a newer one heard meanwhile
-                    followed.newest, followed.newest_bytes, followed.source = None, b"", None
-                    followed.holders.clear()
-                self._events.publish("update_refused", name, version, reason=f"[{exc.code}] {exc.message}")
-                await self._save()
-                return
-            except ServiceInstallationError as exc:  # the release itself: it will not do better elsewhere
-                await self._failed(followed, version, peer, f"[{exc.code}] {exc.message}")
-                return
-            except OrchestratorError as exc:  # this holder: unreachable, refused, no longer holds it
-                log.info("Could not fetch %s %s from %s: %s", name, version, peer, exc)
+
+            outcome = await self._update(followed, statement, wanted, peer, fetch)
+            if isinstance(outcome, OrchestratorError) and not isinstance(
+                outcome, ServiceInstallationError
+            ):  # this holder: unreachable, refused, no longer holds it
+                log.info("Could not fetch %s %s from %s: %s", name, version, peer, outcome)
                 followed.holders.pop(peer, None)
                 continue
-            previous = record.current.version if record else None
-            await self._installed(followed, version, wanted, peer=peer, result=result, previous=previous)
             return
         log.info("No peer that holds %s %s could serve it now; trying again later", name, version)
+
+    async def _update(
+        self,
+        followed: _Followed,
+        statement: ReleaseStatement,
+        release: bytes,
+        peer: str,
+        install: Callable[[], Awaitable[dict[str, Any]]],
+    ) -> dict[str, Any] | OrchestratorError:
+        """Install ``statement`` with ``install`` (a fetch or a delivery) and account for the outcome.
+
+        Returns the install result, or the error: a ``ServiceInstallationError`` has been
+        recorded (``refused`` for a statement that no longer holds, ``failed`` otherwise); any
+        other error is the transfer's, for the caller to try elsewhere.
+        """
+        name, version = followed.name, statement.version
+        record = self._store.records.get(name)
+        previous = record.current.version if record else None
+        followed.installing = True
+        try:
+            result = await install()
+        except ReleaseError as exc:  # the statement no longer holds here (expired, publisher removed)
+            log.warning("Forgetting the release %s %s: %s", name, version, exc)
+            self._attempt(followed, version, peer, "refused", f"[{exc.code}] {exc.message}"[:_MAX_REASON])
+            if followed.newest is statement:  # not a newer one heard meanwhile
+                followed.newest, followed.newest_bytes, followed.source = None, b"", None
+                followed.holders.clear()
+            self._events.publish("update_refused", name, version, reason=f"[{exc.code}] {exc.message}")
+            await self._save()
+            return exc
+        except ServiceInstallationError as exc:  # the release itself: it will not do better elsewhere
+            await self._failed(followed, version, peer, f"[{exc.code}] {exc.message}")
+            return exc
+        except OrchestratorError as exc:
+            return exc
+        finally:
+            followed.installing = False
+        await self._installed(followed, version, release, peer=peer, result=result, previous=previous)
+        return result
 
     async def _installed(
         self,
@@ -453,9 +590,13 @@ class UpdateFollower(Part):
         followed.trial_until = trio.current_time() + window if window else None
         outcome = "on_trial" if window else "succeeded"
         self._attempt(followed, version, peer, outcome)
-        log.info("Updated %s to %s (fetched from %s)", name, version, peer)
+        log.info("Updated %s to %s (from %s)", name, version, peer)
         self._events.publish("update_installed", name, version, from_peer=peer, previous_version=previous)
         await self._save()
+        if self._background is not None:  # not inline: a delivery's sender waits for this result
+            self._background.start_soon(self._announce_on, release, peer)
+
+    async def _announce_on(self, release: bytes, peer: str) -> None:
         await self.announce(release, exclude={peer})
 
     def _revert_window(self, name: str) -> float | None:
@@ -509,10 +650,13 @@ class UpdateFollower(Part):
 
     # -- telling peers ----------------------------------------------------------------------------
 
-    async def announce(self, release: bytes, *, exclude: set[str] | None = None) -> dict[str, Any]:
+    async def announce(
+        self, release: bytes, *, exclude: set[str] | None = None, deliver: bool = False
+    ) -> dict[str, Any]:
         """Announce ``release`` to every connected peer (but ``exclude``); each peer's answer.
 
-        ``{peer: {"accepted", "reason"} | {"error": "[code] message"}}``, within
+        ``deliver``: offer to send it (the caller then delivers it to the peers whose answer says
+        ``"delivery": true``).  ``{peer: {"accepted", "reason", "delivery"} | {"error": "[code] message"}}``, within
         :data:`ANNOUNCE_TIMEOUT` seconds in all (peers that did not answer by then are left out).
         """
         network = self._network()
@@ -522,9 +666,10 @@ class UpdateFollower(Part):
 
         async def tell(peer: str) -> None:
             try:
-                answers[peer] = await network.call_peer(
-                    peer, "orchestrator/announce_release", {"release": release}
-                )
+                params: dict[str, Any] = {"release": release}
+                if deliver:
+                    params["deliver"] = True
+                answers[peer] = await network.call_peer(peer, "orchestrator/announce_release", params)
             except OrchestratorError as exc:
                 answers[peer] = {"error": str(exc)}
 
@@ -581,6 +726,9 @@ class UpdateFollower(Part):
             "last_check": self._last_check,
             "announcements_refused": self._limit.refused,
         }
+
+    def _in_window(self) -> bool:
+        return self.settings.in_window(self._local_time())
 
     def _window_text(self) -> str | None:
         window = self.settings.window

@@ -67,10 +67,11 @@ __all__ = [
     "message_from_wire",
 ]
 
-Purpose: TypeAlias = Literal["install", "fetch"]
-"""``install``: the receiver installs the archive (push); ``fetch``: it only keeps it (pull, swarm)."""
+Purpose: TypeAlias = Literal["install", "fetch", "update"]
+"""``install``: the receiver installs the archive (push); ``fetch``: it only keeps it (pull, swarm);
+``update``: the receiver installs it as an update it follows and agreed to be sent (a delivery)."""
 
-_PURPOSES = ("install", "fetch")
+_PURPOSES = ("install", "fetch", "update")
 _PEER_ID = re.compile(r"[1-9A-HJ-NP-Za-km-z]{1,128}")  # base58btc, as libp2p prints peer ids
 _MAX_BITS_BYTES = MAX_CHUNKS // 8
 
@@ -158,7 +159,7 @@ class Offer(_TransferWire):
         if not isinstance(self.manifest, TransferManifest):
             bad_message(f"Offer.manifest must be a TransferManifest, got {type(self.manifest).__name__}")
         if self.purpose not in _PURPOSES:
-            bad_message(f"Offer.purpose must be 'install' or 'fetch', got {self.purpose!r:.40}")
+            bad_message(f"Offer.purpose must be 'install', 'fetch' or 'update', got {self.purpose!r:.40}")
         if not isinstance(self.options, TransferOptions):
             bad_message("Offer.options must be TransferOptions")
         peers = self.peers

@@ -261,7 +261,7 @@ async def test_an_update_that_fails_to_start_is_reverted_never_retried_and_a_new
         answer = await nodes[0].call_remote(
             nodes[1].peer_id, "orchestrator/announce_release", {"release": bad_statement}
         )
-        assert answer == {"accepted": False, "reason": "known"}
+        assert answer == {"accepted": False, "reason": "known", "delivery": False}
         # the failure is kept across restarts
         saved = json.loads((follower.home / "updates.json").read_text())
         assert "2.0.0" in saved["services"][NAME]["failed"]
@@ -305,9 +305,17 @@ async def test_a_failed_version_is_not_tried_again_after_a_restart(tmp_path: Pat
         )
     async with Orchestrator(home, config=config) as orch:
         _, statement = release(tmp_path, "2.0.0")
-        assert await orch.announce_release(statement) == {"accepted": False, "reason": "failed_before"}
+        assert await orch.announce_release(statement) == {
+            "accepted": False,
+            "reason": "failed_before",
+            "delivery": False,
+        }
         _, newer = release(tmp_path, "3.0.0")
-        assert await orch.announce_release(newer) == {"accepted": True, "reason": "accepted"}
+        assert await orch.announce_release(newer) == {
+            "accepted": True,
+            "reason": "accepted",
+            "delivery": False,
+        }
         assert (await orch.get_updates())["services"][NAME]["failed_versions"] == ["2.0.0"]
 
 

@@ -9,6 +9,7 @@ of them reaches through to the whole node; and :class:`TransferHooks` and
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -72,6 +73,14 @@ class TransferContext(Protocol):
 
     def check_offered_release(self, release: bytes | None, *, archive_sha256: str, archive_size: int) -> None:
         """Refuse an offer whose release statement is not trusted here (before a byte is written)."""
+
+    def update_delivery(self, release: bytes | None, *, archive_sha256: str) -> AbstractContextManager[None]:
+        """While an update this node follows and agreed to is delivered; raises if it did not agree."""
+        ...
+
+    async def install_update(self, path: Path, release: bytes, *, from_peer: str) -> dict[str, Any]:
+        """Install and start a delivered update as the update follower does."""
+        ...
 
     def release_of(self, archive_hash: str) -> bytes | None:
         """The release statement this node installed an archive with, to send with it."""

@@ -16,6 +16,9 @@ a py-libp2p handler takes the whole host down (trap 1 of ``py-libp2p-notes.md``)
    that are no message) is answered ``abort`` with the error, and the stream closed.
 3. **Roles**, by the peer ID the connection authenticated: a push needs the ``deploy``
    permission, a fetch ``read``; a refusal is ``result``/``abort`` with ``PermissionDenied``.
+   An update delivery (purpose ``update``) needs only a role: it is accepted when this node
+   follows the service and agreed to be sent that very release (``update_delivery``), and is
+   installed as the update follower installs.
 4. **Push**: the partial transfer of the archive is opened (resumed, or borrowed whole from the
    store's cache: dedup), a :class:`~p2p_orchestrator.node.distribution._receive.ReceiveSession` receives the
    rest, and the verified archive is installed by
@@ -33,6 +36,7 @@ a py-libp2p handler takes the whole host down (trap 1 of ``py-libp2p-notes.md``)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -187,25 +191,34 @@ class TransferStreamHandler:
     async def _receive_push(self, stream: TransferStream, offer: Offer) -> None:
         peer, manifest = stream.peer_id, offer.manifest
         name = manifest.archive_hash[:12]
-        refusal = self._refuse_push(peer, offer)
-        if refusal is None:
-            await self._take_over(peer, manifest.archive_hash)
-            try:
-                partial = await self._transfers.open_partial(manifest)
-            except OrchestratorError as exc:
-                refusal = exc
-        if refusal is not None:
-            log.info("Refusing the archive %s offered by %s: %s", name, peer, refusal)
-            await stream.send_last(Result.failure(refusal))
-            return
-        log.info(
-            "Receiving archive %s (%d bytes, %d already here) from %s",
-            name,
-            manifest.total_size,
-            partial.verified_bytes,
-            peer,
-        )
-        outcome = await self._receive(stream, offer, partial)
+        with contextlib.ExitStack() as delivery:
+            refusal = self._refuse_push(peer, offer)
+            if refusal is None and offer.purpose == "update":
+                try:  # the follower agreed to it; it fetches nothing itself meanwhile
+                    delivery.enter_context(
+                        self._transfers.update_delivery(offer.release, archive_sha256=manifest.archive_hash)
+                    )
+                except OrchestratorError as exc:
+                    refusal = exc
+            if refusal is None:
+                await self._take_over(peer, manifest.archive_hash)
+                try:
+                    partial = await self._transfers.open_partial(manifest)
+                except OrchestratorError as exc:
+                    refusal = exc
+            if refusal is not None:
+                log.info("Refusing the archive %s offered by %s: %s", name, peer, refusal)
+                await stream.send_last(Result.failure(refusal))
+                return
+            log.info(
+                "Receiving archive %s (%d bytes, %d already here) from %s%s",
+                name,
+                manifest.total_size,
+                partial.verified_bytes,
+                peer,
+                " as an update" if offer.purpose == "update" else "",
+            )
+            outcome = await self._receive(stream, offer, partial)
         if isinstance(outcome, OrchestratorError):
             log.warning("Receiving archive %s from %s failed: %s", name, peer, outcome)
         else:
@@ -215,7 +228,12 @@ class TransferStreamHandler:
 
     def _refuse_push(self, peer: str, offer: Offer) -> OrchestratorError | None:
         caller = self._transfers.access.caller_for(peer)
-        if caller is None or Permission.DEPLOY not in caller.permissions:
+        if caller is None:  # admitted moments ago; its role was removed since
+            return PermissionDenied(f"peer {peer} has no role on this node")
+        if offer.purpose == "update":  # any role: what installs is this node's choice (update_delivery)
+            if offer.options.force_reinstall:
+                return PermissionDenied(f"peer {peer} may not force a reinstall with an update delivery")
+        elif Permission.DEPLOY not in caller.permissions:
             role = self._transfers.access.role_of(peer)
             return PermissionDenied(
                 f"peer {peer} may not install services on this node "
@@ -226,7 +244,7 @@ class TransferStreamHandler:
                 f"peer {peer} may not force a reinstall or a downgrade on this node "
                 "(force_reinstall needs the admin role)"
             )
-        if offer.purpose != "install":
+        if offer.purpose not in ("install", "update"):
             return ServiceDistributionError(
                 f"this node accepts pushed archives only to install them, not {offer.purpose!r}",
                 code="unsupported_purpose",
@@ -259,7 +277,7 @@ class TransferStreamHandler:
         member = self._swarms.join(offer, stream.peer_id, partial)  # None: a plain push
         session = ReceiveSession(
             TransferReceiver(partial, plan=member.plan if member else None),
-            complete=lambda path: self._install(session, path, offer, member),
+            complete=lambda path: self._install(session, path, offer, member, stream.peer_id),
             read_timeout=transfers.settings.read_timeout,
             cut_hook=transfers.hooks.chunk_stored,
             on_stored=member.stored if member else None,
@@ -282,15 +300,18 @@ class TransferStreamHandler:
         return outcome
 
     async def _install(
-        self, session: ReceiveSession, path: Path, offer: Offer, member: SwarmMembership | None
+        self, session: ReceiveSession, path: Path, offer: Offer, member: SwarmMembership | None, peer: str
     ) -> dict[str, Any]:
         started = time.monotonic()
-        result = await self._transfers.install_received(
-            path,
-            force_reinstall=offer.options.force_reinstall,
-            auto_start=offer.options.auto_start,
-            release=offer.release,
-        )
+        if offer.purpose == "update" and offer.release is not None:
+            result = await self._transfers.install_update(path, offer.release, from_peer=peer)
+        else:
+            result = await self._transfers.install_received(
+                path,
+                force_reinstall=offer.options.force_reinstall,
+                auto_start=offer.options.auto_start,
+                release=offer.release,
+            )
         received = {"bytes": session.bytes_received, "install_seconds": round(time.monotonic() - started, 4)}
         if member is not None:
             received.update(member.figures(session))

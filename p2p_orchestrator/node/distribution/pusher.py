@@ -212,7 +212,7 @@ class ArchivePusher:
         sender = TransferSender(
             job.archive.manifest,
             job.archive.read_chunk,
-            purpose="install",
+            purpose=job.request.purpose,
             options=job.options,
             peers=job.peers,
             release=job.request.release,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -198,6 +199,12 @@ class NodeTransfers:
 
     def release_of(self, archive_hash: str) -> bytes | None:
         return self.orchestrator.release_of(archive_hash)
+
+    def update_delivery(self, release: bytes | None, *, archive_sha256: str) -> AbstractContextManager[None]:
+        return self.orchestrator.update_delivery(release, archive_sha256=archive_sha256)
+
+    async def install_update(self, path: Path, release: bytes, *, from_peer: str) -> dict[str, Any]:
+        return await self.orchestrator.install_update(path, release, from_peer=from_peer)
 
     def export_path(self, service_name: str) -> Path:
         return self.orchestrator.export_path(service_name)
