@@ -240,38 +240,42 @@ async def test_a_node_that_was_not_connected_catches_up_when_it_connects(tmp_pat
 async def test_an_update_that_fails_to_start_is_reverted_never_retried_and_a_newer_one_installs(
     tmp_path: Path,
 ) -> None:
-    async with transfer_swarm(2, tmp_path, configure=following()) as nodes, trio.open_nursery() as nursery:
+    async with transfer_swarm(3, tmp_path, configure=following()) as nodes, trio.open_nursery() as nursery:
         watch = Watch(list(nodes))
         await watch.run(nursery)
-        publisher, follower = nodes[0].orchestrator, nodes[1].orchestrator
+        publisher, followers = nodes[0].orchestrator, [node.orchestrator for node in nodes[1:]]
         await publisher.publish_release(*release(tmp_path, "1.0.0"))
-        await watch.wait(1, "update_installed", "1.0.0")
-        (follower.data_directory(NAME) / "refuse_to_start").write_text("")
+        for index in (1, 2):
+            await watch.wait(index, "update_installed", "1.0.0")
+        for follower in followers:
+            (follower.data_directory(NAME) / "refuse_to_start").write_text("")
         bad, bad_statement = release(tmp_path, "2.0.0", REFUSES_HERE)
         await publisher.publish_release(bad, bad_statement)  # installed there: no marker, no start
-        failed = await watch.wait(1, "update_failed", "2.0.0")
-        assert "this node refuses this version" in failed.data["reason"]
-        assert failed.data["from_peer"] == nodes[0].peer_id
-        info = await follower.get_service_info(NAME)
-        assert info["version"] == "1.0.0" and follower.is_running(NAME)  # reverted
-        entry = (await follower.get_updates())["services"][NAME]
-        assert entry["failed_versions"] == ["2.0.0"]
-        assert entry["last_attempt"]["outcome"] == "failed"
-        # announced again, or listed by a poll: never tried again, and said so
-        answer = await nodes[0].call_remote(
-            nodes[1].peer_id, "orchestrator/announce_release", {"release": bad_statement}
-        )
-        assert answer == {"accepted": False, "reason": "known", "delivery": False}
-        # the failure is kept across restarts
-        saved = json.loads((follower.home / "updates.json").read_text())
-        assert "2.0.0" in saved["services"][NAME]["failed"]
+        for index, follower in enumerate(followers, start=1):  # reverted everywhere
+            failed = await watch.wait(index, "update_failed", "2.0.0")
+            assert "this node refuses this version" in failed.data["reason"]
+            assert failed.data["from_peer"] == nodes[0].peer_id
+            info = await follower.get_service_info(NAME)
+            assert info["version"] == "1.0.0" and follower.is_running(NAME)
+            entry = (await follower.get_updates())["services"][NAME]
+            assert entry["failed_versions"] == ["2.0.0"]
+            assert entry["last_attempt"]["outcome"] == "failed"
+            # announced again, or listed by a poll: never tried again, and said so
+            answer = await nodes[0].call_remote(
+                nodes[index].peer_id,
+                "orchestrator/announce_release",
+                {"release": bad_statement, "deliver": True},
+            )
+            assert answer == {"accepted": False, "reason": "known", "delivery": False}
+            # the failure is kept across restarts
+            saved = json.loads((follower.home / "updates.json").read_text())
+            assert "2.0.0" in saved["services"][NAME]["failed"]
         good, good_statement = release(tmp_path, "3.0.0")
         await publisher.publish_release(good, good_statement)
-        await watch.wait(1, "update_installed", "3.0.0")
-        assert await versions(nodes) == ["3.0.0", "3.0.0"]
-        assert not [
-            e for i, e in watch.seen if i == 1 and e.type == "update_installed" and e.version == "2.0.0"
-        ]
+        for index in (1, 2):
+            await watch.wait(index, "update_installed", "3.0.0")
+        assert await versions(nodes) == ["3.0.0"] * 3
+        assert not [e for _, e in watch.seen if e.type == "update_installed" and e.version == "2.0.0"]
         nursery.cancel_scope.cancel()
 
 
