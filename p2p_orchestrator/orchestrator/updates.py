@@ -761,6 +761,7 @@ class UpdateFollower(Part):
             if isinstance(attempt, dict):
                 if attempt.get("outcome") == "on_trial":  # the node stopped during the trial
                     attempt["outcome"] = "succeeded"
+                    attempt["reason"] = "the node restarted within the revert window: its end was not watched"
                 followed.last_attempt = attempt
 
     def _snapshot(self) -> bytes:
