@@ -13,8 +13,7 @@ that the two agree); ``__all__`` follows.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from p2p_orchestrator._lazy import lazy_getattr
 
@@ -205,16 +204,19 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
 
 _LAZY = {name: module for module, names in _EXPORTS.items() for name in names}
 
-try:
-    __version__ = version("p2p-orchestrator")
-except PackageNotFoundError:  # run from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
-
 __all__ = sorted([*_LAZY, "__version__"])  # noqa: PLE0605
 
+_exported = lazy_getattr(__name__, _LAZY, globals())
 
-__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
+def __getattr__(name: str) -> Any:
+    if name == "__version__":  # read on first use: importlib.metadata costs every service process ~30 ms
+        from importlib.metadata import PackageNotFoundError, version
 
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+        try:
+            value = version("p2p-orchestrator")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            value = "0.0.0+unknown"
+        globals()["__version__"] = value
+        return value
+    return _exported(name)
