@@ -39,6 +39,7 @@ NAMES = [
     "swarm_n4",
     "swarm_n8",
     "swarm_n16",
+    "auto_update_n16",
 ]
 STATUSES = {"ok", "missing", "skipped", "error"}
 KEYS = {

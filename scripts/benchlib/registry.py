@@ -18,6 +18,7 @@ from benchlib import (
     project_network,
     project_swarm,
     project_transfer,
+    project_update,
 )
 from benchlib.model import Baseline, Outcome, Scenario, Target
 
@@ -63,6 +64,32 @@ def _swarm(hosts: int) -> Scenario:
         project=project_swarm.project(hosts),
         baseline=bittorrent.baseline(hosts),
         needs=capabilities.testbed,
+    )
+
+
+def _auto_update() -> Scenario:
+    return Scenario(
+        name="auto_update_n16",
+        unit="s",
+        description="publish a signed 16 MiB release until all 15 followers run it (16 testbed hosts, 20 Mbit/s)",
+        target=Target(
+            "<= 1.3x a swarm distribution to the same 15 nodes in the same run, publisher upload <= 1.3 copies"
+            " (issue 16)",
+            lambda o: (
+                o.ratio is not None
+                and o.ratio <= 1.3
+                and o.extra.get("publisher_upload_over_archive", 99.0) <= 1.3
+            ),
+        ),
+        requires=project_update.requires,
+        project=project_update.project,
+        baseline=Baseline(
+            'distribute_service(strategy="swarm") of a signed release of the same size from the publisher'
+            " to the same 15 followers (same testbed and processes, interleaved with the updates)",
+            project_update.baseline,
+        ),
+        needs=capabilities.testbed,
+        timeout=(400.0, 1800.0),
     )
 
 
@@ -236,6 +263,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
     ),
     *(_swarm(hosts) for hosts in (1, 4, 8, 16)),
+    _auto_update(),
 )
 
 
