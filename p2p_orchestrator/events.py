@@ -40,6 +40,9 @@ EVENT_TYPES = frozenset(
         "update_failed",
         "update_refused",
         "update_waiting",
+        "rollout_started",
+        "rollout_progress",
+        "rollout_finished",
     }
 )
 

@@ -94,6 +94,7 @@ async def test_takes_caller_hands_the_method_who_calls_and_no_message_can_set_it
 
 def test_the_orchestrator_table_is_the_spec_methods_each_matching_its_signature() -> None:
     assert sorted(METHODS) == [
+        "abort_rollout",
         "announce_release",
         "distribute_service",
         "export_service",
@@ -109,6 +110,8 @@ def test_the_orchestrator_table_is_the_spec_methods_each_matching_its_signature(
         "list_services",
         "restart_service",
         "rollback_service",
+        "rollout_service",
+        "rollout_status",
         "start_service",
         "stop_service",
         "uninstall_service",

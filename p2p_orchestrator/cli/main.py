@@ -20,6 +20,7 @@ import click
 from p2p_orchestrator.cli import (
     commands_dev,
     commands_dist,
+    commands_fleet,
     commands_node,
     commands_release,
     commands_services,
@@ -68,6 +69,7 @@ for _module in (
     commands_release,
     commands_services,
     commands_dist,
+    commands_fleet,
     commands_watch,
 ):
     _module.register(cli)

@@ -22,6 +22,9 @@ method              params                                             answer
 ``node/export``     ``service_name``, ``path`` (absolute),             ``{service_name, archive,
                     ``peer`` (optional)                                size, archive_hash}``
 ``node/publish``    ``archive_path``, ``release_path`` (absolute)      install result, ``announced``
+``node/rollout``    ``targets``, ``archive_path`` (absolute) or        the rollout's account
+                    ``service_name``, ``canary``, ``wave``,
+                    ``health_wait``, ``max_failures``
 ``node/logs``       ``service_name``, ``lines`` (default 50),          a stream of lines
                     ``follow`` (default false)
 ``node/events``     ``limit`` (recent events first, default 20),       a stream of events
@@ -204,6 +207,32 @@ class ControlApi:
         archive = _absolute(archive_path, "archive_path")
         release = _absolute(release_path, "release_path")
         return await self._node.orchestrator.publish_release(archive, release)
+
+    @_CONTROL
+    async def rollout(
+        self,
+        targets: list[str],
+        *,
+        archive_path: str | None = None,
+        service_name: str | None = None,
+        canary: int = 1,
+        wave: int = 1,
+        health_wait: float = 30.0,
+        max_failures: int = 0,
+    ) -> dict[str, Any]:
+        """``node/rollout``: a rollout of an archive file here (its ``.release`` beside it) or of a service."""
+        orchestrator = self._node.orchestrator
+        options: dict[str, Any] = {
+            "canary": canary,
+            "wave": wave,
+            "health_wait": health_wait,
+            "max_failures": max_failures,
+        }
+        if archive_path is not None:
+            return await orchestrator.rollout_archive(
+                _absolute(archive_path, "archive_path"), targets, **options
+            )
+        return await orchestrator.rollout_service(targets, service_name=service_name, **options)
 
     @_CONTROL
     async def logs(self, service_name: str, lines: int = 50, follow: bool = False) -> Streaming:

@@ -186,6 +186,7 @@ class Node:
             )
             stack.enter_context(self.orchestrator.linked(link))
             nursery.start_soon(self.orchestrator.follow_updates)
+            nursery.start_soon(self.orchestrator.run_rollouts)
             log.info("Node %s listening on %s", self._peer_id, ", ".join(self.listen_addrs))
             self._stack = stack.pop_all()
         return self

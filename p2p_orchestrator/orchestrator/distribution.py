@@ -350,6 +350,12 @@ class Distribution(Part):
             "results": results,
         }
 
+    async def send(self, request: DistributionRequest) -> Mapping[str, TargetOutcome]:
+        """Hand a prepared request to the distributor (progress reported as events); one outcome per target."""
+        distributor = self._network(f"send {request.service_name}")
+        progress = DistributionProgress(self._events, request, clock=time.monotonic)
+        return await distributor.distribute(request, progress)
+
     async def install_on_peer(
         self,
         archive: ArchiveSource,

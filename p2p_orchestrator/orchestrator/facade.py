@@ -27,7 +27,8 @@ and each method below hands its call to one of them::
       ├── Installer       install, uninstall, rollback         (installs.py)
       ├── Reports         list, describe, export, events...    (reports.py)
       ├── Distribution    distribute, fetch                    (distribution.py)
-      └── UpdateFollower  [updates] follow: announce, poll, update  (updates.py)
+      ├── UpdateFollower  [updates] follow: announce, poll, update  (updates.py)
+      └── Rollouts        waves, canaries, health gate, revert      (rollouts.py)
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from p2p_orchestrator.orchestrator.installs import ArchiveSource, Installer, Rel
 from p2p_orchestrator.orchestrator.network import NetworkLink
 from p2p_orchestrator.orchestrator.release_gate import ReleaseGate
 from p2p_orchestrator.orchestrator.reports import Reports
+from p2p_orchestrator.orchestrator.rollouts import RolloutPlan, Rollouts
 from p2p_orchestrator.orchestrator.running import ServiceRunner
 from p2p_orchestrator.orchestrator.shared import Counters, Shared
 from p2p_orchestrator.orchestrator.updates import UpdateFollower, UpdateNetwork
@@ -84,6 +86,7 @@ class _Parts:
     reports: Reports
     distribution: Distribution
     updates: UpdateFollower
+    rollouts: Rollouts
 
 
 class Orchestrator:
@@ -170,8 +173,24 @@ class Orchestrator:
                 releases=releases,
                 network=self._update_network,
             )
+            rollouts = Rollouts(
+                shared,
+                installer=installer,
+                distribution=distribution,
+                reports=reports,
+                call_peer=self.call_peer,
+            )
             self._parts = _Parts(
-                catalog, supervisor, runner, upgrades, releases, installer, reports, distribution, updates
+                catalog,
+                supervisor,
+                runner,
+                upgrades,
+                releases,
+                installer,
+                reports,
+                distribution,
+                updates,
+                rollouts,
             )
             log.info("Orchestrator started with %d installed service(s) in %s", len(store.records), self.home)
             await catalog.prune_environments()
@@ -687,3 +706,74 @@ class Orchestrator:
     async def follow_updates(self) -> None:
         """Follow ``[updates] follow`` until cancelled (a node runs it while it is linked)."""
         await self._open.updates.run()
+
+    # -- rollouts (orchestrator/rollouts.py) ------------------------------------------------------
+
+    @api_method(ADMIN)
+    async def rollout_service(
+        self,
+        targets: list[str],
+        *,
+        service_name: str | None = None,
+        archive_data: bytes | None = None,
+        release: bytes | None = None,
+        canary: int = 1,
+        wave: int = 1,
+        health_wait: float = 30.0,
+        max_failures: int = 0,
+        wait: bool = True,
+    ) -> dict[str, Any]:
+        """Upgrade ``targets`` to a release in waves, each target counted once it ran healthy.
+
+        The release is this node's current version of ``service_name``, or ``archive_data`` (with
+        its ``release`` statement, if signed).  First ``canary`` targets, then waves of ``wave``;
+        each target is pushed the archive, installs and starts it, and must run it healthy (same
+        version, not unhealthy, no restart) ``health_wait`` seconds later; a target that does not
+        is reverted to the version it had.  Past ``max_failures`` failed targets the rollout halts:
+        every target it upgraded goes back, later waves are never touched.  Returns the account
+        (``id``, ``phase``: ``succeeded``/``halted``/``aborted``, ``targets``: ``{peer: {"wave",
+        "state", "previous_version", "failed", "reason"}}``, ``waves``, ``counts``); with
+        ``wait=False`` at once, the rollout going on (``rollout_status``).  The state is kept in
+        ``<home>/rollouts/``: a coordinator that restarts takes the rollout up again.  Reverting
+        an upgraded target needs the ``admin`` role on it (``rollback_service``).
+        """
+        plan = RolloutPlan(canary, wave, health_wait, max_failures)
+        return await self._open.rollouts.start(
+            targets, service_name=service_name, archive=archive_data, release=release, plan=plan, wait=wait
+        )
+
+    async def rollout_archive(
+        self,
+        archive: ArchiveSource,
+        targets: list[str],
+        *,
+        release: ReleaseSource | None = None,
+        canary: int = 1,
+        wave: int = 1,
+        health_wait: float = 30.0,
+        max_failures: int = 0,
+        wait: bool = True,
+    ) -> dict[str, Any]:
+        """:meth:`rollout_service` of an archive file or bytes (its ``.release`` beside it is read)."""
+        plan = RolloutPlan(canary, wave, health_wait, max_failures)
+        return await self._open.rollouts.start(
+            targets, service_name=None, archive=archive, release=release, plan=plan, wait=wait
+        )
+
+    @api_method(READ)
+    async def rollout_status(self, rollout_id: str | None = None) -> dict[str, Any]:
+        """One rollout's account, or ``{"rollouts": [...]}``: every kept one, newest first."""
+        return self._open.rollouts.status(rollout_id)
+
+    @api_method(ADMIN)
+    async def abort_rollout(self, rollout_id: str) -> dict[str, Any]:
+        """Halt a running rollout: what it upgraded goes back, the rest stays untouched; its account."""
+        return await self._open.rollouts.abort(rollout_id)
+
+    async def wait_rollout(self, rollout_id: str) -> dict[str, Any]:
+        """Until the rollout has ended; its account."""
+        return await self._open.rollouts.wait(rollout_id)
+
+    async def run_rollouts(self) -> None:
+        """Drive this node's rollouts until cancelled (a node runs it while it is linked)."""
+        await self._open.rollouts.run()

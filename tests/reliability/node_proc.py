@@ -18,6 +18,9 @@ Commands (``{"op": ..., ...}``):
 * ``fetch`` (``name``, ``peer``, ``force``): ``fetch_service`` from that peer ID;
 * ``connect`` (``address``): dial a peer by multiaddr;
 * ``role`` (``peer``, ``role``): give a peer a role (``node.set_role``);
+* ``rollout`` (``archive``, ``targets``, ``canary``, ``wave``, ``health_wait``, ``max_failures``):
+  start a rollout of that archive file (its first account, at once); ``rollout_wait`` (``id``):
+  its account once it has ended;
 * ``call`` (``peer``, ``method``, ``params``, ``time_limit``): a remote call;
 * ``stats``: the node's network counters, the service pids, each service's call
   admission counters, this process's RSS, open descriptors and threads.
@@ -107,6 +110,18 @@ async def run_command(node: Node, command: dict[str, Any]) -> Any:
         )
     if op == "role":
         return await node.set_role(command["peer"], command["role"])
+    if op == "rollout":
+        return await orch.rollout_archive(
+            Path(command["archive"]),
+            command["targets"],
+            canary=command.get("canary", 1),
+            wave=command.get("wave", 1),
+            health_wait=command.get("health_wait", 1.0),
+            max_failures=command.get("max_failures", 0),
+            wait=False,
+        )
+    if op == "rollout_wait":
+        return await orch.wait_rollout(command["id"])
     if op == "stats":
         return {
             "node": node.stats(),
