@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -215,6 +216,9 @@ class NodeSettings:
     """Transfer streams one peer may hold open to this node at once; more are refused ``busy``."""
     max_transfers_total: int = 64
     """Transfer streams all peers together may hold open to this node at once."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """``{key: value}`` this node is known by (``labels = {zone = "a"}``): a replica rule may keep
+    its copies on the nodes with a label (``replicas NAME COUNT --label zone=a``)."""
 
 
 ACCESS_ROLES = ("admin", "deployer", "reader")
@@ -585,8 +589,24 @@ def _node_section(raw: Any, where: str) -> NodeSettings:
     if "bootstrap" in table:
         bootstrap = _multiaddr_list(table.pop("bootstrap"), f"{where} bootstrap", need_peer=True)
         settings = replace(settings, bootstrap=bootstrap)
+    labels = _labels(table.pop("labels", {}), f"{where} labels")
     scalars = _section(NodeSettings, table, where)
-    return replace(scalars, listen=settings.listen, bootstrap=settings.bootstrap)
+    return replace(scalars, listen=settings.listen, bootstrap=settings.bootstrap, labels=labels)
+
+
+_LABEL = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _labels(raw: Any, where: str) -> dict[str, str]:
+    table = _table(raw, where)
+    if len(table) > 32:
+        raise ConfigError(f"{where}: at most 32 labels")
+    for key, value in table.items():
+        if not isinstance(value, str) or not _LABEL.fullmatch(key) or not _LABEL.fullmatch(value):
+            raise ConfigError(
+                f"{where}: {key!r} = {value!r}: keys and values are text of 1-64 letters, digits, '_', '.', '-'"
+            )
+    return dict(table)
 
 
 def _access_section(raw: Any, where: str) -> AccessSettings:

@@ -43,6 +43,8 @@ EVENT_TYPES = frozenset(
         "rollout_started",
         "rollout_progress",
         "rollout_finished",
+        "replica_started",
+        "replica_stopped",
     }
 )
 

@@ -1,4 +1,4 @@
-"""The fleet: ``rollout`` (waves, canaries, a health gate, revert), with a live view of the targets."""
+"""The fleet: ``rollout`` (waves, canaries, a health gate, revert) and ``replicas`` (COUNT copies, no leader)."""
 
 from __future__ import annotations
 
@@ -186,6 +186,66 @@ def _show_status(result: dict[str, Any]) -> None:
         )
 
 
+@click.command()
+@click.argument("name")
+@click.argument("count", type=click.IntRange(min=0), required=False)
+@click.option(
+    "--peers", "peers", multiple=True, metavar="PEER", help="Only these nodes hold copies (repeat it)."
+)
+@click.option(
+    "--label", metavar="KEY=VALUE", help="Only the nodes with this [node] labels entry hold copies."
+)
+@click.option("--clear", is_flag=True, help="Remove the rule (the copies running stay as they are).")
+@json_option
+@pass_cli
+def replicas(
+    cli: CliContext,
+    *,
+    name: str,
+    count: int | None,
+    peers: tuple[str, ...],
+    label: str | None,
+    clear: bool,
+    as_json: bool,
+) -> None:
+    """Keep COUNT copies of service NAME running across the fleet; without COUNT, show where they run.
+
+    Every node that knows the rule places the copies alike among the live
+    eligible nodes and starts or stops its own; a node that dies is replaced,
+    and when it is back the count settles at COUNT again. COUNT 0 stops them all.
+    """
+    client = cli.client()
+    if count is None and not clear:
+        result = client.call("orchestrator/get_replicas", {"service_name": name})
+    else:
+        params: dict[str, Any] = {"service_name": name, "count": count, "clear": clear}
+        if peers:
+            params["peers"] = list(peers)
+        if label is not None:
+            params["label"] = label
+        result = client.call("orchestrator/set_replicas", params)
+    cli.output(result, as_json, _show_replicas)
+
+
+def _show_replicas(result: dict[str, Any]) -> None:
+    rule = result.get("rule")
+    if rule is None:
+        _render.line(f"{result['service_name']}: no replica rule")
+        return
+    where = f" on {', '.join(rule['peers'])}" if rule.get("peers") else ""
+    where += f" on nodes labelled {rule['label']}" if rule.get("label") else ""
+    _render.line(
+        f"{result['service_name']}: {rule['count']} cop(ies){where} (rule version {rule['version']})"
+    )
+    running = set(result.get("running", []))
+    for peer in result.get("desired", []):
+        _render.line(f"  {peer}  {'running' if peer in running else 'starting'}")
+    for peer in sorted(running - set(result.get("desired", []))):
+        _render.line(f"  {peer}  running (extra: stopping)")
+    _render.line(f"  {len(result.get('live', []))} live eligible node(s)")
+
+
 def register(group: click.Group) -> None:
     """Add this module's commands to ``group``."""
     group.add_command(rollout)
+    group.add_command(replicas)

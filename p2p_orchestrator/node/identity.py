@@ -29,7 +29,7 @@ from libp2p.peer.id import ID
 from p2p_orchestrator._files import ExposedFile, NotRegularFile, create_private, read_private
 from p2p_orchestrator.errors import IdentityError
 
-__all__ = ["IDENTITY_FILE_NAME", "IdentityError", "load_or_create_identity", "peer_id_of"]
+__all__ = ["IDENTITY_FILE_NAME", "IdentityError", "load_or_create_identity", "peer_id_of", "verify_signature"]
 
 IDENTITY_FILE_NAME = "identity.key"
 _MAX_KEY_FILE_BYTES = 4096
@@ -38,6 +38,15 @@ _MAX_KEY_FILE_BYTES = 4096
 def peer_id_of(key_pair: KeyPair) -> str:
     """The base58 peer ID (``12D3KooW...``) of a key pair."""
     return str(ID.from_pubkey(key_pair.public_key).to_base58())
+
+
+def verify_signature(peer_id: str, data: bytes, signature: bytes) -> bool:
+    """Whether the identity key of ``peer_id`` (an Ed25519 peer ID holds its public key) signed ``data``."""
+    try:
+        key = ID.from_base58(peer_id).extract_public_key()
+        return key is not None and bool(key.verify(data, signature))
+    except Exception:  # a malformed peer ID or signature is just not a valid signature
+        return False
 
 
 def load_or_create_identity(home: Path) -> KeyPair:

@@ -48,7 +48,7 @@ from libp2p.abc import IHost
 from libp2p.custom_types import TProtocol
 
 from p2p_orchestrator._patterns import METHOD_PATH
-from p2p_orchestrator.callers import Caller
+from p2p_orchestrator.callers import Caller, Permission
 from p2p_orchestrator.config import OrchestratorConfig, default_home, load_config
 from p2p_orchestrator.errors import ServiceCallError
 from p2p_orchestrator.node.access import AccessControl, Role
@@ -66,7 +66,7 @@ from p2p_orchestrator.node.host._dialer import Dialer
 from p2p_orchestrator.node.host._inbound_gate import GateLimits, InboundGate
 from p2p_orchestrator.node.host._limits import StreamLimiter
 from p2p_orchestrator.node.host._stream import NetStream, RawStream
-from p2p_orchestrator.node.identity import load_or_create_identity, peer_id_of
+from p2p_orchestrator.node.identity import load_or_create_identity, peer_id_of, verify_signature
 from p2p_orchestrator.node.peerbook import PeerBook
 from p2p_orchestrator.node.proxy import RemoteProxy
 from p2p_orchestrator.node.rpc._handler import RpcStreamHandler
@@ -183,10 +183,15 @@ class Node:
                 distributor=self.transfers,
                 metrics=self._network_metrics,
                 peers=self._connected_peers,
+                peer_id=self._peer_id,
+                sign=key_pair.private_key.sign,
+                verify=verify_signature,
+                permissions_of=self._permissions_of,
             )
             stack.enter_context(self.orchestrator.linked(link))
             nursery.start_soon(self.orchestrator.follow_updates)
             nursery.start_soon(self.orchestrator.run_rollouts)
+            nursery.start_soon(self.orchestrator.keep_replicas)
             log.info("Node %s listening on %s", self._peer_id, ", ".join(self.listen_addrs))
             self._stack = stack.pop_all()
         return self
@@ -324,6 +329,10 @@ class Node:
 
     def _has_role(self, peer_id: str) -> bool:
         return self.access.role_of(peer_id) is not None
+
+    def _permissions_of(self, peer_id: str) -> frozenset[Permission]:
+        caller = self.access.caller_for(peer_id)
+        return caller.permissions if caller is not None else frozenset()
 
     def role_of(self, peer_id: str) -> Role | None:
         """The role ``peer_id`` has on this node (``None``: unknown)."""

@@ -28,7 +28,8 @@ and each method below hands its call to one of them::
       ├── Reports         list, describe, export, events...    (reports.py)
       ├── Distribution    distribute, fetch                    (distribution.py)
       ├── UpdateFollower  [updates] follow: announce, poll, update  (updates.py)
-      └── Rollouts        waves, canaries, health gate, revert      (rollouts.py)
+      ├── Rollouts        waves, canaries, health gate, revert      (rollouts.py)
+      └── ReplicaKeeper   COUNT copies across the fleet, no leader  (replicas.py)
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from p2p_orchestrator.orchestrator.distribution import Distribution, Distributor
 from p2p_orchestrator.orchestrator.installs import ArchiveSource, Installer, ReleaseSource
 from p2p_orchestrator.orchestrator.network import NetworkLink
 from p2p_orchestrator.orchestrator.release_gate import ReleaseGate
+from p2p_orchestrator.orchestrator.replicas import ReplicaKeeper, ReplicaNetwork
 from p2p_orchestrator.orchestrator.reports import Reports
 from p2p_orchestrator.orchestrator.rollouts import RolloutPlan, Rollouts
 from p2p_orchestrator.orchestrator.running import ServiceRunner
@@ -87,6 +89,7 @@ class _Parts:
     distribution: Distribution
     updates: UpdateFollower
     rollouts: Rollouts
+    replicas: ReplicaKeeper
 
 
 class Orchestrator:
@@ -180,6 +183,9 @@ class Orchestrator:
                 reports=reports,
                 call_peer=self.call_peer,
             )
+            replicas = ReplicaKeeper(
+                shared, runner=runner, distribution=distribution, network=self._replica_network
+            )
             self._parts = _Parts(
                 catalog,
                 supervisor,
@@ -191,6 +197,7 @@ class Orchestrator:
                 distribution,
                 updates,
                 rollouts,
+                replicas,
             )
             log.info("Orchestrator started with %d installed service(s) in %s", len(store.records), self.home)
             await catalog.prune_environments()
@@ -235,6 +242,19 @@ class Orchestrator:
     def _update_network(self) -> UpdateNetwork | None:
         link = self._link
         return UpdateNetwork(peers=link.peers, call_peer=link.call_peer) if link is not None else None
+
+    def _replica_network(self) -> ReplicaNetwork | None:
+        link = self._link
+        if link is None or link.sign is None or link.verify is None or link.permissions_of is None:
+            return None
+        return ReplicaNetwork(
+            peer_id=link.peer_id,
+            peers=link.peers,
+            call_peer=link.call_peer,
+            sign=link.sign,
+            verify=link.verify,
+            permissions_of=link.permissions_of,
+        )
 
     def _network_metrics(self) -> dict[str, Any]:
         return self._link.metrics() if self._link is not None else {}
@@ -426,8 +446,12 @@ class Orchestrator:
 
     @api_method(READ)
     async def list_services(self) -> dict[str, Any]:
-        """Every installed service with its state, from memory."""
-        return await self._open.reports.list_services()
+        """Every installed service with its state, from memory (``replicas``: its replica rule, if any)."""
+        listed = await self._open.reports.list_services()
+        for name, entry in listed["services"].items():
+            if (replicas := self._open.replicas.summary(name)) is not None:
+                entry["replicas"] = replicas
+        return listed
 
     @api_method(READ)
     async def get_service_info(self, service_name: str) -> dict[str, Any]:
@@ -436,7 +460,10 @@ class Orchestrator:
         ``metrics`` is what the service keeps in ``self.metrics`` (``counters``,
         ``gauges``, ``timers``), or ``None`` while it does not run.
         """
-        return await self._open.reports.service_info(service_name)
+        info = await self._open.reports.service_info(service_name)
+        if (replicas := self._open.replicas.summary(service_name)) is not None:
+            info["replicas"] = replicas
+        return info
 
     def service_configuration(
         self, record: ServiceRecord, *, redact_operator: bool = False
@@ -777,3 +804,54 @@ class Orchestrator:
     async def run_rollouts(self) -> None:
         """Drive this node's rollouts until cancelled (a node runs it while it is linked)."""
         await self._open.rollouts.run()
+
+    # -- replicas (orchestrator/replicas.py) ------------------------------------------------------
+
+    @api_method(DEPLOY)
+    async def set_replicas(
+        self,
+        service_name: str,
+        count: int | None = None,
+        peers: list[str] | None = None,
+        label: str | None = None,
+        clear: bool = False,
+    ) -> dict[str, Any]:
+        """Keep ``count`` copies of a service running across the eligible nodes (``clear``: no rule).
+
+        Eligible: the ``peers`` listed, or the nodes with ``label`` (``KEY=VALUE`` of ``[node]
+        labels``), or every node that knows the rule.  The rule (versioned, signed by this node)
+        spreads to the connected peers; each node places the copies alike (rendezvous hashing over
+        the live eligible nodes) and starts or stops its own.  ``count=0`` stops them all.  Returns
+        :meth:`get_replicas`' view.
+        """
+        return await self._open.replicas.set_rule(service_name, count, peers=peers, label=label, clear=clear)
+
+    @api_method(READ)
+    async def get_replicas(self, service_name: str) -> dict[str, Any]:
+        """The replica rule of a service and its placement as this node sees it: ``{"service_name",
+        "rule": {"count", "version", "set_by", "peers", "label"} | None, "desired", "running", "live"}``."""
+        return self._open.replicas.placement(service_name)
+
+    @api_method(READ, takes_caller=True)
+    async def replica_rule(self, rule: dict[str, Any], *, caller: Caller = LOCAL_CALLER) -> dict[str, Any]:
+        """A replica rule from a peer: kept and passed on if signed by its setter, who may deploy here,
+        and newer than the one held: ``{"accepted", "version"}``."""
+        return self._open.replicas.receive(rule, relayer=caller.peer_id)
+
+    @api_method(READ)
+    async def replica_rules(self, services: list[str]) -> dict[str, Any]:
+        """The replica rules this node holds of ``services``: ``{"rules": {name: rule}}``."""
+        return self._open.replicas.rules_of(services)
+
+    @api_method(READ, takes_caller=True)
+    async def replica_heartbeat(
+        self, beat: dict[str, Any], *, caller: Caller = LOCAL_CALLER
+    ) -> dict[str, Any]:
+        """A peer's heartbeat (its labels, rule versions, running copies); answered with this node's."""
+        if caller.peer_id is None:
+            raise ServiceCallError("replica heartbeats come from peers", code="bad_params")
+        return self._open.replicas.heartbeat(beat, peer=caller.peer_id)
+
+    async def keep_replicas(self) -> None:
+        """Heartbeat and keep this node's replicas until cancelled (a node runs it while it is linked)."""
+        await self._open.replicas.run()

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from p2p_orchestrator.callers import Permission
 from p2p_orchestrator.orchestrator.distribution import Distributor
 
 __all__ = ["NetworkLink", "RemoteCall"]
@@ -37,3 +38,11 @@ class NetworkLink:
     peers: Callable[[], list[str]] = list
     """The peer IDs this node is connected to now (whom the update follower asks and tells), those
     with a role on this node first, each group in random order (the follower asks the first few)."""
+    peer_id: str = ""
+    """This node's peer ID."""
+    sign: Callable[[bytes], bytes] | None = None
+    """Sign with this node's identity key (replica rules)."""
+    verify: Callable[[str, bytes, bytes], bool] | None = None
+    """``(peer ID, data, signature)``: whether that peer's identity key signed ``data``."""
+    permissions_of: Callable[[str], frozenset[Permission]] | None = None
+    """The permissions a peer has on this node (none for a stranger)."""
