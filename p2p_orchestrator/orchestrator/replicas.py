@@ -40,7 +40,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -79,6 +79,8 @@ DEAD_AFTER_SECONDS = 4.0
 MAX_RULES = 256
 MAX_VIEWS = 1024
 MAX_PEERS_IN_RULE = 1024
+MAX_PENDING = 256
+"""Rule exchanges (sent or asked for) under way at once; a peer's beat cannot make more."""
 _DOMAIN = b"p2p-orchestrator replica rule 1\n"
 
 
@@ -232,6 +234,8 @@ class ReplicaKeeper(Part):
         self._views: collections.OrderedDict[str, _PeerView] = collections.OrderedDict()
         self._nursery: trio.Nursery | None = None
         self._wake = trio.Event()
+        self._pending: set[tuple[str, str, str]] = set()
+        """``(what, peer, service)`` of the rule exchanges under way: one each, at most :data:`MAX_PENDING`."""
         self._load()
 
     @property
@@ -374,7 +378,7 @@ class ReplicaKeeper(Part):
 
     async def _heartbeat_round(self) -> None:
         network = self._network()
-        if network is None:
+        if network is None or not self._rules:  # nodes that hold rules drive the exchange
             return
         beat = self._beat()
 
@@ -509,37 +513,37 @@ class ReplicaKeeper(Part):
                 self._send_rule(peer, rule)
 
     def _send_rule(self, peer: str, rule: ReplicaRule) -> None:
-        network, nursery = self._network(), self._nursery
-        if network is None or nursery is None:
-            return
+        async def send(network: ReplicaNetwork) -> None:
+            await network.call_peer(peer, "orchestrator/replica_rule", {"rule": rule.to_wire()})
 
-        async def send() -> None:
-            with trio.move_on_after(HEARTBEAT_SECONDS * 5):
-                try:
-                    await network.call_peer(peer, "orchestrator/replica_rule", {"rule": rule.to_wire()})
-                except OrchestratorError as exc:
-                    log.debug("%s did not take the replica rule of %s: %s", peer, rule.service, exc)
-
-        nursery.start_soon(send)
+        self._exchange(("send", peer, rule.service), send)
 
     def _ask_rule(self, peer: str, service: str) -> None:
+        async def ask(network: ReplicaNetwork) -> None:
+            answer = await network.call_peer(peer, "orchestrator/replica_rules", {"services": [service]})
+            raw = answer.get("rules", {}).get(service) if isinstance(answer, Mapping) else None
+            if raw is not None:
+                self.receive(raw, relayer=peer)
+
+        self._exchange(("ask", peer, service), ask)
+
+    def _exchange(self, key: tuple[str, str, str], run: Callable[[ReplicaNetwork], Awaitable[None]]) -> None:
+        """Run one rule exchange in the background, unless the same one is under way or too many are."""
         network, nursery = self._network(), self._nursery
-        if network is None or nursery is None:
+        if network is None or nursery is None or key in self._pending or len(self._pending) >= MAX_PENDING:
             return
+        self._pending.add(key)
 
-        async def ask() -> None:
-            with trio.move_on_after(HEARTBEAT_SECONDS * 5):
-                try:
-                    answer = await network.call_peer(
-                        peer, "orchestrator/replica_rules", {"services": [service]}
-                    )
-                    raw = answer.get("rules", {}).get(service) if isinstance(answer, Mapping) else None
-                    if raw is not None:
-                        self.receive(raw, relayer=peer)
-                except OrchestratorError as exc:
-                    log.info("Could not take the replica rule of %s from %s: %s", service, peer, exc)
+        async def exchange() -> None:
+            try:
+                with trio.move_on_after(HEARTBEAT_SECONDS * 5):
+                    await run(network)
+            except OrchestratorError as exc:
+                log.info("Replica rule %s of %s with %s failed: %s", key[0], key[2], key[1], exc)
+            finally:
+                self._pending.discard(key)
 
-        nursery.start_soon(ask)
+        nursery.start_soon(exchange)
 
     # -- persistence -----------------------------------------------------------------------------------
 
