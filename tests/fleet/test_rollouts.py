@@ -166,3 +166,25 @@ async def test_a_coordinator_killed_mid_rollout_takes_it_up_again_on_restart(tmp
         assert [account["targets"][peer]["state"] for peer in ids] == ["healthy"] * 3
         for node in targets:
             assert (await node.orchestrator.get_service_info(NAME))["version"] == "2.0.0"
+
+
+async def test_an_aborted_rollout_reverts_what_it_upgraded_and_touches_nothing_more(tmp_path: Path) -> None:
+    async with transfer_swarm(4, tmp_path) as nodes:
+        await with_v1(tmp_path, nodes)
+        targets = [node.peer_id for node in nodes[1:]]
+        orchestrator = nodes[0].orchestrator
+        async with orchestrator.events.subscribe() as events:
+            started = await orchestrator.rollout_archive(
+                archive(tmp_path, "2.0.0"), targets, canary=1, wave=2, health_wait=30.0, wait=False
+            )
+            with trio.fail_after(30):  # the canary is upgraded: its health wait has begun
+                async for event in events:
+                    if event.type == "rollout_progress" and event.data["state"] == "upgraded":
+                        break
+        aborting = await orchestrator.abort_rollout(started["id"])
+        assert aborting["phase"] == "advancing"
+        with trio.fail_after(30):
+            account = await orchestrator.wait_rollout(started["id"])
+        assert account["phase"] == "aborted", account
+        assert states(account, nodes) == ["reverted", "untouched", "untouched"]
+        assert await versions(nodes) == ["1.0.0"] * 3
