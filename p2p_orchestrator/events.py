@@ -45,6 +45,7 @@ EVENT_TYPES = frozenset(
         "rollout_finished",
         "replica_started",
         "replica_stopped",
+        "replicas_scaled",
     }
 )
 

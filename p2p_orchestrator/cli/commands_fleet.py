@@ -196,6 +196,26 @@ def _show_status(result: dict[str, Any]) -> None:
     "--label", metavar="KEY=VALUE", help="Only the nodes with this [node] labels entry hold copies."
 )
 @click.option("--clear", is_flag=True, help="Remove the rule (the copies running stay as they are).")
+@click.option(
+    "--min", "min_count", type=click.IntRange(min=0), help="Auto-scaling: at least this many copies."
+)
+@click.option(
+    "--max", "max_count", type=click.IntRange(min=0), help="Auto-scaling: at most this many copies."
+)
+@click.option(
+    "--metric",
+    help="Auto-scaling: calls_per_second, or a gauge/counter the service keeps in self.metrics.",
+)
+@click.option(
+    "--target", type=click.FloatRange(min=0, min_open=True), help="Auto-scaling: the metric per copy."
+)
+@click.option(
+    "--cooldown",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Auto-scaling: seconds between changes.",
+)
 @json_option
 @pass_cli
 def replicas(
@@ -206,6 +226,11 @@ def replicas(
     peers: tuple[str, ...],
     label: str | None,
     clear: bool,
+    min_count: int | None,
+    max_count: int | None,
+    metric: str | None,
+    target: float | None,
+    cooldown: float,
     as_json: bool,
 ) -> None:
     """Keep COUNT copies of service NAME running across the fleet; without COUNT, show where they run.
@@ -213,6 +238,8 @@ def replicas(
     Every node that knows the rule places the copies alike among the live
     eligible nodes and starts or stops its own; a node that dies is replaced,
     and when it is back the count settles at COUNT again. COUNT 0 stops them all.
+    With --metric and --target, the count moves between --min and --max so the
+    metric per running copy stays near the target.
     """
     client = cli.client()
     if count is None and not clear:
@@ -223,6 +250,10 @@ def replicas(
             params["peers"] = list(peers)
         if label is not None:
             params["label"] = label
+        if metric is not None or target is not None:
+            scaling = {"min_count": min_count, "max_count": max_count, "metric": metric, "target": target}
+            params.update({key: value for key, value in scaling.items() if value is not None})
+            params["cooldown"] = cooldown
         result = client.call("orchestrator/set_replicas", params)
     cli.output(result, as_json, _show_replicas)
 

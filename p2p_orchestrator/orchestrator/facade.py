@@ -55,7 +55,7 @@ from p2p_orchestrator.orchestrator.distribution import Distribution, Distributor
 from p2p_orchestrator.orchestrator.installs import ArchiveSource, Installer, ReleaseSource
 from p2p_orchestrator.orchestrator.network import NetworkLink
 from p2p_orchestrator.orchestrator.release_gate import ReleaseGate
-from p2p_orchestrator.orchestrator.replicas import ReplicaKeeper, ReplicaNetwork
+from p2p_orchestrator.orchestrator.replicas import ReplicaKeeper, ReplicaNetwork, Scaling
 from p2p_orchestrator.orchestrator.reports import Reports
 from p2p_orchestrator.orchestrator.rollouts import RolloutPlan, Rollouts
 from p2p_orchestrator.orchestrator.running import ServiceRunner
@@ -812,19 +812,37 @@ class Orchestrator:
         self,
         service_name: str,
         count: int | None = None,
+        *,
         peers: list[str] | None = None,
         label: str | None = None,
         clear: bool = False,
+        min_count: int | None = None,
+        max_count: int | None = None,
+        metric: str | None = None,
+        target: float | None = None,
+        cooldown: float = 30.0,
     ) -> dict[str, Any]:
         """Keep ``count`` copies of a service running across the eligible nodes (``clear``: no rule).
 
         Eligible: the ``peers`` listed, or the nodes with ``label`` (``KEY=VALUE`` of ``[node]
         labels``), or every node that knows the rule.  The rule (versioned, signed by this node)
         spreads to the connected peers; each node places the copies alike (rendezvous hashing over
-        the live eligible nodes) and starts or stops its own.  ``count=0`` stops them all.  Returns
-        :meth:`get_replicas`' view.
+        the live eligible nodes) and starts or stops its own.  ``count=0`` stops them all.  With
+        ``metric`` and ``target`` (and ``min_count``/``max_count``), the count moves within those
+        bounds so that the metric per running copy stays near the target, at most once per
+        ``cooldown`` seconds.  Returns :meth:`get_replicas`' view.
         """
-        return await self._open.replicas.set_rule(service_name, count, peers=peers, label=label, clear=clear)
+        scaling = None
+        if metric is not None or target is not None:
+            if metric is None or target is None:
+                raise ServiceCallError("auto-scaling needs both metric and target", code="bad_params")
+            low = min_count if min_count is not None else 1
+            scaling = Scaling(
+                low, max_count if max_count is not None else max(low, count or low), metric, target, cooldown
+            )
+        return await self._open.replicas.set_rule(
+            service_name, count, peers=peers, label=label, clear=clear, scaling=scaling
+        )
 
     @api_method(READ)
     async def get_replicas(self, service_name: str) -> dict[str, Any]:

@@ -39,6 +39,7 @@ import collections
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -59,6 +60,7 @@ from p2p_orchestrator.errors import (
 from p2p_orchestrator.orchestrator.distribution import Distribution
 from p2p_orchestrator.orchestrator.running import ServiceRunner
 from p2p_orchestrator.orchestrator.shared import Part, Shared
+from p2p_orchestrator.runtime.service_metrics import read_metrics
 
 __all__ = [
     "DEAD_AFTER_SECONDS",
@@ -66,6 +68,7 @@ __all__ = [
     "ReplicaKeeper",
     "ReplicaNetwork",
     "ReplicaRule",
+    "Scaling",
     "rank",
 ]
 
@@ -85,6 +88,65 @@ _DOMAIN = b"p2p-orchestrator replica rule 1\n"
 
 
 @dataclass(frozen=True)
+class Scaling:
+    """Auto-scaling of a rule: keep ``metric`` per running copy near ``target``, the count within
+    ``[minimum, maximum]``, changed at most once per ``cooldown`` seconds on each node."""
+
+    minimum: int
+    maximum: int
+    metric: str
+    """``calls_per_second`` (calls into the service through its node), or the name of a gauge or
+    counter the service keeps in ``self.metrics``."""
+    target: float
+    cooldown: float = 30.0
+
+    def __post_init__(self) -> None:
+        if (
+            type(self.minimum) is not int
+            or type(self.maximum) is not int
+            or not 0 <= self.minimum <= self.maximum
+        ):
+            raise ServiceCallError("scaling needs 0 <= min <= max (whole numbers)", code="bad_params")
+        if self.maximum > 10_000:
+            raise ServiceCallError("scaling max must be at most 10000", code="bad_params")
+        if not isinstance(self.metric, str) or not 0 < len(self.metric) <= 128:
+            raise ServiceCallError("scaling needs a metric name", code="bad_params")
+        if not isinstance(self.target, int | float) or not self.target > 0:
+            raise ServiceCallError("scaling target must be a number > 0", code="bad_params")
+        if not isinstance(self.cooldown, int | float) or not 0 <= self.cooldown <= 86_400:
+            raise ServiceCallError("scaling cooldown must be 0..86400 seconds", code="bad_params")
+
+    def count_for(self, total: float) -> int:
+        """The count that keeps ``total`` (the metric summed over the copies) near target per copy."""
+        return max(self.minimum, min(self.maximum, math.ceil(total / self.target)))
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "min": self.minimum,
+            "max": self.maximum,
+            "metric": self.metric,
+            "target": float(self.target),
+            "cooldown": float(self.cooldown),
+        }
+
+    @classmethod
+    def from_wire(cls, raw: Any) -> Scaling:
+        if not isinstance(raw, Mapping) or set(raw) != {"min", "max", "metric", "target", "cooldown"}:
+            raise ServiceCallError(
+                "not a replica rule: scaling must be {min, max, metric, target, cooldown}", code="bad_rule"
+            )
+        return cls(raw["min"], raw["max"], raw["metric"], raw["target"], raw["cooldown"])
+
+
+@dataclass
+class _Scale:
+    """A node's current count of an auto-scaled rule, and when it last changed."""
+
+    count: int
+    changed: float
+
+
+@dataclass(frozen=True)
 class ReplicaRule:
     """How many copies of a service, where; versioned and signed by the node that set it."""
 
@@ -100,6 +162,8 @@ class ReplicaRule:
     every node that knows the rule)."""
     cleared: bool = False
     """The rule was removed (``--clear``): a tombstone, so the removal spreads like a rule."""
+    scaling: Scaling | None = None
+    """Auto-scaling: the count moves between bounds to keep a metric per copy near a target."""
     signature: bytes = b""
 
     def signed_bytes(self) -> bytes:
@@ -118,6 +182,7 @@ class ReplicaRule:
             "peers": list(self.peers),
             "label": list(self.label) if self.label is not None else None,
             "cleared": self.cleared,
+            "scaling": self.scaling.to_wire() if self.scaling is not None else None,
             "signature": self.signature,
         }
 
@@ -129,7 +194,7 @@ class ReplicaRule:
             return ServiceCallError(f"not a replica rule: {why}", code="bad_rule")
 
         if not isinstance(raw, Mapping) or set(raw) != {
-            "service", "count", "version", "set_by", "set_at", "peers", "label", "cleared", "signature"
+            "service", "count", "version", "set_by", "set_at", "peers", "label", "cleared", "scaling", "signature"
         }:  # fmt: skip
             raise bad("it must be a map of exactly the rule's fields")
         service, count, version = raw["service"], raw["count"], raw["version"]
@@ -169,6 +234,7 @@ class ReplicaRule:
             peers=tuple(peers),
             label=(label[0], label[1]) if label is not None else None,
             cleared=raw["cleared"],
+            scaling=Scaling.from_wire(raw["scaling"]) if raw["scaling"] is not None else None,
             signature=raw["signature"],
         )
 
@@ -210,6 +276,8 @@ class _PeerView:
     rules: dict[str, int] = field(default_factory=dict)
     running: frozenset[str] = frozenset()
     installed: frozenset[str] = frozenset()
+    load: dict[str, float] = field(default_factory=dict)
+    """The scaling metric of each copy it runs."""
 
 
 class ReplicaKeeper(Part):
@@ -234,6 +302,10 @@ class ReplicaKeeper(Part):
         self._views: collections.OrderedDict[str, _PeerView] = collections.OrderedDict()
         self._nursery: trio.Nursery | None = None
         self._wake = trio.Event()
+        self._scales: dict[str, _Scale] = {}
+        self._load_here: dict[str, float] = {}
+        """The scaling metric of each auto-scaled copy this node runs (read each heartbeat)."""
+        self._calls_seen: dict[str, tuple[int, float]] = {}
         self._pending: set[tuple[str, str, str]] = set()
         """``(what, peer, service)`` of the rule exchanges under way: one each, at most :data:`MAX_PENDING`."""
         self._load()
@@ -252,6 +324,7 @@ class ReplicaKeeper(Part):
         peers: Sequence[str] | None,
         label: str | None,
         clear: bool,
+        scaling: Scaling | None = None,
     ) -> dict[str, Any]:
         """``set_replicas``: a new rule (or its removal), kept here and sent to the connected peers."""
         network = self._need_network()
@@ -282,8 +355,10 @@ class ReplicaKeeper(Part):
             peers=chosen,
             label=parsed_label,
             cleared=clear,
+            scaling=None if clear else scaling,
         )
         rule = replace(rule, signature=network.sign(rule.signed_bytes()))
+        self._scales.pop(service, None)  # a new rule starts from its own count
         await self._keep(rule)
         self._spread(rule, exclude=None)
         log.info(
@@ -314,6 +389,7 @@ class ReplicaKeeper(Part):
                 f"this node keeps at most {MAX_RULES} replica rules", code="too_many_rules"
             )
         self._rules[rule.service] = rule
+        self._scales.pop(rule.service, None)
         self._save_soon()
         self._spread(rule, exclude=relayer)
         self._wake.set()
@@ -339,12 +415,15 @@ class ReplicaKeeper(Part):
         if rule is None or rule.cleared:
             return {"service_name": service, "rule": None, "desired": [], "running": [], "live": []}
         live = self._live_eligible(rule)
-        desired = rank(service, live)[: rule.count]
+        count = self._count(rule)
+        desired = rank(service, live)[:count]
         running = sorted(p for p in live if self._runs(p, service))
         return {
             "service_name": service,
+            "count": count,
             "rule": {
                 "count": rule.count,
+                "scaling": rule.scaling.to_wire() if rule.scaling is not None else None,
                 "version": rule.version,
                 "set_by": rule.set_by,
                 "peers": list(rule.peers),
@@ -380,6 +459,7 @@ class ReplicaKeeper(Part):
         network = self._network()
         if network is None or not self._rules:  # nodes that hold rules drive the exchange
             return
+        await self._read_loads()
         beat = self._beat()
 
         async def one(peer: str) -> None:
@@ -396,12 +476,79 @@ class ReplicaKeeper(Part):
                 if Permission.READ in network.permissions_of(peer):
                     nursery.start_soon(one, peer)
 
+    async def _read_loads(self) -> None:
+        """The scaling metric of each auto-scaled copy running here."""
+        scaled = {
+            name: rule.scaling
+            for name, rule in self._rules.items()
+            if rule.scaling is not None and not rule.cleared and self._supervisor.is_running(name)
+        }
+        loads: dict[str, float] = {}
+        wanted = [name for name, scaling in scaled.items() if scaling.metric != "calls_per_second"]
+        units = [self._supervisor.unit(name) for name in wanted]
+        kept = await read_metrics(units) if units else {}
+        now = self._clock()
+        for name, scaling in scaled.items():
+            if scaling.metric == "calls_per_second":
+                calls = self._supervisor.unit(name).call_stats.calls
+                before = self._calls_seen.get(name)
+                self._calls_seen[name] = (calls, now)
+                if before is not None and now > before[1]:
+                    loads[name] = max(0.0, (calls - before[0]) / (now - before[1]))
+                continue
+            metrics = kept.get(name) or {}
+            value = (metrics.get("gauges") or {}).get(scaling.metric)
+            if value is None:
+                value = (metrics.get("counters") or {}).get(scaling.metric)
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+                loads[name] = float(value)
+        self._load_here = loads
+
+    def _count(self, rule: ReplicaRule) -> int:
+        """The number of copies of ``rule`` now: its count, or the auto-scaled one."""
+        scaling = rule.scaling
+        if scaling is None:
+            return rule.count
+        now = self._clock()
+        scale = self._scales.get(rule.service)
+        if scale is None:
+            scale = self._scales[rule.service] = _Scale(
+                max(scaling.minimum, min(scaling.maximum, rule.count)), now
+            )
+        live = self._live_eligible(rule)
+        loads = [load for peer in live if (load := self._load_of(peer, rule.service)) is not None]
+        if loads and now - scale.changed >= scaling.cooldown:
+            wanted = scaling.count_for(sum(loads))
+            if wanted != scale.count:
+                log.info(
+                    "Scaling %s from %d to %d copies (%s: %g over %d copies, target %g each)",
+                    rule.service, scale.count, wanted, scaling.metric, sum(loads), len(loads), scaling.target,
+                )  # fmt: skip
+                self._events.publish(
+                    "replicas_scaled",
+                    rule.service,
+                    None,
+                    count=wanted,
+                    previous=scale.count,
+                    total=sum(loads),
+                )
+                scale.count, scale.changed = wanted, now
+        return scale.count
+
+    def _load_of(self, peer: str, service: str) -> float | None:
+        network = self._network()
+        if network is not None and peer == network.peer_id:
+            return self._load_here.get(service)
+        view = self._views.get(peer)
+        return view.load.get(service) if view is not None and service in view.running else None
+
     def _beat(self) -> dict[str, Any]:
         return {
             "labels": self.labels,
             "rules": {name: rule.version for name, rule in self._rules.items()},
             "running": sorted(name for name in self._rules if self._supervisor.is_running(name)),
             "installed": sorted(name for name in self._rules if name in self._store.records),
+            "load": dict(self._load_here),
         }
 
     def _note(self, peer: str, beat: Any) -> None:
@@ -417,6 +564,7 @@ class ReplicaKeeper(Part):
             else {},
             running=_names(running),
             installed=_names(installed),
+            load=_loads(beat.get("load")),
         )
         self._views.pop(peer, None)
         self._views[peer] = view
@@ -479,7 +627,7 @@ class ReplicaKeeper(Part):
 
     async def _reconcile(self, network: ReplicaNetwork, rule: ReplicaRule) -> None:
         name = rule.service
-        chosen = network.peer_id in rank(name, self._live_eligible(rule))[: rule.count]
+        chosen = network.peer_id in rank(name, self._live_eligible(rule))[: self._count(rule)]
         running = self._supervisor.is_running(name)
         if chosen and not running:
             if name not in self._store.records:
@@ -590,6 +738,16 @@ class ReplicaKeeper(Part):
                 log.warning("Ignoring the replica rule of %s in %s: %s", name, self._path, exc)
                 continue
             self._rules[rule.service] = rule
+
+
+def _loads(raw: Any) -> dict[str, float]:
+    if not isinstance(raw, Mapping):
+        return {}
+    return {
+        str(k)[:128]: float(v)
+        for k, v in list(raw.items())[:MAX_RULES]
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    }
 
 
 def _names(raw: Any) -> frozenset[str]:

@@ -135,7 +135,9 @@ async def test_a_rule_not_signed_by_its_setter_or_from_a_setter_without_deploy_i
     tmp_path: Path,
 ) -> None:
     def roles(i: int, j: int) -> str | None:
-        return "reader" if j == 1 else "admin"  # node i gives node j: node 1 reads on the others, deploys nowhere
+        return (
+            "reader" if j == 1 else "admin"
+        )  # node i gives node j: node 1 reads on the others, deploys nowhere
 
     async with transfer_swarm(3, tmp_path, roles=roles) as nodes:
         await nodes[0].orchestrator.set_replicas("kept", 1)
@@ -152,3 +154,32 @@ async def test_a_rule_not_signed_by_its_setter_or_from_a_setter_without_deploy_i
         view = await nodes[2].orchestrator.get_replicas("kept")
         assert view["rule"]["count"] == 1
         assert (await nodes[2].orchestrator.get_replicas("other"))["rule"] is None
+
+
+LOADED = """
+class Run(BaseService):
+    @service_method()
+    async def set_load(self, value):
+        self.metrics.gauge("load", value)
+        return value
+"""
+
+
+async def test_auto_scaling_adds_copies_under_load_and_removes_them_after_it(tmp_path: Path) -> None:
+    async with transfer_swarm(3, tmp_path) as nodes:
+        name = "scaled"
+        for node in nodes:
+            await node.orchestrator.install_service(
+                service_archive(tmp_path / node.peer_id[-6:], name, LOADED)
+            )
+        await nodes[0].orchestrator.set_replicas(
+            name, 1, min_count=1, max_count=3, metric="load", target=10.0, cooldown=0.5
+        )
+        await until(lambda: len(running(list(nodes), name)) == 1, within=20, why="one copy")
+        first = next(node for node in nodes if node.orchestrator.is_running(name))
+        await first.orchestrator.rpc.call(f"{name}/set_load", {"value": 25})  # 25 for a target of 10 each
+        await until(lambda: len(running(list(nodes), name)) == 3, within=30, why="scaled up to 3")
+        view = await nodes[1].orchestrator.get_replicas(name)
+        assert view["count"] == 3 and view["rule"]["scaling"]["max"] == 3
+        await first.orchestrator.rpc.call(f"{name}/set_load", {"value": 0})  # the load is gone
+        await until(lambda: len(running(list(nodes), name)) == 1, within=30, why="scaled down to 1")
