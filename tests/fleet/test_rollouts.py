@@ -7,13 +7,18 @@ and every target it upgraded goes back to the version it had, while later waves 
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from p2p_orchestrator.config import OrchestratorConfig
 from p2p_orchestrator.node import Node
+from p2p_orchestrator.release import Publisher, PublisherKey
 from tests.distribution.support import transfer_swarm
 from tests.release.test_updates import GOOD, REFUSES_HERE, SICK_HERE
 from tests.reliability.support import free_port, node_config, node_process, write_config
@@ -188,3 +193,29 @@ async def test_an_aborted_rollout_reverts_what_it_upgraded_and_touches_nothing_m
         assert account["phase"] == "aborted", account
         assert states(account, nodes) == ["reverted", "untouched", "untouched"]
         assert await versions(nodes) == ["1.0.0"] * 3
+
+
+async def test_a_rollout_carries_the_release_statement_to_targets_that_require_one(tmp_path: Path) -> None:
+    key = PublisherKey.generate()
+
+    def signed_only(config: OrchestratorConfig) -> OrchestratorConfig:
+        return dataclasses.replace(
+            config,
+            publishers=(Publisher("ci", key.public_key, ("*",)),),
+            security=dataclasses.replace(config.security, require_signed=True),
+        )
+
+    async with transfer_swarm(3, tmp_path, configure=signed_only) as nodes:
+        targets = [node.peer_id for node in nodes[1:]]
+        data = archive(tmp_path, "1.0.0")
+        now = int(time.time())
+        statement = key.sign(
+            NAME, "1.0.0", hashlib.sha256(data).hexdigest(), len(data), issued_at=now, expires_at=now + 600
+        )
+        unsigned = await rollout(nodes[0], data, targets, canary=1, wave=1)
+        assert unsigned["phase"] == "halted"
+        assert "release_required" in unsigned["targets"][targets[0]]["reason"]
+        assert states(unsigned, nodes) == ["reverted", "untouched"]
+        signed = await rollout(nodes[0], data, targets, canary=1, wave=1, release=statement.to_bytes())
+        assert signed["phase"] == "succeeded", signed
+        assert await versions(nodes) == ["1.0.0", "1.0.0"]
