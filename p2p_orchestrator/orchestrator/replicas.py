@@ -448,8 +448,11 @@ class ReplicaKeeper(Part):
             try:
                 while True:
                     self._wake = trio.Event()
-                    await self._heartbeat_round()
-                    await self._reconcile_all()
+                    try:
+                        await self._heartbeat_round()
+                        await self._reconcile_all()
+                    except Exception:  # a bug here must not take the node down: the next round tries again
+                        log.exception("Keeping replicas failed; trying again at the next heartbeat")
                     with trio.move_on_after(HEARTBEAT_SECONDS):
                         await self._wake.wait()
             finally:

@@ -349,6 +349,11 @@ class Rollouts(Part):
             log.warning("Rollout %s stopped: %s", rollout.id, exc)
             rollout.reason = f"[{exc.code}] {exc.message}"[:_MAX_REASON]
             return
+        except Exception:  # a bug must stop this rollout (kept, taken up at restart), not the node
+            log.exception(
+                "Rollout %s stopped by an unexpected error; it is taken up again at restart", rollout.id
+            )
+            return
         finally:
             if rollout.finished:
                 self._done_event(rollout.id).set()
