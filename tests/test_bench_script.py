@@ -40,6 +40,8 @@ NAMES = [
     "swarm_n8",
     "swarm_n16",
     "auto_update_n16",
+    "rollout_16",
+    "replica_failover",
 ]
 STATUSES = {"ok", "missing", "skipped", "error"}
 KEYS = {

@@ -95,6 +95,9 @@ def _summary(strategy: str, seconds: float, result: dict[str, Any], size: int) -
 class _Swarm:
     """The node processes of one testbed; every command answered or raised."""
 
+    ORIGIN_ROLE = "deployer"
+    """The role every target gives the origin (``rollout_16``'s coordinator needs ``admin``)."""
+
     def __init__(self, bed: Testbed, workdir: Path, stop: threading.Event | None) -> None:
         self.peers = _Peers(bed, stop)
         self.bed = bed
@@ -110,7 +113,7 @@ class _Swarm:
             self.ids[name] = peer_id_of(load_or_create_identity(home))
         origin = self.ids[self.names[0]]
         for i, name in enumerate(self.names):
-            roles = {} if i == 0 else {origin: "deployer"}
+            roles = {} if i == 0 else {origin: self.ORIGIN_ROLE}
             roles.update({self.ids[o]: "reader" for o in self.names[1:] if o != name})
             settings = homes[name] / "bench-settings.json"
             listen = f"/ip4/{self.bed.address(i)}/tcp/{_PORT}"

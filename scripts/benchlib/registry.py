@@ -16,6 +16,8 @@ from benchlib import (
     project,
     project_load,
     project_network,
+    project_replicas,
+    project_rollout,
     project_swarm,
     project_transfer,
     project_update,
@@ -90,6 +92,47 @@ def _auto_update() -> Scenario:
         ),
         needs=capabilities.testbed,
         timeout=(400.0, 1800.0),
+    )
+
+
+def _rollout() -> Scenario:
+    return Scenario(
+        name="rollout_16",
+        unit="s",
+        description="rollout_archive of a 16 MiB release to 16 targets, 1 canary then waves of 4, health_wait 1 s"
+        " (17 testbed hosts, 20 Mbit/s)",
+        target=Target(
+            "reported only: time against a swarm to the same 16 targets; ok when every rollout succeeded"
+            " with all 16 targets healthy (issue 17)",
+            lambda o: o.extra.get("all_succeeded") is True,
+        ),
+        requires=project_rollout.requires,
+        project=project_rollout.project,
+        baseline=Baseline(
+            'distribute_service(strategy="swarm", auto_start=True) of an archive of the same size from the'
+            " coordinator to the same 16 targets (same testbed and processes, interleaved with the rollouts)",
+            project_rollout.baseline,
+        ),
+        needs=capabilities.testbed,
+        timeout=(400.0, 1800.0),
+    )
+
+
+def _replica_failover() -> Scenario:
+    return Scenario(
+        name="replica_failover",
+        unit="s",
+        description="SIGKILL the node process holding the one copy of a replicated service (replicas 1,"
+        " 3 node processes) until another node answers its method",
+        target=Target("median < 10 s with default heartbeat settings (issue 17)", lambda o: o.value < 10),
+        requires=project_replicas.requires,
+        project=project_replicas.project,
+        baseline=Baseline(
+            "the local restart: SIGKILL of the service's own process until the same node answers again"
+            " (restart policy on-failure, first delay 0.5 s; another node process, same caller)",
+            project_replicas.baseline,
+        ),
+        timeout=(240.0, 900.0),
     )
 
 
@@ -264,6 +307,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     *(_swarm(hosts) for hosts in (1, 4, 8, 16)),
     _auto_update(),
+    _rollout(),
+    _replica_failover(),
 )
 
 

@@ -1,4 +1,5 @@
-"""One p2p-orchestrator node on a testbed host, driven by JSON lines (``swarm_n*``, ``auto_update_n16``).
+"""One p2p-orchestrator node on a testbed host, driven by JSON lines (``swarm_n*``, ``auto_update_n16``,
+``rollout_16``).
 
 ``python -m benchlib.programs.swarm_node HOME SETTINGS_JSON``: opens a node on ``HOME`` with the
 listen address and roles in the settings file (``{"listen": multiaddr, "roles": {peer: role}}``,
@@ -10,11 +11,15 @@ then obeys one JSON command per stdin line, answering each with one event line:
 * ``{"cmd": "connect", "addrs": [...]}`` -> ``connected`` (dials every address);
 * ``{"cmd": "install", "path": ..., "release"?: ...}`` -> ``installed`` (``install_service`` of
   that archive file, with that release statement file if given);
-* ``{"cmd": "distribute", "service", "targets", "strategy"}`` -> ``distributed`` with ``seconds``
-  (the ``distribute_service`` call, measured here) and the ``result``;
+* ``{"cmd": "distribute", "service", "targets", "strategy", "auto_start"?}`` -> ``distributed``
+  with ``seconds`` (the ``distribute_service`` call, measured here) and the ``result``;
 * ``{"cmd": "publish", "path", "release"}`` -> ``published`` with ``started_at`` (this process's
   ``time.monotonic()`` just before the ``publish_release`` call), ``seconds`` (the call) and the
   ``result``;
+* ``{"cmd": "rollout", "path", "targets", "canary", "wave", "health_wait", "max_failures"?}`` ->
+  ``rolled_out`` with ``seconds`` (the ``rollout_archive`` call of that archive file, measured
+  here), the ``result`` (the rollout's account) and ``progress``: its ``rollout_progress`` events
+  as ``{"at", "peer", "wave", "state"}`` (``at``: seconds since just before the call);
 * ``{"cmd": "version", "service"}`` -> ``version`` with the service's current ``version`` and
   whether it is ``running`` (``None``/``False`` when it is not installed);
 * ``{"cmd": "counters"}`` -> ``counters``: ``sent``/``received``, the bytes this node's transfer
@@ -80,9 +85,12 @@ async def _obey(node: Node, command: dict[str, Any]) -> None:
     elif kind == "distribute":
         started = time.perf_counter()
         result = await node.orchestrator.distribute_service(
-            command["service"], command["targets"], strategy=command["strategy"]
-        )
+            command["service"], command["targets"], strategy=command["strategy"],
+            auto_start=command.get("auto_start"),
+        )  # fmt: skip
         _say(event="distributed", seconds=time.perf_counter() - started, result=result)
+    elif kind == "rollout":
+        await _rollout(node, command)
     elif kind == "publish":
         started = time.monotonic()
         result = await node.orchestrator.publish_release(Path(command["path"]), Path(command["release"]))
@@ -98,6 +106,47 @@ async def _obey(node: Node, command: dict[str, Any]) -> None:
         _say(event="cpu")
     else:
         _say(event="error", message=f"unknown command {kind!r}")
+
+
+async def _rollout(node: Node, command: dict[str, Any]) -> None:
+    """``rollout``: the ``rollout_archive`` call, timed, with its ``rollout_progress`` events."""
+    progress: list[dict[str, Any]] = []
+    finished = trio.Event()
+    started = time.monotonic()
+
+    async def note(events: Any) -> None:
+        async for event in events:
+            if event.type == "rollout_progress":
+                data = event.data
+                at = round(time.monotonic() - started, 3)
+                progress.append({"at": at, "peer": data.get("peer"), "wave": data.get("wave"),
+                                 "state": data.get("state")})  # fmt: skip
+            elif event.type == "rollout_finished":
+                finished.set()
+
+    failure: OrchestratorError | None = None
+    async with node.orchestrator.events.subscribe(buffer=4096) as events, trio.open_nursery() as nursery:
+        nursery.start_soon(note, events)
+        started = time.monotonic()
+        try:
+            result = await node.orchestrator.rollout_archive(
+                Path(command["path"]),
+                command["targets"],
+                canary=int(command["canary"]),
+                wave=int(command["wave"]),
+                health_wait=float(command["health_wait"]),
+                max_failures=int(command.get("max_failures", 0)),
+            )
+        except OrchestratorError as exc:  # answered as an error line, outside the nursery
+            failure = exc
+        seconds = time.monotonic() - started
+        if failure is None:
+            with trio.move_on_after(10):  # rollout_finished is published right as the call returns
+                await finished.wait()
+        nursery.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    _say(event="rolled_out", seconds=seconds, result=result, progress=progress, dropped=events.dropped)
 
 
 async def _watch(node: Node, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
