@@ -41,6 +41,7 @@ CONFIG_TEMPLATE = """\
 # install_timeout = 900.0              # s a sender waits for the receiver's install once all chunks are there
 # max_transfers_per_peer = 4           # transfer streams one peer may hold open to this node
 # max_transfers_total = 64             # transfer streams all peers together may hold open
+# labels = {}                          # what this node is known by, e.g. { zone = "a" } (replicas --label)
 
 [access]
 # unknown_peers = "public"             # peers without a role may call public methods marked

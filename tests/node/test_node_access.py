@@ -62,6 +62,18 @@ def harmless_params(method: str, caller: str) -> dict[str, Any]:
         return {**GHOST, "from_peer": caller}
     if method == "announce_release":  # read, then refused: this node follows nothing anyway
         return {"release": b"not a release statement"}
+    if method == "rollout_service":  # planned, then refused: the ghost is not installed here
+        return {**GHOST, "targets": [caller]}
+    if method == "abort_rollout":
+        return {"rollout_id": "r00000000"}
+    if method == "set_replicas":  # no count: refused before any rule is made
+        return dict(GHOST)
+    if method == "replica_rule":
+        return {"rule": {}}
+    if method == "replica_rules":
+        return {"services": []}
+    if method == "replica_heartbeat":
+        return {"beat": {}}
     if METHODS[method].permission is Permission.DEPLOY or method == "rollback_service":
         return dict(GHOST)
     return dict(NAME) if "service_name" in METHODS[method].params else {}
@@ -99,7 +111,15 @@ async def test_each_role_and_each_method(tmp_path: Path) -> None:
                         outcome = await allowed_outcome(
                             remote.call_method(path, harmless_params(method, nodes[index].peer_id))
                         )
-                        assert outcome in ("ok", "not_installed", "not_gzip", "bad_release"), (
+                        harmless = (
+                            "ok",
+                            "not_installed",
+                            "not_gzip",
+                            "bad_release",
+                            "rollout_not_found",
+                            "bad_rule",
+                        )
+                        assert outcome in (*harmless, "bad_params" if method == "set_replicas" else "ok"), (
                             role,
                             method,
                             outcome,

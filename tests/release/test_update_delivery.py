@@ -10,15 +10,18 @@ that it would not have fetched itself.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import trio
 
 import p2p_orchestrator.orchestrator.updates as updates_module
+from p2p_orchestrator.config import OrchestratorConfig
 from tests.distribution.support import partials_gone, transfer_swarm
 from tests.release.test_updates import NAME, PUBLISHER, Watch, following, release, versions
 from tests.runtime.support import service_archive
@@ -72,8 +75,18 @@ async def test_a_release_is_delivered_by_the_swarm_to_followers_that_only_let_th
         nursery.cancel_scope.cancel()
 
 
+def following_another() -> Callable[[OrchestratorConfig], OrchestratorConfig]:
+    """Each node trusts PUBLISHER but follows another service: it never asks for NAME's releases."""
+
+    def configure(config: OrchestratorConfig) -> OrchestratorConfig:
+        config = following()(config)
+        return dataclasses.replace(config, updates=dataclasses.replace(config.updates, follow=("another",)))
+
+    return configure
+
+
 async def test_a_delivery_nobody_asked_for_is_refused_before_a_byte_is_written(tmp_path: Path) -> None:
-    async with transfer_swarm(3, tmp_path, configure=following(), roles="reader") as nodes:
+    async with transfer_swarm(3, tmp_path, configure=following_another(), roles="reader") as nodes:
         archive, statement = release(tmp_path, "1.0.0")
         await nodes[0].orchestrator.install_service(archive, release=statement)  # installed, not announced
         distribution = nodes[0].orchestrator._open.distribution  # a peer that pushes unasked
