@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +41,16 @@ def running(nodes: list[Node], name: str) -> list[str]:
 
 
 @asynccontextmanager
-async def node_in(home: Path, nursery: trio.Nursery) -> AsyncIterator[tuple[Node, trio.CancelScope]]:
+async def node_in(
+    home: Path, nursery: trio.Nursery, labels: dict[str, str] | None = None
+) -> AsyncIterator[tuple[Node, trio.CancelScope]]:
     """A node that the test can kill (cancel) while the others go on."""
     scope = trio.CancelScope()
+    config = fast_config(read_timeout=2.0, labels=labels or {})
 
     async def run(*, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         with scope:
-            async with Node.open(home, config=fast_config(read_timeout=2.0)) as node:
+            async with Node.open(home, config=config) as node:
                 task_status.started(node)
                 await trio.sleep_forever()
 
@@ -183,3 +186,27 @@ async def test_auto_scaling_adds_copies_under_load_and_removes_them_after_it(tmp
         assert view["count"] == 3 and view["rule"]["scaling"]["max"] == 3
         await first.orchestrator.rpc.call(f"{name}/set_load", {"value": 0})  # the load is gone
         await until(lambda: len(running(list(nodes), name)) == 1, within=30, why="scaled down to 1")
+
+
+async def test_a_labelled_rule_places_copies_only_on_the_nodes_with_the_label(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
+        zones = {"a1": "a", "a2": "a", "b1": "b"}
+        nodes: dict[str, Node] = {}
+        for name, zone in zones.items():
+            nodes[name], _ = await stack.enter_async_context(
+                node_in(tmp_path / name, nursery, {"zone": zone})
+            )
+        everyone = list(nodes.values())
+        for i, node in enumerate(everyone):
+            await befriend(node, everyone[i + 1 :])
+        for name, node in nodes.items():
+            await node.orchestrator.install_service(service_archive(tmp_path / "src" / name, "zoned", GOOD))
+        view = await nodes["b1"].orchestrator.set_replicas(
+            "zoned", 3, label="zone=a"
+        )  # set from outside the zone
+        assert view["rule"]["label"] == "zone=a"
+        in_zone = sorted(nodes[name].peer_id for name in ("a1", "a2"))
+        await until(lambda: running(everyone, "zoned") == in_zone, within=20, why="both zone a nodes")
+        await trio.sleep(2 * HEARTBEAT_SECONDS)
+        assert running(everyone, "zoned") == in_zone  # 3 wanted, 2 eligible: min(COUNT, eligible)
+        nursery.cancel_scope.cancel()
