@@ -48,9 +48,13 @@ def big_release(tmp_path: Path, version: str) -> tuple[bytes, bytes]:
 async def test_a_release_is_delivered_by_the_swarm_to_followers_that_only_let_the_publisher_read(
     tmp_path: Path,
 ) -> None:
-    # every node gives every other the reader role: the publisher may not deploy anywhere
+    # followers give the publisher and each other the reader role: the publisher may not deploy
+    # anywhere; it gives them nothing, so they cannot learn the release by asking it first
+    def roles(i: int, j: int) -> str | None:
+        return None if i == 0 else "reader"
+
     async with (
-        transfer_swarm(4, tmp_path, configure=following(), roles="reader") as nodes,
+        transfer_swarm(4, tmp_path, configure=following(), roles=roles) as nodes,
         trio.open_nursery() as nursery,
     ):
         watch = Watch(list(nodes))
@@ -121,21 +125,31 @@ async def test_a_follower_fetches_the_release_itself_when_an_agreed_delivery_nev
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(updates_module, "DELIVERY_WAIT", 0.5)
+    # node 0 announces with an offer to deliver but never does (and lets node 1 read nothing, so
+    # node 1 cannot learn the release from it by asking); node 2 holds the same release
+    readers = {(1, 0), (1, 2), (2, 1)}  # (i, j): node i gives node j the reader role
+
+    def roles(i: int, j: int) -> str | None:
+        return "reader" if (i, j) in readers else None
+
     async with (
-        transfer_swarm(2, tmp_path, configure=following()) as nodes,
+        transfer_swarm(3, tmp_path, configure=following(), roles=roles, connect=False) as nodes,
         trio.open_nursery() as nursery,
     ):
         watch = Watch(list(nodes))
         await watch.run(nursery)
         archive, statement = release(tmp_path, "1.0.0")
-        await nodes[0].orchestrator.install_service(archive, release=statement)
+        for holder in (nodes[0], nodes[2]):
+            await holder.orchestrator.install_service(archive, release=statement)
+        await nodes[1].connect(nodes[0].listen_addrs[0])
         answer = await nodes[0].call_remote(
             nodes[1].peer_id, "orchestrator/announce_release", {"release": statement, "deliver": True}
         )
         assert answer == {"accepted": True, "reason": "accepted", "delivery": True}
-        assert await versions(nodes) == ["1.0.0", None]  # it waits for the delivery...
-        event = await watch.wait(1, "update_installed", "1.0.0", within=10)  # ...then fetches it
-        assert event.data["from_peer"] == nodes[0].peer_id
+        assert await versions(nodes) == ["1.0.0", None, "1.0.0"]  # it waits for the delivery...
+        await nodes[1].connect(nodes[2].listen_addrs[0])  # (and hears that node 2 holds it too)
+        event = await watch.wait(1, "update_installed", "1.0.0", within=15)  # ...then fetches it
+        assert event.data["from_peer"] == nodes[2].peer_id
         nursery.cancel_scope.cancel()
 
 
