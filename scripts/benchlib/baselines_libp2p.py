@@ -7,6 +7,7 @@ costs for a new stream with a small request/response, and for one bulk stream.
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,9 +17,18 @@ from typing import Any
 import trio
 
 from benchlib.model import Context, Measurement, percentile
-from benchlib.procs import LineReader, child, program_argv, program_env, reset_peak_rss, rss_mib
+from benchlib.procs import (
+    LineReader,
+    child,
+    cpu_seconds,
+    own_cpu_seconds,
+    program_argv,
+    program_env,
+    reset_peak_rss,
+    rss_mib,
+)
 
-__all__ = ["load_callers", "receiver_peak_rss", "remote_call", "transfer_throughput"]
+__all__ = ["load_callers", "receiver_cpu_per_mib", "receiver_peak_rss", "remote_call", "transfer_throughput"]
 
 MIB = 1 << 20
 _WRITE = MIB
@@ -128,6 +138,34 @@ async def receiver_peak_rss(ctx: Context) -> Measurement:
             peaks.append(peak)
             befores.append(before)
     return Measurement(samples, {"bytes": size, "peak_rss_mib": max(peaks), "rss_before_mib": min(befores)})
+
+
+async def receiver_cpu_per_mib(ctx: Context) -> Measurement:
+    """CPU milliseconds per MiB the receiving process spends reading 256 MiB (quick: 64) from one stream.
+
+    Its user + system CPU (``/proc/<pid>/stat``, all threads) before and after each send; the
+    sender's (this process's) CPU per MiB is in ``extra``.
+    """
+    size = ctx.pick(64, 256) * MIB
+    block = os.urandom(_WRITE)
+    samples, walls, senders = [], [], []
+    async with host_pair() as pair:
+        pid = pair.process.pid
+        await _send(pair, 4 * MIB, block)
+        for _ in range(ctx.pick(3, 3)):
+            before, sender_before = cpu_seconds(pid), own_cpu_seconds()
+            walls.append(await _send(pair, size, block))
+            samples.append((cpu_seconds(pid) - before) * 1000 / (size / MIB))
+            senders.append((own_cpu_seconds() - sender_before) * 1000 / (size / MIB))
+    return Measurement(
+        samples,
+        {
+            "bytes": size,
+            "write_size": _WRITE,
+            "sender_cpu_ms_per_mib": round(statistics.median(senders), 2),
+            "send_seconds": round(statistics.median(walls), 3),
+        },
+    )
 
 
 async def load_callers(ctx: Context, callers: int = 200) -> Measurement:

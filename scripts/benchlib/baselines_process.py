@@ -3,15 +3,36 @@
 from __future__ import annotations
 
 import socket
+import statistics
 import time
+from contextlib import AsyncExitStack
 
 import trio
 
 from benchlib.framing import FrameReader, encode
 from benchlib.model import Context, Measurement
-from benchlib.procs import PYTHON, LineReader, child, copy_example, program_argv, program_env, rss_mib
+from benchlib.procs import (
+    PYTHON,
+    LineReader,
+    child,
+    copy_example,
+    memory_rollup_mib,
+    program_argv,
+    program_env,
+    rss_mib,
+)
 
-__all__ = ["BARE_ASYNCIO", "BARE_TRIO", "bare_asyncio_rss", "bare_trio_rss", "socketpair_call"]
+__all__ = [
+    "BARE_ASYNCIO",
+    "BARE_TRIO",
+    "IDLE_READINGS_APART",
+    "IDLE_SETTLE",
+    "bare_asyncio_rss",
+    "bare_trio_rss",
+    "hundred_bare_asyncio_pss",
+    "socketpair_call",
+    "sum_memory",
+]
 
 BARE_TRIO = (
     "import trio\n"
@@ -93,3 +114,55 @@ async def _bare_rss(ctx: Context, program: str) -> Measurement:
             await trio.sleep(SETTLE)
             samples.append(rss_mib(process.pid))
     return Measurement(samples)
+
+
+IDLE_SETTLE = 2.0
+"""Seconds a set of idle processes is left alone, once all are up, before its memory is read."""
+
+IDLE_READINGS_APART = 1.0
+"""Seconds between two readings of the same idle processes."""
+
+
+def sum_memory(pids: list[int]) -> dict[str, float]:
+    """``Rss`` and ``Pss`` summed over ``pids`` (``/proc/<pid>/smaps_rollup``), in MiB."""
+    totals = {"Rss": 0.0, "Pss": 0.0}
+    for pid in pids:
+        for key, value in memory_rollup_mib(pid).items():
+            totals[key] += value
+    return totals
+
+
+async def hundred_bare_asyncio_pss(ctx: Context, count: int = 100) -> Measurement:
+    """Total PSS of ``count`` bare asyncio processes idling in their loops, in MiB.
+
+    The processes are started at once, each says when its loop runs; after
+    :data:`IDLE_SETTLE` seconds their ``Pss`` is summed ``ctx.pick(3, 5)`` times,
+    :data:`IDLE_READINGS_APART` seconds apart (a sample is one reading of all of them).
+    """
+    samples, rss_sums = [], []
+    async with AsyncExitStack() as stack:
+        processes = [
+            await stack.enter_async_context(child([PYTHON, "-c", BARE_ASYNCIO], polite="sigterm"))
+            for _ in range(count)
+        ]
+        with trio.fail_after(120):
+            for process in processes:
+                if process.stdout is None:
+                    raise RuntimeError("child started without a stdout pipe")
+                await LineReader(process.stdout).line()
+        await trio.sleep(IDLE_SETTLE)
+        for number in range(ctx.pick(3, 5)):
+            if number:
+                await trio.sleep(IDLE_READINGS_APART)
+            totals = sum_memory([process.pid for process in processes])
+            samples.append(totals["Pss"])
+            rss_sums.append(totals["Rss"])
+    return Measurement(
+        samples,
+        {
+            "processes": count,
+            "rss_sum_mib": round(statistics.median(rss_sums), 1),
+            "per_process_pss_mib": round(statistics.median(samples) / count, 2),
+            "per_process_rss_mib": round(statistics.median(rss_sums) / count, 2),
+        },
+    )

@@ -7,6 +7,7 @@ cancellation: first politely (its stdin closes, or SIGTERM), then SIGKILL after 
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -30,6 +31,9 @@ __all__ = [
     "ReadyListener",
     "child",
     "copy_example",
+    "cpu_seconds",
+    "memory_rollup_mib",
+    "own_cpu_seconds",
     "program_argv",
     "program_env",
     "reset_peak_rss",
@@ -179,3 +183,43 @@ def reset_peak_rss(pid: int) -> None:
     """Reset ``VmHWM`` of ``pid`` to its current RSS (``/proc/<pid>/clear_refs``, Linux 4.0+)."""
     with open(f"/proc/{pid}/clear_refs", "w", encoding="ascii") as clear_refs:
         clear_refs.write("5")
+
+
+def memory_rollup_mib(pid: int) -> dict[str, float]:
+    """``Rss`` and ``Pss`` of ``pid`` from ``/proc/<pid>/smaps_rollup`` (Linux 4.14+), in MiB.
+
+    The proportional set size counts each resident page divided by the number of processes
+    mapping it, so summing it over processes counts shared pages (the interpreter's text,
+    shared libraries, copy-on-write pages of a fork) once in all.
+    """
+    found: dict[str, float] = {}
+    with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as rollup:
+        for line in rollup:
+            key, _, rest = line.partition(":")
+            if key in ("Rss", "Pss"):
+                found[key] = int(rest.split()[0]) / 1024
+    if set(found) != {"Rss", "Pss"}:
+        raise LookupError(f"/proc/{pid}/smaps_rollup has no Rss or Pss field")
+    return found
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """CPU seconds ``pid`` has used so far, user + system, all its threads (``/proc/<pid>/stat``).
+
+    With ``children``, the CPU of its children that ended and were waited for
+    (``cutime + cstime``) instead.  The kernel counts in clock ticks (usually 10 ms).
+    """
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    # fields[0] is field 3 (state): utime, stime, cutime, cstime are fields 14-17.
+    first = 13 if children else 11
+    return (int(fields[first]) + int(fields[first + 1])) / _CLOCK_TICKS
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds this process has used so far, user + system, all its threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime

@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import statistics
 import tarfile
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -27,13 +28,24 @@ from typing import Any
 import trio
 
 from benchlib.model import Context, Measurement
-from benchlib.procs import LineReader, child, copy_example, program_argv, program_env, reset_peak_rss, rss_mib
+from benchlib.procs import (
+    LineReader,
+    child,
+    copy_example,
+    cpu_seconds,
+    own_cpu_seconds,
+    program_argv,
+    program_env,
+    reset_peak_rss,
+    rss_mib,
+)
 
 __all__ = [
     "distribute_parallel_8",
     "distribute_sequential_8",
     "receiver_rss_256mib",
     "resume_bytes",
+    "transfer_cpu_per_mib",
     "transfer_throughput",
 ]
 
@@ -136,9 +148,19 @@ async def _start_target(stack: AsyncExitStack, home: Path, argv: list[str]) -> T
 
 @asynccontextmanager
 async def bench_nodes(
-    ctx: Context, label: str, count: int, *, max_archive_mib: int = 256, cut_at_bytes: int = 0
+    ctx: Context,
+    label: str,
+    count: int,
+    *,
+    max_archive_mib: int = 256,
+    cut_at_bytes: int = 0,
+    report_install_cpu: bool = False,
 ) -> AsyncIterator[Bench]:
-    """The origin node here and ``count`` target nodes in child processes (started at once)."""
+    """The origin node here and ``count`` target nodes in child processes (started at once).
+
+    ``report_install_cpu``: each target adds its install's CPU seconds to its result
+    (``bench_install_cpu_seconds``, see :mod:`benchlib.programs.orchestrator_node`).
+    """
     from p2p_orchestrator.archive import ArchiveLimits
     from p2p_orchestrator.config import OrchestratorConfig
     from p2p_orchestrator.node import Node
@@ -150,6 +172,8 @@ async def bench_nodes(
     argv = ["--trust", origin_id, "--max-archive-mib", str(max_archive_mib)]
     if cut_at_bytes:
         argv += ["--cut-at-bytes", str(cut_at_bytes)]
+    if report_install_cpu:
+        argv.append("--report-install-cpu")
     limit = max_archive_mib * MIB
     config = OrchestratorConfig(
         archive=ArchiveLimits(max_compressed_bytes=limit, max_uncompressed_bytes=2 * limit)
@@ -228,6 +252,53 @@ async def receiver_rss_256mib(ctx: Context) -> Measurement:
     return Measurement(
         samples,
         {"bytes": paths[0].stat().st_size, "peak_rss_mib": max(peaks), "rss_before_mib": min(befores)},
+    )
+
+
+async def transfer_cpu_per_mib(ctx: Context) -> Measurement:
+    """CPU milliseconds per MiB the target node's process spends receiving an archive, install taken out.
+
+    256 MiB (quick: 64), as ``receiver_rss_256mib``: a 1 MiB archive warms up, then each sample
+    reads the target process's user + system CPU (``/proc/<pid>/stat``, all threads) before and
+    after one ``distribute_service`` and takes out the CPU the target reports for the install
+    that follows the transfer (``bench_install_cpu_seconds``).  What is left is the offer, the
+    chunks (Noise, Yamux, framing), each chunk's sha256 and write (fsync on), the whole file's
+    sha256 and the result: the receiving side of the throughput figure.  With the install, and
+    the origin's (this process's) CPU, are in ``extra``.
+    """
+    size = ctx.pick(64, 256) * MIB
+    paths = await archives(ctx, "cpu", ctx.pick(2, 3), size)
+    warmup = (await archives(ctx, "cpu-warmup", 1, MIB, major=0))[0]
+    samples, with_install, installs, walls, senders = [], [], [], [], []
+    async with bench_nodes(ctx, "cpu", 1, max_archive_mib=300, report_install_cpu=True) as bench:
+        (target,) = bench.targets
+        await bench.install(warmup)
+        await bench.distribute([target])
+        for path in paths:
+            await bench.install(path)
+            archive_mib = path.stat().st_size / MIB
+            before, sender_before, started = cpu_seconds(target.pid), own_cpu_seconds(), time.perf_counter()
+            result = await bench.distribute([target])
+            wall = time.perf_counter() - started
+            spent, sender = cpu_seconds(target.pid) - before, own_cpu_seconds() - sender_before
+            reported = result["results"][target.peer_id]["result"].get("bench_install_cpu_seconds")
+            if reported is None:
+                raise RuntimeError("the target did not report its install's CPU (bench_install_cpu_seconds)")
+            install = float(reported)
+            samples.append((spent - install) * 1000 / archive_mib)
+            with_install.append(spent * 1000 / archive_mib)
+            installs.append(install)
+            walls.append(wall)
+            senders.append(sender * 1000 / archive_mib)
+    return Measurement(
+        samples,
+        {
+            "bytes": paths[0].stat().st_size,
+            "with_install_cpu_ms_per_mib": round(statistics.median(with_install), 2),
+            "install_cpu_seconds": round(statistics.median(installs), 3),
+            "origin_cpu_ms_per_mib": round(statistics.median(senders), 2),
+            "distribute_seconds": round(statistics.median(walls), 3),
+        },
     )
 
 

@@ -15,6 +15,7 @@ from benchlib import (
     capabilities,
     project,
     project_load,
+    project_memory,
     project_network,
     project_replicas,
     project_rollout,
@@ -231,6 +232,19 @@ SCENARIOS: tuple[Scenario, ...] = (
         timeout=(300.0, 900.0),
     ),
     Scenario(
+        name="hundred_services_pss",
+        unit="MiB",
+        description="total PSS of 100 idle services on one node (RSS sum, the node's own RSS in extra)",
+        target=Target("<= 1 GiB total PSS for 100 idle services (issue 18)", lambda o: o.value <= 1024),
+        requires=capabilities.runtime,
+        project=project_memory.hundred_services_pss,
+        baseline=Baseline(
+            "100 bare python processes idling in asyncio.run (as service_idle_rss's baseline), total PSS",
+            baselines_process.hundred_bare_asyncio_pss,
+        ),
+        timeout=(240.0, 600.0),
+    ),
+    Scenario(
         name="remote_call",
         unit="ms",
         description="a trivial public service method called on another node",
@@ -267,6 +281,19 @@ SCENARIOS: tuple[Scenario, ...] = (
             "raw py-libp2p receiver (2 processes) reading 256 MiB from one stream and discarding it",
             baselines_libp2p.receiver_peak_rss,
         ),
+    ),
+    Scenario(
+        name="transfer_cpu_per_mib",
+        unit="ms/MiB",
+        description="CPU time per MiB of the receiving node for a 256 MiB transfer, its install taken out",
+        target=_ratio_at_most(1.3, "<= 1.3x the raw py-libp2p stream's receiver (issue 18)"),
+        requires=capabilities.transfer,
+        project=project_transfer.transfer_cpu_per_mib,
+        baseline=Baseline(
+            "raw py-libp2p receiver (2 processes) reading as many bytes from one stream (1 MiB writes)",
+            baselines_libp2p.receiver_cpu_per_mib,
+        ),
+        timeout=(180.0, 600.0),
     ),
     Scenario(
         name="distribute_parallel_8",
