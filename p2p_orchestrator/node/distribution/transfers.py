@@ -33,6 +33,7 @@ from typing import Any, ClassVar, Protocol, TypeVar, cast
 import trio
 from libp2p.abc import IHost
 from libp2p.custom_types import TProtocol
+from libp2p.network.exceptions import SwarmException
 
 from p2p_orchestrator.errors import OrchestratorError, ServiceCallError, ServiceDistributionError
 from p2p_orchestrator.node.access import AccessControl
@@ -225,23 +226,34 @@ class NodeTransfers:
             raise ServiceDistributionError(f"{peer_id} is this node itself", code="bad_target")
 
     async def open_stream(self, peer_id: str) -> TransferStream:
-        """A new transfer stream to ``peer_id`` (connecting first); ``peer_unreachable`` if not."""
+        """A new transfer stream to ``peer_id`` (connecting first); ``peer_unreachable`` if not.
+
+        A connection that closes between the connect and the stream (py-libp2p then says "no valid
+        connections") is dialled again once.
+        """
         self.check_target(peer_id)
-        try:
-            await self.node.connect(peer_id)
-        except ServiceCallError as exc:
-            raise ServiceDistributionError(exc.message, code=exc.code) from exc
         timeout = self.settings.dial_timeout
-        with trio.move_on_after(timeout):
+        for attempt in (1, 2):
             try:
-                raw = await self.node.host.new_stream(parse_peer_id(peer_id), [TRANSFER_PROTOCOL])
-            except Exception as exc:
-                raise ServiceDistributionError(
-                    f"cannot open a transfer stream to {peer_id} (does it speak {TRANSFER_PROTOCOL_ID}?): "
-                    f"{type(exc).__name__}: {exc}",
-                    code="peer_unreachable",
-                ) from exc
-            return self.wrap(NetStream(cast(RawStream, raw)))
+                await self.node.connect(peer_id)
+            except ServiceCallError as exc:
+                raise ServiceDistributionError(exc.message, code=exc.code) from exc
+            with trio.move_on_after(timeout):
+                try:
+                    raw = await self.node.host.new_stream(parse_peer_id(peer_id), [TRANSFER_PROTOCOL])
+                except SwarmException as exc:
+                    if attempt == 1:
+                        log.info(
+                            "The connection to %s closed as a stream opened (%s); dialling again",
+                            peer_id,
+                            exc,
+                        )
+                        continue
+                    raise _no_stream(peer_id, exc) from exc
+                except Exception as exc:
+                    raise _no_stream(peer_id, exc) from exc
+                return self.wrap(NetStream(cast(RawStream, raw)))
+            break
         raise ServiceDistributionError(
             f"opening a transfer stream to {peer_id} took longer than {timeout:g} s", code="peer_unreachable"
         )
@@ -282,3 +294,11 @@ class NodeTransfers:
             raise ServiceDistributionError("the node's transfers are not running", code="node_closed")
         async with self._partials_lock:
             return await trio.to_thread.run_sync(work, store)
+
+
+def _no_stream(peer_id: str, exc: Exception) -> ServiceDistributionError:
+    return ServiceDistributionError(
+        f"cannot open a transfer stream to {peer_id} (does it speak {TRANSFER_PROTOCOL_ID}?): "
+        f"{type(exc).__name__}: {exc}",
+        code="peer_unreachable",
+    )
