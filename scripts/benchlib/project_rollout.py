@@ -38,7 +38,6 @@ Usable alone too (as root)::
 from __future__ import annotations
 
 import json
-import shutil
 import statistics
 import sys
 import threading
@@ -49,12 +48,12 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
 
-import trio
 
 import testbed
 from benchlib import capabilities
 from benchlib.bittorrent import MIB, BaselineError
-from benchlib.model import Context, Measurement
+from benchlib.model import Context
+from benchlib.paired_run import PairedRun
 from benchlib.project_swarm import SERVICE, Distribution, _checked, _summary, _Swarm, make_archive
 from testbed import Testbed
 
@@ -65,7 +64,6 @@ CANARY = 1
 WAVE = 4
 HEALTH_WAIT = 1.0
 """Seconds each wave waits before its health check: small, so the transfers and installs show."""
-_CACHE = "rollout_16"
 """``Context.cache`` key of the run both sides of the scenario share (its figures as JSON)."""
 _ENDED = ("healthy", "failed", "reverted", "revert_failed", "unreachable", "already")
 
@@ -200,10 +198,6 @@ class _Rollouts(_Swarm):
             raise BaselineError(f"after {version}, targets not running it: {wrong}")
 
 
-def _median(values: list[float]) -> float:
-    return statistics.median(values)
-
-
 def measure(
     size: int,
     workdir: Path,
@@ -258,17 +252,19 @@ def measure(
     swarm_seconds = [run.seconds for run, _ in swarms]
     baseline_extra = {
         **common,
-        "origin_upload_over_archive": round(_median([sent / archive for _, sent in swarms]), 3),
+        "origin_upload_over_archive": round(statistics.median([sent / archive for _, sent in swarms]), 3),
         "origin_chunk_bytes_over_archive": round(
-            _median([run.origin_upload / archive for run, _ in swarms]), 3
+            statistics.median([run.origin_upload / archive for run, _ in swarms]), 3
         ),
-        "from_peers_over_archive": round(_median([run.from_peers / archive for run, _ in swarms]), 3),
+        "from_peers_over_archive": round(
+            statistics.median([run.from_peers / archive for run, _ in swarms]), 3
+        ),
         "layout": "distribute_service(strategy='swarm', auto_start=True) from host 0 to the 16 targets,"
         " interleaved with the rollouts",
     }
     extra: dict[str, Any] = {}
     if rollouts:
-        median = _median([r.seconds for r in rollouts])
+        median = statistics.median([r.seconds for r in rollouts])
         waves = rollouts[0].waves
         extra = {
             **common,
@@ -280,13 +276,15 @@ def measure(
             "minus_health_waits_seconds": round(median - waves * health_wait, 3),
             "wave_seconds": [r.wave_seconds for r in rollouts],
             "wave_push_seconds": [r.wave_push_seconds for r in rollouts],
-            "push_seconds_total": round(_median([sum(r.wave_push_seconds) for r in rollouts]), 3),
-            "coordinator_upload_over_archive": round(_median([r.upload / archive for r in rollouts]), 3),
+            "push_seconds_total": round(statistics.median([sum(r.wave_push_seconds) for r in rollouts]), 3),
+            "coordinator_upload_over_archive": round(
+                statistics.median([r.upload / archive for r in rollouts]), 3
+            ),
             "coordinator_upload_bytes": [r.upload for r in rollouts],
             "swarm_seconds": [round(s, 3) for s in swarm_seconds],
-            "over_swarm_same_run": round(median / _median(swarm_seconds), 3),
+            "over_swarm_same_run": round(median / statistics.median(swarm_seconds), 3),
             "minus_health_waits_over_swarm": round(
-                (median - waves * health_wait) / _median(swarm_seconds), 3
+                (median - waves * health_wait) / statistics.median(swarm_seconds), 3
             ),
             "layout": "1 coordinator node + 1 target node per other testbed host, each its own process",
         }
@@ -298,57 +296,15 @@ def measure(
     }
 
 
-def _sizes(quick: bool) -> tuple[int, int, int]:
-    """(payload bytes, repetitions, warm-ups) for the mode (as ``swarm_n*``)."""
-    return (4 * MIB, 2, 0) if quick else (16 * MIB, 3, 1)
+def _measure(
+    size: int, workdir: Path, *, repetitions: int, warmups: int, with_project: bool, stop: threading.Event
+) -> dict[str, Any]:
+    return measure(size, workdir, repetitions=repetitions, warmups=warmups, roll_out=with_project, stop=stop)
 
 
-async def _run_once(ctx: Context, *, roll_out: bool) -> dict[str, Any]:
-    """The one testbed run both sides share (measured by whichever asks first; kept in ``ctx.cache``)."""
-    cached = ctx.cache.get(_CACHE)
-    if isinstance(cached, str):
-        figures: dict[str, Any] = json.loads(cached)
-        if figures["samples"] or not roll_out:
-            return figures
-    size, repetitions, warmups = _sizes(ctx.quick)
-    workdir = ctx.workdir / "rollout-16"
-    stop, done = threading.Event(), threading.Event()
-
-    def measure_here() -> dict[str, Any]:
-        try:
-            return measure(
-                size, workdir, repetitions=repetitions, warmups=warmups, roll_out=roll_out, stop=stop
-            )
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-            done.set()
-
-    try:
-        figures = await trio.to_thread.run_sync(measure_here, abandon_on_cancel=True)
-    except BaseException:
-        stop.set()
-        with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(done.wait, 60.0)
-        raise
-    ctx.cache[_CACHE] = json.dumps(figures)
-    return figures
-
-
-async def baseline(ctx: Context) -> Measurement:
-    """The swarm distributions of the run (with the rollouts, when the project has them)."""
-    figures = await _run_once(ctx, roll_out=await requires(ctx) is None)
-    return Measurement(figures["baseline"], figures["baseline_extra"])
-
-
-async def project(ctx: Context) -> Measurement:
-    """The rollouts of the run, with ``swarm_n16``'s median next to them when it ran before."""
-    figures = await _run_once(ctx, roll_out=True)
-    extra = figures["extra"]
-    swarm_n16 = ctx.cache.get("swarm_n16")
-    if isinstance(swarm_n16, str):
-        extra["swarm_n16_seconds"] = round(float(swarm_n16), 3)
-        extra["over_swarm_n16"] = round(statistics.median(figures["samples"]) / float(swarm_n16), 3)
-    return Measurement(figures["samples"], extra)
+_RUN = PairedRun("rollout_16", _measure, requires)
+baseline = _RUN.baseline
+project = _RUN.project
 
 
 def unavailable_reason() -> str | None:

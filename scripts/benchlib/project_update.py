@@ -49,7 +49,6 @@ Usable alone too (as root)::
 from __future__ import annotations
 
 import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -63,12 +62,12 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
 
-import trio
 
 import testbed
 from benchlib import capabilities
 from benchlib.bittorrent import MIB, BaselineError, BaselineStopped
-from benchlib.model import Context, Measurement
+from benchlib.model import Context
+from benchlib.paired_run import PairedRun
 from benchlib.procs import PYTHONPATH, program_argv
 from benchlib.project_swarm import SERVICE, Distribution, _checked, _summary, _Swarm, make_archive
 from testbed import Testbed
@@ -81,7 +80,6 @@ _STARTUP = 120.0
 _CHECK_INTERVAL = 3600.0
 _SETTLE = 10.0
 """Seconds a follower's ``updated`` line may lag its ``running`` line (it is only reported)."""
-_CACHE = "auto_update_n16"
 """``Context.cache`` key of the run both sides of the scenario share (its figures as JSON)."""
 
 
@@ -304,10 +302,6 @@ class _Updates(_Swarm):
         return run, self.sent() - sent, _tx_bytes(self.bed, 0) - tx
 
 
-def _median(values: list[float]) -> float:
-    return statistics.median(values)
-
-
 def measure(
     size: int,
     workdir: Path,
@@ -359,28 +353,32 @@ def measure(
     swarm_seconds = [run.seconds for run, _, _ in swarms]
     baseline_extra = {
         **common,
-        "origin_upload_over_archive": round(_median([sent / archive for _, sent, _ in swarms]), 3),
+        "origin_upload_over_archive": round(statistics.median([sent / archive for _, sent, _ in swarms]), 3),
         "origin_chunk_bytes_over_archive": round(
-            _median([run.origin_upload / archive for run, _, _ in swarms]), 3
+            statistics.median([run.origin_upload / archive for run, _, _ in swarms]), 3
         ),
-        "origin_tx_over_archive": round(_median([tx / archive for _, _, tx in swarms]), 3),
-        "from_peers_over_archive": round(_median([run.from_peers / archive for run, _, _ in swarms]), 3),
+        "origin_tx_over_archive": round(statistics.median([tx / archive for _, _, tx in swarms]), 3),
+        "from_peers_over_archive": round(
+            statistics.median([run.from_peers / archive for run, _, _ in swarms]), 3
+        ),
         "layout": "distribute_service(strategy='swarm') from host 0 to the 15 followers, interleaved with the updates",
     }
     extra: dict[str, Any] = {}
     if updates:
-        median = _median([u.seconds for u in updates])
+        median = statistics.median([u.seconds for u in updates])
         extra = {
             **common,
-            "publisher_upload_over_archive": round(_median([u.upload / archive for u in updates]), 3),
+            "publisher_upload_over_archive": round(
+                statistics.median([u.upload / archive for u in updates]), 3
+            ),
             "publisher_upload_bytes": [u.upload for u in updates],
-            "publisher_tx_over_archive": round(_median([u.tx_bytes / archive for u in updates]), 3),
-            "publish_call_seconds": round(_median([u.publish_seconds for u in updates]), 3),
-            "first_follower_seconds": round(_median([min(u.follower_seconds) for u in updates]), 3),
+            "publisher_tx_over_archive": round(statistics.median([u.tx_bytes / archive for u in updates]), 3),
+            "publish_call_seconds": round(statistics.median([u.publish_seconds for u in updates]), 3),
+            "first_follower_seconds": round(statistics.median([min(u.follower_seconds) for u in updates]), 3),
             "updates_from_publisher": [u.from_publisher for u in updates],
             "announced_accepted": [u.announced_accepted for u in updates],
             "swarm_seconds": [round(s, 3) for s in swarm_seconds],
-            "over_swarm_same_run": round(median / _median(swarm_seconds), 3),
+            "over_swarm_same_run": round(median / statistics.median(swarm_seconds), 3),
             "layout": "1 publisher node + 1 follower node per other testbed host, each its own process",
         }
         delivered = [u.delivered for u in updates if u.delivered is not None]
@@ -394,57 +392,15 @@ def measure(
     }
 
 
-def _sizes(quick: bool) -> tuple[int, int, int]:
-    """(payload bytes, repetitions, warm-ups) for the mode (as ``swarm_n*``)."""
-    return (4 * MIB, 2, 0) if quick else (16 * MIB, 3, 1)
+def _measure(
+    size: int, workdir: Path, *, repetitions: int, warmups: int, with_project: bool, stop: threading.Event
+) -> dict[str, Any]:
+    return measure(size, workdir, repetitions=repetitions, warmups=warmups, publish=with_project, stop=stop)
 
 
-async def _run_once(ctx: Context, *, publish: bool) -> dict[str, Any]:
-    """The one testbed run both sides share (measured by whichever asks first; kept in ``ctx.cache``)."""
-    cached = ctx.cache.get(_CACHE)
-    if isinstance(cached, str):
-        figures: dict[str, Any] = json.loads(cached)
-        if figures["samples"] or not publish:
-            return figures
-    size, repetitions, warmups = _sizes(ctx.quick)
-    workdir = ctx.workdir / "auto-update-n16"
-    stop, done = threading.Event(), threading.Event()
-
-    def measure_here() -> dict[str, Any]:
-        try:
-            return measure(
-                size, workdir, repetitions=repetitions, warmups=warmups, publish=publish, stop=stop
-            )
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-            done.set()
-
-    try:
-        figures = await trio.to_thread.run_sync(measure_here, abandon_on_cancel=True)
-    except BaseException:
-        stop.set()
-        with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(done.wait, 60.0)
-        raise
-    ctx.cache[_CACHE] = json.dumps(figures)
-    return figures
-
-
-async def baseline(ctx: Context) -> Measurement:
-    """The swarm distributions of the run (with the updates, when the project can publish)."""
-    figures = await _run_once(ctx, publish=await requires(ctx) is None)
-    return Measurement(figures["baseline"], figures["baseline_extra"])
-
-
-async def project(ctx: Context) -> Measurement:
-    """The updates of the run, with ``swarm_n16``'s median next to them when it ran before."""
-    figures = await _run_once(ctx, publish=True)
-    extra = figures["extra"]
-    swarm_n16 = ctx.cache.get("swarm_n16")
-    if isinstance(swarm_n16, str):
-        extra["swarm_n16_seconds"] = round(float(swarm_n16), 3)
-        extra["over_swarm_n16"] = round(statistics.median(figures["samples"]) / float(swarm_n16), 3)
-    return Measurement(figures["samples"], extra)
+_RUN = PairedRun("auto_update_n16", _measure, requires)
+baseline = _RUN.baseline
+project = _RUN.project
 
 
 def unavailable_reason() -> str | None:
