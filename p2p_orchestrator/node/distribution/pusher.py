@@ -174,7 +174,16 @@ class ArchivePusher:
         for attempt in range(1, settings.attempts + 1):
             if attempt > 1:
                 await trio.sleep(retry_delay(settings.retry_delay, attempt))
-            stream = await transfers.open_stream(target)
+            try:
+                stream = await transfers.open_stream(target)
+            except OrchestratorError as exc:
+                if last is None:
+                    raise
+                # reached before, then not again (a peer that stalled a stream may refuse the
+                # next): a try that failed, with the earlier failure as the reason to report
+                tries.append({"bytes_sent": 0, "receiver_had": 0, "outcome": exc.code})
+                log.info("Pushing %s to %s: try %d could not open a stream: %s", name, target, attempt, exc)
+                continue
             session = self._session(job, stream, target)
             try:
                 result = await session.run()
