@@ -89,6 +89,8 @@ class RuntimeSettings:
     """Confine each service process with Landlock (its own files and data only; see docs/operations.md)."""
     pass_env: tuple[str, ...] = ()
     """Environment variables of the node that service processes get too (they get none but a few by default)."""
+    fork_server: bool = True
+    """Fork service processes from a warm process that imported the runtime once (see docs/operations.md)."""
 
 
 @dataclass(frozen=True)

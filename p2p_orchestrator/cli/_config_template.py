@@ -80,6 +80,7 @@ CONFIG_TEMPLATE = """\
 # auto_start = true                    # start a service when it is installed (its manifest may say false)
 # sandbox = true                       # confine each service with Landlock: its own files and data only
 # pass_env = []                        # node environment variables services get too (they get PATH, locale)
+# fork_server = true                   # fork services from a warm process: faster starts, shared memory
 
 [metrics]
 # listen = ""                          # "127.0.0.1:9464": serve node and service metrics for Prometheus

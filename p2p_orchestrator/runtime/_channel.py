@@ -143,7 +143,12 @@ class FramedChannel:
             log.info("%s reported: %s", self.name, msg.error)
             if self.on_notice is not None:
                 self.on_notice(msg.error)
-        elif not (isinstance(msg, Response | ErrorReply) and self._pending.resolve(msg)):
+        elif isinstance(msg, Response | ErrorReply) and self._pending.resolve(msg):
+            pass
+        elif isinstance(msg, Response | ErrorReply) and msg.id is not None and self.conn.issued(msg.id):
+            # the answer crossed our Cancel (the call timed out or was given up): nothing to do
+            log.debug("%s answered request %d after it was given up", self.name, msg.id)
+        else:
             log.warning("%s sent an unexpected %s; ignored", self.name, type(msg).__name__)
 
     def _finish(self) -> None:

@@ -12,11 +12,13 @@ default confined by Landlock before the service is imported
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -26,29 +28,52 @@ from p2p_orchestrator.runtime.logs import RotatingLog
 if TYPE_CHECKING:
     from p2p_orchestrator.runtime.launch import LaunchSpec
 
-__all__ = ["PACKAGE_ROOT", "RUNNER", "pump_output", "service_environment", "spawn_runner"]
+__all__ = [
+    "PACKAGE_ROOT",
+    "RUNNER",
+    "Child",
+    "base_environment",
+    "PopenChild",
+    "pump_output",
+    "runner_arguments",
+    "service_environment",
+    "spawn_runner",
+    "working_directory",
+]
 
 _KEPT = frozenset({"PATH", "LANG", "LANGUAGE", "TZ"})
 """The node's variables a service gets (with ``LC_*``); nothing else of the node's environment."""
+
+
+class Child(Protocol):
+    """A started service process, however it was started (here, or by the fork server)."""
+
+    pid: int
+
+    def open_pidfd(self) -> int:
+        """A new pidfd of the process (readable once it exited); the caller closes it."""
+
+    def kill(self) -> None:
+        """SIGKILL the process itself (its group is the caller's business)."""
+
+    async def reap(self) -> int:
+        """Once it exited (its pidfd is readable): kill what it left in its process group; its return code."""
+
+    async def wait(self) -> int:
+        """Wait for it to exit however long it takes; its return code (the last resort)."""
+
 
 RUNNER = Path(__file__).with_name("runner.py")
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 """The directory holding ``p2p_orchestrator`` and ``service_framework.py``."""
 
 
-def spawn_runner(spec: LaunchSpec, fd: int, output: int) -> subprocess.Popen[bytes]:
-    working = spec.data_directory or spec.directory
-    temporary_directory(working).mkdir(mode=0o700, exist_ok=True)
+def runner_arguments(spec: LaunchSpec) -> list[str]:
+    """The runner's arguments for ``spec``, but ``--fd`` (the channel's descriptor, given by who starts it)."""
     argv = [
-        spec.python,
-        "-I",
-        "-u",
-        str(RUNNER),
         spec.name,
         "--service-dir",
         str(spec.directory),
-        "--fd",
-        str(fd),
         "--parent",
         str(os.getpid()),
         "--root",
@@ -64,8 +89,21 @@ def spawn_runner(spec: LaunchSpec, fd: int, output: int) -> subprocess.Popen[byt
         argv += ["--sandbox", *(f"--readable={path}" for path in spec.readable)]
         if not spec.network:
             argv.append("--no-network")
-    return subprocess.Popen(
-        argv,
+    return argv
+
+
+def working_directory(spec: LaunchSpec) -> Path:
+    """The service process's working directory (its data directory), with its temporary directory made."""
+    working = spec.data_directory or spec.directory
+    temporary_directory(working).mkdir(mode=0o700, exist_ok=True)
+    return working
+
+
+def spawn_runner(spec: LaunchSpec, fd: int, output: int) -> PopenChild:
+    """Start the runner for ``spec`` with a new interpreter: ``fd`` is its channel, ``output`` its stdout/stderr."""
+    working = working_directory(spec)
+    popen = subprocess.Popen(
+        [spec.python, "-I", "-u", str(RUNNER), *runner_arguments(spec), "--fd", str(fd)],
         cwd=working,
         env=service_environment(spec.name, working, spec.environment),
         stdin=subprocess.DEVNULL,
@@ -75,6 +113,31 @@ def spawn_runner(spec: LaunchSpec, fd: int, output: int) -> subprocess.Popen[byt
         close_fds=True,
         process_group=0,
     )
+    return PopenChild(popen)
+
+
+class PopenChild:
+    """A service process the node started itself (its direct child)."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.pid = popen.pid
+        self._popen = popen
+
+    def open_pidfd(self) -> int:
+        return os.pidfd_open(self.pid)
+
+    def kill(self) -> None:
+        self._popen.kill()
+
+    async def reap(self) -> int:
+        # the child is a zombie now, so its process group id cannot be reused yet:
+        # kill whatever it left running in its group, then reap it
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+        return self._popen.wait()
+
+    async def wait(self) -> int:
+        return await trio.to_thread.run_sync(self._popen.wait)
 
 
 def service_environment(name: str, data_directory: Path, passed: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -82,14 +145,20 @@ def service_environment(name: str, data_directory: Path, passed: Iterable[tuple[
 
     ``HOME`` is its data directory and ``TMPDIR`` the private temporary directory in it.
     """
-    env = {key: value for key, value in os.environ.items() if key in _KEPT or key.startswith("LC_")}
-    env.setdefault("PATH", os.defpath)
+    env = base_environment()
     env.update(passed)
     env.update(
         HOME=str(data_directory),
         TMPDIR=str(temporary_directory(data_directory)),
         P2P_ORCHESTRATOR_SERVICE=name,
     )
+    return env
+
+
+def base_environment() -> dict[str, str]:
+    """What every service process's environment starts from: the node's ``PATH`` and locale, nothing else."""
+    env = {key: value for key, value in os.environ.items() if key in _KEPT or key.startswith("LC_")}
+    env.setdefault("PATH", os.defpath)
     return env
 
 

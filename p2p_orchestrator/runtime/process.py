@@ -10,7 +10,11 @@ makes sure the child and its whole process group are dead and reaped::
         await proc.call("greet", {"name": "Ada"})
         await proc.stop(grace=5)         # polite, then SIGTERM, then SIGKILL
 
-Children are started with :class:`subprocess.Popen` from the event loop's own
+A service that runs under the node's interpreter is forked by the node's fork
+server (:mod:`~p2p_orchestrator.runtime.fork_server`), which has imported the
+runtime already; one with a virtual environment of its own, or any service
+when the fork server is off or unavailable, is started with
+:class:`subprocess.Popen` from the event loop's own
 thread, on purpose: ``PR_SET_PDEATHSIG`` (set by the runner) fires when the
 *thread* that forked the child exits, and trio's ``open_process`` forks from a
 worker thread that exits after 10 idle seconds, which would kill the child.
@@ -24,7 +28,7 @@ import logging
 import os
 import signal
 import socket
-import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -39,8 +43,16 @@ from p2p_orchestrator.crashpoints import crashpoint
 from p2p_orchestrator.errors import OrchestratorError, ServiceCallError, ServiceManagementError
 from p2p_orchestrator.framework.caller import LOCAL, CallerInfo
 from p2p_orchestrator.runtime._channel import FramedChannel
-from p2p_orchestrator.runtime._spawn import pump_output, spawn_runner
+from p2p_orchestrator.runtime._spawn import (
+    Child,
+    pump_output,
+    runner_arguments,
+    service_environment,
+    spawn_runner,
+    working_directory,
+)
 from p2p_orchestrator.runtime.admission import AdmissionLimits, CallAdmission
+from p2p_orchestrator.runtime.fork_server import ForkServer, ForkServerError
 from p2p_orchestrator.runtime.launch import LaunchSpec
 from p2p_orchestrator.runtime.logs import RotatingLog
 from p2p_orchestrator.runtime.pidfiles import PidFiles
@@ -71,11 +83,9 @@ ProxyCall = Callable[[str, str, dict[str, Any], str | None], Awaitable[Any]]
 class ServiceProcess:
     """One incarnation of a service; see the module docstring."""
 
-    def __init__(
-        self, spec: LaunchSpec, popen: subprocess.Popen[bytes], channel: FramedChannel, pidfiles: PidFiles
-    ) -> None:
+    def __init__(self, spec: LaunchSpec, child: Child, channel: FramedChannel, pidfiles: PidFiles) -> None:
         self.spec = spec
-        self.pid = popen.pid
+        self.pid = child.pid
         self.started_at = utc_now_iso()
         self.started_monotonic = time.monotonic()
         self.returncode: int | None = None
@@ -84,8 +94,8 @@ class ServiceProcess:
         """What the runner's Landlock confinement did: ``requested``, ``applied``, ``abi``, ``network``."""
         """The exposed methods the service reported when ready: ``{name: {"public": ...}}``."""
         self.start_error: OrchestratorError | None = None
-        self._popen = popen
-        self._pidfd = os.pidfd_open(popen.pid)
+        self._child = child
+        self._pidfd = child.open_pidfd()
         self._watching = False
         self._pidfiles = pidfiles
         self._channel = channel
@@ -101,13 +111,19 @@ class ServiceProcess:
     @classmethod
     @asynccontextmanager
     async def launch(
-        cls, spec: LaunchSpec, *, log: RotatingLog, pidfiles: PidFiles, on_call: ProxyCall
+        cls,
+        spec: LaunchSpec,
+        *,
+        log: RotatingLog,
+        pidfiles: PidFiles,
+        on_call: ProxyCall,
+        forks: ForkServer | None = None,
     ) -> AsyncIterator[ServiceProcess]:
-        """Start the child; kill and reap it (and its process group) on the way out."""
+        """Start the child (forked by ``forks`` if it can); kill and reap it (and its process group) on the way out."""
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         out_read, out_write = os.pipe()
         try:
-            popen = spawn_runner(spec, child_sock.fileno(), out_write)
+            child = await _start(spec, child_sock.fileno(), out_write, forks)
         except OSError as exc:
             parent_sock.close()
             os.close(out_read)
@@ -119,26 +135,27 @@ class ServiceProcess:
             os.close(out_write)
         try:
             crashpoint("runtime.spawn.before_pidfile")
-            pidfiles.write(spec.name, popen.pid, popen.pid)
+            pidfiles.write(spec.name, child.pid, child.pid)
             crashpoint("runtime.spawn.after_pidfile")
         except OSError as exc:  # a full disk: a process we cannot record is not left running
-            popen.kill()
-            popen.wait()
+            child.kill()
+            await child.wait()
             parent_sock.close()
             os.close(out_read)
             raise ServiceManagementError(
                 f"cannot record the process of {spec.name} in {pidfiles.directory}: {exc}; it was stopped",
                 code="write_failed",
             ) from exc
-        log.write(f"--- {utc_now_iso()} starting {spec.name} {spec.version} (pid {popen.pid}) ---\n".encode())
+        log.write(f"--- {utc_now_iso()} starting {spec.name} {spec.version} (pid {child.pid}) ---\n".encode())
         stream = await anyio.abc.UNIXSocketStream.from_socket(parent_sock)
         conn = RpcConnection("peer", exchange_hello=True)
         channel = FramedChannel(stream, conn, name=f"service {spec.name}")
         try:
-            proc = cls(spec, popen, channel, pidfiles)
+            proc = cls(spec, child, channel, pidfiles)
         except BaseException:  # e.g. no pidfd support (Linux < 5.3): never leave the child behind
-            popen.kill()
-            popen.wait()
+            child.kill()
+            with trio.CancelScope(shield=True):
+                await child.wait()
             parent_sock.close()
             os.close(out_read)
             raise
@@ -191,19 +208,15 @@ class ServiceProcess:
         self._watching = True
         try:
             await trio.lowlevel.wait_readable(self._pidfd)
+            await self._reap()
         finally:
             self._watching = False
-        self._reap()
 
-    def _reap(self) -> None:
-        """Collect the exited child (its pidfd is readable)."""
+    async def _reap(self) -> None:
+        """Collect the exited child (its pidfd is readable), and kill what it left in its process group."""
         if self._exited.is_set():
             return
-        # the child is a zombie now, so its process group id cannot be reused yet:
-        # kill whatever it left running in its group, then reap it
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
-        self.returncode = self._popen.wait()
+        self.returncode = await self._child.reap()
         self._pidfiles.remove(self.spec.name)
         self._exited.set()
         self._settled.set()
@@ -420,7 +433,19 @@ class ServiceProcess:
                 await self._exited.wait()
             else:  # the watcher was cancelled with everything else: wait here
                 await trio.lowlevel.wait_readable(self._pidfd)
-                self._reap()
+                await self._reap()
         if not self._exited.is_set():  # cannot happen short of a kernel problem; never leave a zombie
-            self.returncode = await trio.to_thread.run_sync(self._popen.wait)
+            self.returncode = await self._child.wait()
             self._exited.set()
+
+
+async def _start(spec: LaunchSpec, fd: int, output: int, forks: ForkServer | None) -> Child:
+    """The service's process: forked by the fork server when it runs under the node's interpreter."""
+    if forks is not None and not forks.broken and spec.python == sys.executable:
+        working = working_directory(spec)
+        env = service_environment(spec.name, working, spec.environment)
+        try:
+            return await forks.fork(runner_arguments(spec), working, env, (fd, output))
+        except ForkServerError as exc:
+            log.warning("The fork server did not start %s (%s): starting a new interpreter", spec.name, exc)
+    return spawn_runner(spec, fd, output)

@@ -5,6 +5,11 @@ working directory), with its version directory as ``--service-dir``::
 
     python -I -u .../p2p_orchestrator/runtime/runner.py NAME --service-dir DIR --fd 3 --parent PID --root DIR
 
+or the node's fork server forks it from a process that imported the runtime
+once (``runner.py --fork-server --fd N --parent PID --root DIR``, see
+:mod:`~p2p_orchestrator.runtime._zygote`), and ``main`` runs in the forked child
+with the same arguments.
+
 ``-I`` (isolated mode) keeps the environment's ``PYTHONPATH``, the user's site
 directory and the current directory off ``sys.path``; ``-u`` makes the service's
 prints reach its log at once.  It is run by path rather than with ``-m`` so that
@@ -133,4 +138,9 @@ if __name__ == "__main__":
     _parent = int(sys.argv[sys.argv.index("--parent") + 1])
     _die_with_parent(_parent)
     _bootstrap(sys.argv[sys.argv.index("--root") + 1])
+    if sys.argv[1] == "--fork-server":  # see runtime/_zygote.py: returns only in a forked child
+        from p2p_orchestrator.runtime._zygote import preload, serve
+
+        preload()
+        sys.exit(main(serve(int(sys.argv[sys.argv.index("--fd") + 1]))))
     sys.exit(main(sys.argv[1:]))

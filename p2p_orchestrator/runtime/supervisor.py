@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +44,7 @@ from p2p_orchestrator.events import EventBus
 from p2p_orchestrator.runtime._procfs import ancestry
 from p2p_orchestrator.runtime.backoff import after_exit
 from p2p_orchestrator.runtime.calls import LocalCall, ProxyCalls, call_service
+from p2p_orchestrator.runtime.fork_server import ForkServer, open_fork_server
 from p2p_orchestrator.runtime.health import HealthPolicy, Status, watch_health
 from p2p_orchestrator.runtime.logs import LogBook
 from p2p_orchestrator.runtime.pidfiles import PidFiles
@@ -81,8 +82,11 @@ class Supervisor:
         pidfiles: PidFiles,
         events: EventBus,
         on_failure: FailureHook | None = None,
+        forks: ForkServer | None = None,
     ) -> None:
         self._nursery = nursery
+        self.forks = forks
+        """The node's fork server (``None``: every service process is a new interpreter)."""
         self._plan = plan
         self._proxy_calls = ProxyCalls(nursery, local_call)
         self._on_failure = on_failure
@@ -249,7 +253,11 @@ class Supervisor:
         unit.kill_reason = None
         unit.health.reset()
         async with ServiceProcess.launch(
-            spec, log=self.logs.log(unit.name), pidfiles=self._pidfiles, on_call=self._proxy_calls
+            spec,
+            log=self.logs.log(unit.name),
+            pidfiles=self._pidfiles,
+            on_call=self._proxy_calls,
+            forks=self.forks,
         ) as proc:
             unit.process = proc
             async with trio.open_nursery() as nursery:
@@ -362,7 +370,9 @@ async def open_supervisor(
         log.warning("Killed %d orphaned service process(es) of a previous node", len(orphans))
     logs = LogBook(home / "logs", max_bytes=settings.log_max_bytes, backups=settings.log_backups)
     try:
-        async with trio.open_nursery() as nursery:
+        async with AsyncExitStack() as stack:
+            forks = await stack.enter_async_context(open_fork_server()) if settings.fork_server else None
+            nursery = await stack.enter_async_context(trio.open_nursery())
             supervisor = Supervisor(
                 nursery,
                 plan=plan,
@@ -371,6 +381,7 @@ async def open_supervisor(
                 pidfiles=pidfiles,
                 events=events,
                 on_failure=on_failure,
+                forks=forks,
             )
             try:
                 yield supervisor

@@ -202,6 +202,10 @@ class RpcConnection:
         """Received bytes not yet turned into events (bounded; see :class:`FrameDecoder`)."""
         return self._decoder.buffered_bytes
 
+    def issued(self, request_id: int) -> bool:
+        """Whether ``request_id`` is one :meth:`next_request_id` gave out (an answer to it is no surprise)."""
+        return 0 < request_id < self._next_id
+
     def next_request_id(self) -> int:
         """Return a fresh id for a request we are about to send (1, 2, 3...)."""
         while self._next_id in self._sent:
