@@ -4,7 +4,8 @@ A node runs in a process of its own (:mod:`benchlib.programs.services_node`, the
 configuration) with 100 copies of the example service (asyncio, Landlock on), each under its own
 name; once all run and :data:`~benchlib.baselines_process.IDLE_SETTLE` seconds have passed, the
 ``Pss`` of every service process and its descendants is summed from ``/proc/<pid>/smaps_rollup``,
-a few times, :data:`~benchlib.baselines_process.IDLE_READINGS_APART` seconds apart.  PSS counts
+a few times, :data:`~benchlib.baselines_process.IDLE_READINGS_APART` seconds apart, with the
+``Pss`` of the node's fork server (which the services are forked from) added.  PSS counts
 a page shared by k processes as 1/k in each, so the sum is what the services take together; the
 RSS sum (every shared page counted in each process) and the node process's own RSS and PSS are
 reported beside it.
@@ -72,7 +73,7 @@ async def hundred_services_pss(ctx: Context, count: int = 100) -> Measurement:
     names = [f"svc_{number:03d}" for number in range(count)]
     root = ctx.workdir / "pss"
     archives = await trio.to_thread.run_sync(_write_archives, root, names)
-    samples, rss_sums, node_rss, node_pss, counted = [], [], [], [], []
+    samples, rss_sums, node_rss, node_pss, fork_pss, counted = [], [], [], [], [], []
     argv = program_argv("services_node", str(root / "home"), *map(str, archives))
     async with child(argv, env=program_env()) as process:
         if process.stdout is None or process.stdin is None:
@@ -90,7 +91,10 @@ async def hundred_services_pss(ctx: Context, count: int = 100) -> Measurement:
             pids = _with_descendants(service_pids)
             totals = sum_memory(pids)
             node = memory_rollup_mib(int(ready["node"]))
-            samples.append(totals["Pss"])
+            # the fork server exists for the services: its share of the pages they share counts with theirs
+            forks = memory_rollup_mib(int(ready["fork_server"])) if ready.get("fork_server") else {"Pss": 0.0}
+            samples.append(totals["Pss"] + forks["Pss"])
+            fork_pss.append(forks["Pss"])
             rss_sums.append(totals["Rss"])
             node_rss.append(node["Rss"])
             node_pss.append(node["Pss"])
@@ -112,6 +116,7 @@ async def hundred_services_pss(ctx: Context, count: int = 100) -> Measurement:
             "per_service_rss_mib": round(statistics.median(rss_sums) / count, 2),
             "node_rss_mib": round(statistics.median(node_rss), 1),
             "node_pss_mib": round(statistics.median(node_pss), 1),
+            "fork_server_pss_mib": round(statistics.median(fork_pss), 1),
             "install_and_start_all_seconds": round(float(ready["start_all_seconds"]), 2),
         },
     )

@@ -4,7 +4,7 @@
 default configuration (127.0.0.1, Landlock on), installs every archive file given, each a copy
 of the example service named as the file (``NAME.tar.gz``), 8 at a time (an install starts its
 service, by default), starts any that did not start, waits until every one runs, then prints one
-JSON line ``{"node": pid, "services": {name: pid}, "start_all_seconds": s}`` and idles until
+JSON line ``{"node": pid, "fork_server": pid, "services": {name: pid}, "start_all_seconds": s}`` and idles until
 its stdin closes; it then stops every service (8 at a time) and exits.
 
 The archives are built by the bench process, so this process imports nothing a node does not.
@@ -49,7 +49,14 @@ async def main(home: Path, archives: list[Path]) -> None:
             await _wait_running(node, name)
         start_all = time.perf_counter() - started
         pids = {name: (await orch.get_service_info(name)).get("pid") for name in names}
-        print(json.dumps({"node": os.getpid(), "services": pids, "start_all_seconds": start_all}), flush=True)
+        forks = orch.supervisor.forks
+        ready = {
+            "node": os.getpid(),
+            "fork_server": forks.pid if forks is not None else None,
+            "services": pids,
+            "start_all_seconds": start_all,
+        }
+        print(json.dumps(ready), flush=True)
         stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
         while await stdin.receive_some(4096):
             pass
