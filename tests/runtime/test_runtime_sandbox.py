@@ -51,6 +51,8 @@ class Run(BaseService):
             "outside_write": attempt(write(paths["outside"])),
             "node_environ": attempt(read(f"/proc/{node_pid}/environ")),
             "signal_node": attempt(lambda: os.kill(node_pid, signal.SIGUSR2)),
+            "signal_parent": attempt(lambda: os.kill(os.getppid(), signal.SIGKILL)),  # the fork server
+            "parent_environ": attempt(read(f"/proc/{os.getppid()}/environ")),
             "planted_link": attempt(read("planted-link")),
             "own_data": attempt(write(os.path.join(self.data_dir, "mine.txt"))),
             "own_code": attempt(read(os.path.join(os.path.dirname(__file__), "main.py"))),
@@ -96,6 +98,7 @@ async def test_a_service_reaches_only_its_own_files(
         assert found[key] == "denied", (key, found)
     assert found["node_environ"] == "denied"
     assert found["signal_node"] == "denied"
+    assert (found["signal_parent"], found["parent_environ"]) == ("denied", "denied")
     assert found["planted_link"] == "denied"
     assert (found["own_data"], found["own_code"], found["tmp"]) == ("allowed", "allowed", "allowed")
     assert found["tcp"] == "allowed" and walled["tcp"] == "denied"
