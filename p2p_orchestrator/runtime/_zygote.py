@@ -35,7 +35,9 @@ node -> fork server                        fork server -> node
 ========================================= =======================================================
 
 When the node closes the socket the fork server exits, and the children that
-are left die with it.
+are left die with it.  It ignores SIGTERM and SIGINT (its children get the
+default handlers back): a stop signal sent to every process of the node, as
+systemd sends it, reaches the services and the node, which stops them in order.
 """
 
 from __future__ import annotations
@@ -124,7 +126,12 @@ class _Server:
             pid = os.fork()
             if pid == 0:
                 return self._become_child(list(argv), str(cwd), dict(env), fds)
-            self._forked(ident, pid)
+            try:
+                self._forked(ident, pid)
+            except BaseException:  # a child nobody would watch: end it now
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise
         except Exception as exc:  # a bad request costs that request only; the node logs the answer
             _send(self.control, {"id": ident, "error": f"{type(exc).__name__}: {exc}"})
         for fd in fds:  # the parent's copies; the child has its own
@@ -144,6 +151,8 @@ class _Server:
         try:
             os.setpgid(0, 0)
             _die_with(self.pid)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the fork server ignores them (see serve)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             self.selector.close()
             self.control.close()
             for pidfd in self.children:
@@ -198,4 +207,8 @@ def serve(control_fd: int) -> list[str]:
 
     Returns only in a forked child: the runner's arguments for that child.
     """
+    # a SIGTERM sent to every process of the node's cgroup (systemd's stop) must not end the fork
+    # server, and with it every service at once, before the node stopped them one by one
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     return _Server(socket.socket(fileno=control_fd)).serve()

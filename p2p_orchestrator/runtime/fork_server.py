@@ -209,6 +209,7 @@ class ForkServer:
                 cwd="/",
                 env=base_environment(),
                 stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,  # it writes nothing but errors, to the node's stderr
                 pass_fds=(child.fileno(),),
                 close_fds=True,
                 process_group=0,

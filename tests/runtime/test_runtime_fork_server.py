@@ -124,3 +124,25 @@ async def test_closing_the_node_ends_the_fork_server(home: Path, tmp_path: Path)
         zygote = rt.supervisor.forks.pid
         assert zygote is not None
     assert not alive(zygote)
+
+
+async def test_a_stop_signal_to_every_process_leaves_the_stopping_to_the_node(
+    home: Path, tmp_path: Path
+) -> None:
+    """SIGTERM to the fork server (as systemd sends it to the whole cgroup) does not end it or its children."""
+    async with Orchestrator(home, config=fast_config()) as rt:
+        await rt.install_service(service_archive(tmp_path, "kept"))
+        await rt.start_service("kept")
+        forks = rt.supervisor.forks
+        assert forks is not None and forks.pid is not None
+        zygote = forks.pid
+        os.kill(zygote, signal.SIGTERM)
+        os.kill(zygote, signal.SIGINT)
+        # the fork server still serves: a restart forks a new child from the same process
+        await rt.restart_service("kept")
+        assert forks.pid == zygote and alive(zygote)
+        assert (await rt.rpc.call("kept/greet", {"name": "again"}))["message"].endswith(", again!")
+        # and its children took back the default handlers: SIGTERM ends a service (and it is restarted)
+        child = pid_of(rt, "kept")
+        os.kill(child, signal.SIGTERM)
+        await wait_until_gone(child)
