@@ -12,7 +12,8 @@ action         method                           more fields
 ``stop``       ``stop_service``
 ``restart``    ``restart_service``
 ``rollback``   ``rollback_service``
-``rollout``    ``rollout_service`` (here only)  ``targets`` (peer IDs), ``canary``, ``wave``
+``rollout``    ``rollout_service`` (here only)  ``targets`` (peer IDs), ``canary``, ``wave``,
+                                                ``health_wait`` (seconds, default 30)
 ``replicas``   ``set_replicas``                 ``count`` (0 or more)
 =============  ===============================  ==========================================
 
@@ -73,6 +74,13 @@ def _count(body: Mapping[str, Any], key: str, default: int, low: int) -> int:
     return value
 
 
+def _seconds(body: Mapping[str, Any], key: str, default: float) -> float:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 3600:
+        raise DashboardError(f"{key} must be a number of seconds from 0 to 3600", code="bad_request")
+    return float(value)
+
+
 def parse_action(body: Any) -> Action:
     """The action a request body asks for; ``bad_request`` or ``unknown_action`` if none."""
     if not isinstance(body, dict):
@@ -102,6 +110,7 @@ def parse_action(body: Any) -> Action:
         "service_name": service,
         "canary": _count(body, "canary", 1, 0),
         "wave": _count(body, "wave", 1, 1),
+        "health_wait": _seconds(body, "health_wait", 30.0),
         "wait": False,
     }
     return Action(name, "rollout_service", params, None)

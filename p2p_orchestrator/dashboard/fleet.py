@@ -259,22 +259,19 @@ class FleetView:
         }
 
     async def operations(self) -> dict[str, Any]:
-        """Distributions and rollouts this node runs or ran lately."""
+        """Distributions and rollouts this node runs or ran lately; ``names``: how to show each peer."""
         rollouts, error = await self.ask(None, "rollout_status")
         return {
             "distributions": self.distributions.recent(),
             "rollouts": (rollouts or {}).get("rollouts", []),
             "error": error,
-            "names": {peer: short_peer_id(peer) for peer in self._peer_ids()},
+            "names": {m["peer_id"]: m["name"] or m["short"] for m in self._members()},
         }
 
     async def events(self) -> dict[str, Any]:
         """This node's recent events, oldest first."""
         result, error = await self.ask(None, "get_events", {"limit": _EVENTS})
         return {"events": (result or {}).get("events", []), "error": error}
-
-    def _peer_ids(self) -> list[str]:
-        return [m["peer_id"] for m in self._members()]
 
 
 def _about(updates: Any, name: str) -> Any:

@@ -14,6 +14,7 @@ import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,23 +84,31 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     (home_a / "config.toml").write_text(
         f'{FAST_CONFIG}\n[dashboard]\nlisten = "127.0.0.1:0"\n\n[peers]\nberlin = "{id_b}"\ncairo = "{id_c}"\n'
     )
+    archives = root / "archives"
+    archives.mkdir()
+    for version in ("1.0.0", "1.1.0", "1.2.0"):
+        (archives / f"{SERVICE}-{version}.tar.gz").write_bytes(make_archive(root / "src", SERVICE, version))
+    (archives / "hello.tar.gz").write_bytes(make_archive(root / "src", "hello", "0.3.0"))
     started: list[NodeProcess] = []
+
+    def start(home: Path, *extra: str) -> NodeProcess:
+        node = start_node(home, *extra)
+        started.append(node)  # list.append is atomic: the pool's threads may both add
+        return node
+
+    def install(node: NodeProcess, *names: str) -> None:
+        for name in names:
+            node.ok("install", str(archives / name))
+
     try:
-        a = start_node(home_a)
-        started.append(a)
-        for home in (home_b, home_c):
-            started.append(start_node(home, "--bootstrap", a.address))
-        b, c = started[1:]
-        archives = root / "archives"
-        for version in ("1.0.0", "1.1.0"):
-            (archives / f"{SERVICE}-{version}.tar.gz").parent.mkdir(exist_ok=True)
-            (archives / f"{SERVICE}-{version}.tar.gz").write_bytes(
-                make_archive(root / "src", SERVICE, version)
-            )
-        (archives / "hello.tar.gz").write_bytes(make_archive(root / "src", "hello", "0.3.0"))
-        for node, version in ((a, "1.0.0"), (b, "1.0.0"), (c, "1.1.0")):
-            node.ok("install", str(archives / f"{SERVICE}-{version}.tar.gz"))
-        a.ok("install", str(archives / "hello.tar.gz"))
+        # b and c start, and the three install, side by side: the swarm is ready in half the time
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            a = start(home_a)
+            installing = pool.submit(install, a, f"{SERVICE}-1.0.0.tar.gz", "hello.tar.gz")
+            b, c = pool.map(lambda home: start(home, "--bootstrap", a.address), (home_b, home_c))
+            pool.submit(install, b, f"{SERVICE}-1.0.0.tar.gz").result()
+            pool.submit(install, c, f"{SERVICE}-1.1.0.tar.gz").result()
+            installing.result()
         for peer in (id_b, id_c):
             wait_connected(a, peer)
         token = a.ok("dashboard", "--token")["token"]

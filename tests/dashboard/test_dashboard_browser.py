@@ -130,7 +130,6 @@ def test_a_distribution_shows_its_progress(fleet: Fleet, browser: Any) -> None:
     assert "2/2 node(s)" in _text(browser, f"{card} .progress-text")
     assert len(browser.find_elements(By.CSS_SELECTOR, f"{card} .targets .bar.done")) == 2
     assert _text(browser, f"{card} .badge") == "succeeded"
-    screenshot(browser, "operations")
 
     _open(browser, fleet, "events")
     _until(
@@ -141,6 +140,33 @@ def test_a_distribution_shows_its_progress(fleet: Fleet, browser: Any) -> None:
         browser, lambda d: d.find_elements(By.CSS_SELECTOR, '#events li[data-type="service_restarted"]'), 5
     )
     screenshot(browser, "events")
+
+
+def test_a_rollout_started_from_the_service_page_shows_wave_by_wave(fleet: Fleet, browser: Any) -> None:
+    fleet.a.ok("install", str(fleet.archives / f"{SERVICE}-1.2.0.tar.gz"))
+    _open(browser, fleet, f"service/{SERVICE}")
+    browser.execute_script(f"sessionStorage.setItem('p2p-orchestrator-dashboard-token', {fleet.token!r})")
+    browser.refresh()
+    _until(
+        browser,
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#view input[type=checkbox]:checked")) == 2,
+        15,
+    )
+    browser.execute_script(  # in one go: the page may redraw between two WebDriver steps
+        "document.querySelector('input[name=health_wait]').value = '0.5';"
+        "document.querySelector('button[data-action=rollout]').click();"
+    )
+    _until(browser, lambda d: "rollout example_service: done" in _text(d, "#toast"), 10)
+
+    _open(browser, fleet, "operations")
+    card = f'.rollout[data-service="{SERVICE}"]'
+    _until(browser, lambda d: _text(d, f"{card} .badge") == "succeeded", 30)
+    waves = browser.find_elements(By.CSS_SELECTOR, f"{card} .wave")
+    assert [wave.text.split()[0] for wave in waves] == ["canary", "wave"]
+    assert len(browser.find_elements(By.CSS_SELECTOR, f"{card} .wave .chip.healthy")) == 2
+    for node in (fleet.b, fleet.c):
+        assert node.ok("info", SERVICE)["version"] == "1.2.0"
+    screenshot(browser, "operations")
 
 
 def test_the_page_is_readable_on_a_phone(fleet: Fleet, browser: Any) -> None:

@@ -98,3 +98,18 @@ def test_an_unknown_action_or_a_bad_body_is_refused(fleet: Fleet) -> None:
         "api/actions", method="POST", body={"action": "stop", "service": "ghost"}, headers=auth
     )
     assert (got, answer["error"]["code"]) == (404, "not_installed")
+
+
+def test_a_script_with_the_token_acts_without_a_browser(fleet: Fleet) -> None:
+    auth = {**JSON, "Authorization": "Bearer " + fleet.token}
+    body = {"action": "replicas", "service": "hello", "count": 3}
+    got, answer = fleet.http("api/actions", method="POST", body=body, headers=auth)
+    assert got == 200 and answer["ok"] is True, answer
+    assert answer["result"]["rule"]["count"] == 3
+    got, shown = fleet.http("api/services/hello")
+    assert got == 200 and shown["replicas"]["rule"]["count"] == 3
+    assert {entry["peer_id"] for entry in shown["nodes"]} == {
+        fleet.a.peer_id,
+        fleet.b.peer_id,
+        fleet.c.peer_id,
+    }

@@ -93,6 +93,7 @@ async function loadLogs() {
 async function servicePage(name) {
   const data = await api(`/api/services/${encodeURIComponent(name)}`);
   const fleet = await api("/api/fleet");
+  const names = Object.fromEntries(fleet.nodes.map((n) => [n.peer_id, n.name || n.short]));
   const rows = data.nodes.map((n) => h("tr", { "data-peer": n.peer_id },
     h("td", { "data-label": "node" }, nodeLabel(n)),
     h("td", { "data-label": "version", class: "mono" }, n.version),
@@ -106,6 +107,7 @@ async function servicePage(name) {
   const picks = others.map((n) => h("input", { type: "checkbox", value: n.peer_id, checked: n.services[name] ? true : null }));
   const canary = h("input", { type: "number", min: 0, value: 1, "aria-label": "canary" });
   const wave = h("input", { type: "number", min: 1, value: 1, "aria-label": "wave" });
+  const healthWait = h("input", { type: "number", min: 0, step: "any", value: 30, "aria-label": "health wait", name: "health_wait" });
   return [
     h("h1", {}, name),
     h("div", { class: "sub" }, `version(s) in the fleet: ${data.versions.join(", ") || "none"}`),
@@ -116,16 +118,16 @@ async function servicePage(name) {
     h("div", { class: "card" },
       rule ? h("p", {}, `Rule v${rule.version}: ${rule.count} cop${rule.count === 1 ? "y" : "ies"}`,
         rule.label ? ` on nodes labelled ${rule.label}` : rule.peers.length ? ` among ${rule.peers.length} listed node(s)` : " on any node",
-        h("span", { class: "muted" }, ` — set by ${(rule.set_by || "").slice(-6)}`)) : h("p", { class: "muted" }, "No replica rule."),
-      rule ? h("p", {}, "Placed on: ", (replicas.desired || []).map((p) => h("span", { class: "chip" }, p.slice(-6))),
-        h("br"), "Running on: ", (replicas.running || []).map((p) => h("span", { class: "chip running" }, p.slice(-6)))) : null,
+        h("span", { class: "muted" }, ` — set by ${names[rule.set_by] || (rule.set_by || "").slice(-6)}`)) : h("p", { class: "muted" }, "No replica rule."),
+      rule ? h("p", {}, "Placed on: ", (replicas.desired || []).map((p) => h("span", { class: "chip", title: p }, names[p] || p.slice(-6))),
+        h("br"), "Running on: ", (replicas.running || []).map((p) => h("span", { class: "chip running", title: p }, names[p] || p.slice(-6)))) : null,
       h("div", { class: "form" }, h("label", {}, "Copies ", count),
         h("button", { type: "button", "data-action": "replicas", onclick: (e) => act({ action: "replicas", service: name, count: Number(count.value) }, e.currentTarget) }, "Set"))),
     h("h2", {}, "Roll out this node's version"),
     h("div", { class: "card" },
       others.length ? h("div", { class: "form" }, others.map((n, i) => h("label", {}, picks[i], n.name || n.short))) : h("p", { class: "muted" }, "No other node known."),
-      h("div", { class: "form" }, h("label", {}, "Canary ", canary), h("label", {}, "Wave ", wave),
-        h("button", { type: "button", "data-action": "rollout", onclick: (e) => act({ action: "rollout", service: name, targets: picks.filter((p) => p.checked).map((p) => p.value), canary: Number(canary.value), wave: Number(wave.value) }, e.currentTarget) }, "Roll out"))),
+      h("div", { class: "form" }, h("label", {}, "Canary ", canary), h("label", {}, "Wave ", wave), h("label", {}, "Healthy for (s) ", healthWait),
+        h("button", { type: "button", "data-action": "rollout", onclick: (e) => act({ action: "rollout", service: name, targets: picks.filter((p) => p.checked).map((p) => p.value), canary: Number(canary.value), wave: Number(wave.value), health_wait: Number(healthWait.value) }, e.currentTarget) }, "Roll out"))),
     h("h2", {}, "Releases on this node"),
     data.releases.length ? h("table", { class: "cards", id: "releases" },
       h("thead", {}, h("tr", {}, ["Version", "Installed", "Size", "Signed", ""].map((t) => h("th", {}, t)))),
@@ -141,8 +143,8 @@ async function servicePage(name) {
       data.updates.from_peer ? ` (from ${data.updates.from_peer.slice(-6)})` : "",
       data.updates.failed_versions && data.updates.failed_versions.length ? h("span", { class: "error-box" }, ` — failed: ${data.updates.failed_versions.join(", ")}`) : "")
       : h("p", { class: "muted" }, "This node does not follow it ([updates] follow).")),
-    data.rollouts.length ? [h("h2", {}, "Rollouts"), data.rollouts.map((r) => rolloutCard(r, {}))] : null,
-    data.distributions.length ? [h("h2", {}, "Distributions"), data.distributions.map((d) => distributionCard(d, {}))] : null,
+    data.rollouts.length ? [h("h2", {}, "Rollouts"), data.rollouts.map((r) => rolloutCard(r, names))] : null,
+    data.distributions.length ? [h("h2", {}, "Distributions"), data.distributions.map((d) => distributionCard(d, names))] : null,
   ];
 }
 
@@ -162,9 +164,9 @@ function distributionCard(d, names) {
 }
 
 function rolloutCard(r, names) {
-  return h("div", { class: "card rollout", "data-rollout": r.id },
+  return h("div", { class: "card rollout", "data-rollout": r.id, "data-service": r.service_name },
     h("div", { class: "form" }, h("b", {}, `${r.service_name} → ${r.version}`), badge(r.phase), h("span", { class: "muted mono" }, r.id),
-      h("span", { class: "muted" }, `canary ${r.canary}, waves of ${r.wave}, ${r.failures}/${r.max_failures} failure(s) allowed`)),
+      h("span", { class: "muted" }, `canary ${r.canary}, waves of ${r.wave}, healthy for ${r.health_wait}s; ${r.failures} failed (${r.max_failures} allowed)`)),
     r.reason ? h("p", { class: "error-box" }, r.reason) : null,
     r.waves.map((peers, i) => h("div", { class: "wave" }, h("span", {}, i === 0 && r.canary ? "canary" : `wave ${i}`),
       peers.map((peer) => { const t = r.targets[peer] || {}; return h("span", { class: `chip ${t.state}`, title: `${peer}${t.reason ? `: ${t.reason}` : ""}` }, `${names[peer] || peer.slice(-6)} `, badge(t.state)); }))));
@@ -182,6 +184,23 @@ async function operationsPage() {
   ];
 }
 
+function eventTone(type) {
+  if (/failed|refused|reverted|rolled_back|unhealthy/.test(type)) return "failed";
+  if (/stopped|uninstalled/.test(type)) return "stopped";
+  if (/progress|waiting/.test(type)) return "transferring";
+  return "running";
+}
+
+function eventSummary(e) {
+  const d = e.data || {};
+  if (e.type === "distribution_progress") {
+    return `${d.targets_done}/${d.targets_total} node(s)${d.targets_failed ? `, ${d.targets_failed} failed` : ""}, ${bytes(d.bytes_received || 0)} of ${bytes(d.bytes_total || 0)}`;
+  }
+  if (e.type === "service_distributed") return `${d.successful}/${d.targets_total} node(s) in ${d.seconds}s`;
+  const text = Object.keys(d).length ? JSON.stringify(d) : "";
+  return text.length > 200 ? `${text.slice(0, 200)}…` : text;
+}
+
 async function eventsPage() {
   if (!state.eventsLoaded) {
     const data = await api("/api/events");
@@ -192,9 +211,9 @@ async function eventsPage() {
   }
   const items = state.events.slice().reverse().map((e) => {
     const li = h("li", { class: e.fresh ? "fresh" : "", "data-type": e.type },
-      h("time", {}, when(e.time)), badge(e.type), e.service ? h("a", { href: `#/service/${encodeURIComponent(e.service)}` }, e.service) : null,
+      h("time", {}, when(e.time)), h("span", { class: `badge ${eventTone(e.type)}` }, e.type), e.service ? h("a", { href: `#/service/${encodeURIComponent(e.service)}` }, e.service) : null,
       e.version ? h("span", { class: "mono" }, e.version) : null,
-      h("span", { class: "data" }, Object.keys(e.data || {}).length ? JSON.stringify(e.data).slice(0, 240) : ""));
+      h("span", { class: "data" }, eventSummary(e)));
     e.fresh = false;
     return li;
   });
