@@ -139,12 +139,21 @@ def browser() -> Iterator[Any]:
         driver.quit()
 
 
-def screenshot(driver: Any, name: str) -> None:
-    """With DASHBOARD_SCREENSHOTS=1, save what the browser shows as docs/images/dashboard-NAME.png."""
+def screenshot(driver: Any, name: str, *, height: int | None = None) -> None:
+    """With DASHBOARD_SCREENSHOTS=1, save what the browser shows as docs/images/dashboard-NAME.png.
+
+    ``height``: taller than the window, for a long page (the window comes back to its size).
+    """
     if os.environ.get(SCREENSHOTS_ENV) != "1":
         return
     DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
     driver.execute_script("document.getElementById('toast').className = ''")  # no leftover notice
+    size = driver.get_window_size()
+    if height is not None:
+        driver.set_window_size(size["width"], height)
     target = DOCS_IMAGES / f"dashboard-{name}.png"
-    driver.save_screenshot(str(target.with_suffix(".tmp.png")))
+    try:
+        driver.save_screenshot(str(target.with_suffix(".tmp.png")))
+    finally:
+        driver.set_window_size(size["width"], size["height"])
     shutil.move(target.with_suffix(".tmp.png"), target)

@@ -62,7 +62,7 @@ def test_the_fleet_page_lists_the_three_nodes_with_their_versions(fleet: Fleet, 
         browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#view table tbody tr[data-peer]")) == 3, 15
     )
     assert "1.0.0, 1.1.0" in _text(browser, "#view .sub")
-    screenshot(browser, "service")
+    screenshot(browser, "service", height=1300)
 
 
 def test_a_service_stopped_from_the_cli_shows_stopped_within_2_s_without_a_reload(
