@@ -32,7 +32,7 @@ def sse_message(kind: str, data: object) -> str:
 async def event_stream(bus: EventBus, *, keepalive: float = KEEPALIVE) -> AsyncIterator[str]:
     """The SSE messages of every event published from now on, until the client goes away."""
     async with bus.subscribe() as subscription:
-        yield "retry: 2000\n" + sse_message("hello", {"recent": len(bus.recent(1))})
+        yield "retry: 2000\n" + sse_message("hello", {})  # the client knows it is connected
         dropped = 0
         while True:
             event: Event | None = None

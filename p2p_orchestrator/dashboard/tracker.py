@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from p2p_orchestrator.events import Event
@@ -80,7 +80,7 @@ class Distributions:
 class History:
     """Recent samples of each node's service figures; see the module docstring."""
 
-    def __init__(self, *, clock: Any = time.time) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._series: collections.OrderedDict[tuple[str, str], collections.deque[dict[str, Any]]] = (
             collections.OrderedDict()
