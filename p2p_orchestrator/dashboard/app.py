@@ -17,7 +17,8 @@ path                                method   answer
 ``/api/actions``                    POST     :mod:`.actions`
 ==================================  =======  =================================================
 
-Every request passes :class:`~.guard.Guard` first.  Refusals are JSON, ``{"error": {"code",
+Every request passes :class:`~.guard.Guard` first (the page and its assets, which hold no data,
+only its ``Host`` check: a browser loads them before it has the token).  Refusals are JSON, ``{"error": {"code",
 "message"}}``, with the status of :data:`~.errors.STATUS_OF` (an operation's own refusal: 403
 for ``permission_denied``, 404 for ``not_installed``, else 409).  Every answer forbids framing
 and scripts from elsewhere (``Content-Security-Policy``) and is never cached.
@@ -111,15 +112,25 @@ def create_app(node: Node, view: FleetView, slot: GuardSlot) -> Starlette:
     static = resources.files("p2p_orchestrator.dashboard").joinpath("static")
     assets = {name: (static.joinpath(name).read_bytes(), kind) for name, kind in ASSETS.items()}
 
-    def read(work: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    def guarded(
+        check: Callable[[Guard, Request], None], work: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             try:
-                slot.get().check_read(request.headers)
+                check(slot.get(), request)
                 return await work(request)
             except OrchestratorError as exc:
                 return _refusal(exc)
 
         return endpoint
+
+    def read(work: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        """Data: the token too where the guard wants it for reading."""
+        return guarded(lambda guard, request: guard.check_read(request.headers), work)
+
+    def public(work: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        """The page and its assets, which hold no data: a browser loads them before it has a token."""
+        return guarded(lambda guard, request: guard.check_host(request.headers), work)
 
     def data(fetch: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
         async def work(request: Request) -> Response:
@@ -184,8 +195,8 @@ def create_app(node: Node, view: FleetView, slot: GuardSlot) -> Starlette:
         return _json({"ok": True, "result": result})
 
     routes = [
-        Route("/", read(page)),
-        Route("/static/{name}", read(asset)),
+        Route("/", public(page)),
+        Route("/static/{name}", public(asset)),
         Route("/api/info", data(info)),
         Route("/api/fleet", data(lambda r: view.fleet())),
         Route("/api/nodes/{peer}", data(lambda r: view.node(r.path_params["peer"]))),
