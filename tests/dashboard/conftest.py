@@ -132,11 +132,18 @@ def browser() -> Iterator[Any]:
         options.add_argument(argument)
     options.add_argument("--window-size=1280,860")
     options.add_argument("--force-prefers-reduced-motion")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console errors, CSP violations
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     try:
         yield driver
     finally:
         driver.quit()
+
+
+def console_errors(driver: Any) -> list[str]:
+    """What the page logged as errors since the last call (a refused action's 401 is expected)."""
+    entries = driver.get_log("browser")
+    return [e["message"] for e in entries if e["level"] == "SEVERE" and "status of 40" not in e["message"]]
 
 
 def screenshot(driver: Any, name: str, *, height: int | None = None) -> None:

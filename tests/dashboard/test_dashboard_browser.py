@@ -13,7 +13,7 @@ from typing import Any
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.dashboard.conftest import SERVICE, Fleet, screenshot
+from tests.dashboard.conftest import SERVICE, Fleet, console_errors, screenshot
 
 
 def _open(driver: Any, fleet: Fleet, fragment: str) -> None:
@@ -63,6 +63,7 @@ def test_the_fleet_page_lists_the_three_nodes_with_their_versions(fleet: Fleet, 
     )
     assert "1.0.0, 1.1.0" in _text(browser, "#view .sub")
     screenshot(browser, "service", height=1300)
+    assert console_errors(browser) == []
 
 
 def test_a_service_stopped_from_the_cli_shows_stopped_within_2_s_without_a_reload(
@@ -78,6 +79,7 @@ def test_a_service_stopped_from_the_cli_shows_stopped_within_2_s_without_a_reloa
     _until(browser, lambda d: _state(d, SERVICE) == "stopped", 2.0)
     assert time.monotonic() - stopped_at < 2.0
     assert browser.execute_script("return window.notReloaded") is True
+    assert console_errors(browser) == []
 
 
 def test_an_action_is_refused_without_the_token_and_done_with_it(fleet: Fleet, browser: Any) -> None:
@@ -115,6 +117,7 @@ def test_an_action_is_refused_without_the_token_and_done_with_it(fleet: Fleet, b
     ).click()
     _until(browser, lambda d: _state(d, SERVICE) == "stopped", 15)
     assert fleet.b.ok("info", SERVICE)["state"] == "stopped"
+    assert console_errors(browser) == []
 
 
 def test_a_distribution_shows_its_progress(fleet: Fleet, browser: Any) -> None:
@@ -140,6 +143,7 @@ def test_a_distribution_shows_its_progress(fleet: Fleet, browser: Any) -> None:
         browser, lambda d: d.find_elements(By.CSS_SELECTOR, '#events li[data-type="service_restarted"]'), 5
     )
     screenshot(browser, "events")
+    assert console_errors(browser) == []
 
 
 def test_a_rollout_started_from_the_service_page_shows_wave_by_wave(fleet: Fleet, browser: Any) -> None:
@@ -167,6 +171,7 @@ def test_a_rollout_started_from_the_service_page_shows_wave_by_wave(fleet: Fleet
     for node in (fleet.b, fleet.c):
         assert node.ok("info", SERVICE)["version"] == "1.2.0"
     screenshot(browser, "operations")
+    assert console_errors(browser) == []
 
 
 def test_the_page_is_readable_on_a_phone(fleet: Fleet, browser: Any) -> None:
@@ -179,3 +184,4 @@ def test_the_page_is_readable_on_a_phone(fleet: Fleet, browser: Any) -> None:
         screenshot(browser, "phone")
     finally:
         browser.set_window_size(1280, 860)
+    assert console_errors(browser) == []
