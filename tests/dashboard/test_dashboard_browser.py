@@ -17,14 +17,25 @@ from tests.dashboard.conftest import SERVICE, Fleet, console_errors, screenshot
 
 
 def _open(driver: Any, fleet: Fleet, fragment: str) -> None:
+    """Go to a page (a new fragment: no reload) and wait until it is drawn."""
     driver.get(f"{fleet.url}#/{fragment}")
-    _until(driver, lambda d: d.find_element(By.ID, "view").get_attribute("data-page"), 15)
+    _until(driver, lambda d: d.find_element(By.ID, "view").get_attribute("data-route") == f"#/{fragment}", 15)
 
 
 def _until(driver: Any, condition: Any, timeout: float) -> Any:
     return WebDriverWait(driver, timeout, poll_frequency=0.05, ignored_exceptions=(Exception,)).until(
         condition
     )
+
+
+def _click(driver: Any, css: str, timeout: float = 10) -> None:
+    """Click the element ``css`` names, finding it again if the page redrew it meanwhile (stale)."""
+
+    def click(d: Any) -> bool:
+        d.find_element(By.CSS_SELECTOR, css).click()
+        return True
+
+    _until(driver, click, timeout)
 
 
 def _text(driver: Any, css: str) -> str:
@@ -72,6 +83,8 @@ def test_a_service_stopped_from_the_cli_shows_stopped_within_2_s_without_a_reloa
     _open(browser, fleet, f"node/{fleet.a.peer_id}")
     _until(browser, lambda d: _state(d, SERVICE) == "running", 15)
     browser.execute_script("window.notReloaded = true")
+    _click(browser, f'#services tr[data-service="{SERVICE}"] button.log-toggle')
+    _until(browser, lambda d: _text(d, "#logs") not in ("", "…"), 10)  # its last lines, or that it has none
     screenshot(browser, "node")
 
     fleet.a.ok("stop", SERVICE)
@@ -87,7 +100,7 @@ def test_an_action_is_refused_without_the_token_and_done_with_it(fleet: Fleet, b
     _until(browser, lambda d: _state(d, SERVICE) == "stopped", 15)
     start = f'#services tr[data-service="{SERVICE}"] button[data-action="start"]'
 
-    browser.find_element(By.CSS_SELECTOR, start).click()
+    _click(browser, start)
     _until(browser, lambda d: "token_required" in _text(d, "#toast"), 10)
     assert fleet.a.ok("info", SERVICE)["state"] == "stopped"
 
@@ -95,26 +108,24 @@ def test_an_action_is_refused_without_the_token_and_done_with_it(fleet: Fleet, b
     _until(browser, lambda d: panel.is_displayed(), 5)  # a refused action opens the token panel
     field = browser.find_element(By.ID, "token-input")
     field.send_keys("not-the-token-" + "x" * 30)
-    browser.find_element(By.CSS_SELECTOR, "#token-form button[type=submit]").click()
+    _click(browser, "#token-form button[type=submit]")
     _until(browser, lambda d: "bad_token" in _text(d, "#toast"), 10)
 
     field.clear()
     field.send_keys(fleet.token)
-    browser.find_element(By.CSS_SELECTOR, "#token-form button[type=submit]").click()
+    _click(browser, "#token-form button[type=submit]")
     _until(browser, lambda d: "Token accepted" in _text(d, "#toast"), 10)
     assert fleet.token not in browser.current_url
 
     _until(browser, lambda d: d.find_element(By.CSS_SELECTOR, start).is_enabled(), 5)
-    browser.find_element(By.CSS_SELECTOR, start).click()
+    _click(browser, start)
     _until(browser, lambda d: _state(d, SERVICE) == "running", 15)
     assert fleet.a.ok("info", SERVICE)["state"] == "running"
 
     # on another node, through the RPC protocol: b gives a the admin role
     _open(browser, fleet, f"node/{fleet.b.peer_id}")
     _until(browser, lambda d: _state(d, SERVICE) == "running", 15)
-    browser.find_element(
-        By.CSS_SELECTOR, f'#services tr[data-service="{SERVICE}"] button[data-action="stop"]'
-    ).click()
+    _click(browser, f'#services tr[data-service="{SERVICE}"] button[data-action="stop"]')
     _until(browser, lambda d: _state(d, SERVICE) == "stopped", 15)
     assert fleet.b.ok("info", SERVICE)["state"] == "stopped"
     assert console_errors(browser) == []
@@ -138,6 +149,8 @@ def test_a_distribution_shows_its_progress(fleet: Fleet, browser: Any) -> None:
     _until(
         browser, lambda d: d.find_elements(By.CSS_SELECTOR, '#events li[data-type="service_distributed"]'), 10
     )
+    progress = browser.find_elements(By.CSS_SELECTOR, '#events li[data-type="distribution_progress"]')
+    assert any("1/2 node(s)" in item.text for item in progress)  # each target's end, as it happened
     fleet.a.ok("restart", "hello")  # a new event arrives without a reload
     _until(
         browser, lambda d: d.find_elements(By.CSS_SELECTOR, '#events li[data-type="service_restarted"]'), 5

@@ -118,17 +118,21 @@ async function refresh() {
   drawing = { again: false };
   state.lastDraw = Date.now();
   const route = parseRoute();
+  const hash = location.hash || "#/";
   try {
     if (route.page === "node") await loadLogs();
     const content = await PAGES[route.page](route.arg);
     const view = $("#view");
-    if (document.activeElement && view.contains(document.activeElement) && document.activeElement.tagName === "INPUT") {
+    if ((location.hash || "#/") !== hash) {
+      drawing.again = true; // the page changed while its data was on the way: draw the new one
+    } else if (document.activeElement && view.contains(document.activeElement) && document.activeElement.tagName === "INPUT") {
       // someone is typing in a form of this page: leave it be until they are done
     } else {
       const scroll = window.scrollY;
       view.replaceChildren(...[content].flat(Infinity).filter(Boolean));
       window.scrollTo(0, scroll);
       view.dataset.page = route.page;
+      view.dataset.route = hash;
       view.dataset.drawn = String(Date.now());
     }
   } catch (error) {

@@ -51,7 +51,7 @@ async function nodePage(peer) {
       h("td", { "data-label": "calls/s" }, sparkline(rates(samples, "calls"), "calls per second"), " ", h("span", { class: "muted" }, s.calls ?? ""),
         gauges.slice(0, 1).map((g) => [" ", sparkline(samples.map((x) => (x.gauges || {})[g] || 0), g)])),
       h("td", { "data-label": "actions" }, actionButtons(s.name, data.peer_id, ["start", "stop", "restart", "rollback"]),
-        h("button", { class: "small ghost", type: "button", onclick: () => toggleLogs(data.peer_id, s.name) }, "logs"))));
+        h("button", { class: "small ghost log-toggle", type: "button", onclick: () => toggleLogs(data.peer_id, s.name) }, "logs"))));
     if (state.openLogs === `${data.peer_id}/${s.name}`) {
       rows.push(h("tr", { class: "log-row" }, h("td", { colspan: 8 }, h("pre", { class: "logs", id: "logs" }, state.logText || "…"))));
     }
