@@ -41,7 +41,7 @@ from starlette.routing import Route
 
 from p2p_orchestrator.dashboard.actions import ACTIONS, parse_action, run_action
 from p2p_orchestrator.dashboard.errors import DashboardError
-from p2p_orchestrator.dashboard.feed import event_stream
+from p2p_orchestrator.dashboard.feed import event_stream, sse_message
 from p2p_orchestrator.dashboard.fleet import FleetView, short_peer_id
 from p2p_orchestrator.dashboard.guard import Guard
 from p2p_orchestrator.errors import OrchestratorError
@@ -163,12 +163,17 @@ def create_app(node: Node, view: FleetView, slot: GuardSlot) -> Starlette:
     streams = trio.Semaphore(MAX_STREAMS)
 
     async def stream(request: Request) -> Response:
-        try:
-            streams.acquire_nowait()
-        except trio.WouldBlock:
-            raise DashboardError(f"{MAX_STREAMS} live feeds are open already", code="busy") from None
+        if streams.value == 0:
+            raise DashboardError(f"{MAX_STREAMS} live feeds are open already", code="busy")
 
         async def feed() -> AsyncIterator[str]:
+            # taken here, not before the response: a feed whose client left before it began never
+            # runs its body, and would never give its place back
+            try:
+                streams.acquire_nowait()
+            except trio.WouldBlock:
+                yield "retry: 5000\n" + sse_message("busy", {"limit": MAX_STREAMS})
+                return
             try:
                 async for message in event_stream(node.orchestrator.events):
                     yield message

@@ -117,9 +117,15 @@ class FleetView:
         """This node first, then every peer it knows: identity, connection, role here."""
         names = self._names()
         me = self._node.peer_id
-        members = [
-            {"peer_id": me, "short": short_peer_id(me), "name": names.get(me), "self": True}
-            | {"connected": True, "role": "self"}
+        members: list[dict[str, Any]] = [
+            {
+                "peer_id": me,
+                "short": short_peer_id(me),
+                "name": names.get(me),
+                "self": True,
+                "connected": True,
+                "role": "self",
+            }
         ]
         for peer in self._node.peers():
             if peer.peer_id == me:
@@ -185,8 +191,7 @@ class FleetView:
         """One node: its services with state, version, uptime, restarts, health, and recent figures."""
         member = self._member(peer_id)
         peer = member["peer_id"]
-        replies = await self._each([peer], "list_services")
-        listed, error = replies[peer]
+        listed, error = await self.ask(peer, "list_services")
         metrics, _ = await self.ask(peer, "get_metrics") if error is None else (None, None)
         figures = metrics.get("services", {}) if isinstance(metrics, dict) else {}
         if figures:
@@ -250,7 +255,7 @@ class FleetView:
         return {
             "service_name": name,
             "nodes": where,
-            "versions": sorted({str(entry["version"]) for entry in where}),
+            "versions": sorted({str(entry["version"]) for entry in where}, key=_version_order),
             "replicas": replicas,
             "releases": (info or {}).get("versions", []),
             "updates": _about(updates, name),
@@ -272,6 +277,12 @@ class FleetView:
         """This node's recent events, oldest first."""
         result, error = await self.ask(None, "get_events", {"limit": _EVENTS})
         return {"events": (result or {}).get("events", []), "error": error}
+
+
+def _version_order(version: str) -> tuple[tuple[int, ...], str]:
+    """``1.2.0`` before ``1.10.0``: the numbers of ``MAJOR.MINOR.PATCH`` first, then the text."""
+    core = version.split("+", 1)[0].split("-", 1)[0]
+    return tuple(int(part) if part.isdigit() else 0 for part in core.split(".")), version
 
 
 def _about(updates: Any, name: str) -> Any:

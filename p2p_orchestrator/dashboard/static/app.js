@@ -78,7 +78,7 @@ function handleMessage(text) {
     if (line.startsWith("event:")) kind = line.slice(6).trim();
     else if (line.startsWith("data:")) data += line.slice(5).trim();
   }
-  if (!data || kind === "hello") return;
+  if (!data || kind === "hello" || kind === "busy") return; // busy: the node ends this feed; we come back
   if (kind !== "dropped") {
     try { state.events.push(Object.assign(JSON.parse(data), { fresh: true })); } catch (error) { return; }
     state.events = state.events.slice(-300);
