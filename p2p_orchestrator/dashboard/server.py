@@ -52,7 +52,7 @@ async def serve_dashboard(
     config = Config()
     config.bind = [settings.listen]
     config.accesslog = None
-    config.errorlog = log
+    config.errorlog = _http_log()
     config.include_server_header = False
     config.graceful_timeout = 1.0
     async with trio.open_nursery() as nursery:
@@ -76,6 +76,14 @@ async def serve_dashboard(
             )
         log.info("Serving the dashboard on %s/", url)
         task_status.started(f"{url}/")
+
+
+def _http_log() -> logging.Logger:
+    """Where hypercorn logs: its errors, not its "Running on ... (CTRL + C to quit)" (we say where)."""
+    http = logging.getLogger("p2p_orchestrator.dashboard.http")
+    if http.level == logging.NOTSET:
+        http.setLevel(logging.WARNING)
+    return http
 
 
 async def _follow_distributions(bus: EventBus, distributions: Distributions) -> None:
