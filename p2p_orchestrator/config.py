@@ -130,7 +130,7 @@ class DashboardSettings:
     listen: str = ""
     """``HOST:PORT`` to serve the dashboard on (``127.0.0.1:8080``; port 0: any free one); empty: not served."""
     allow_remote: bool = False
-    """Let ``listen`` name an address other than loopback (every page then needs the token)."""
+    """Let ``listen`` name an address other than loopback (reading then needs the token too)."""
 
     @property
     def remote(self) -> bool:

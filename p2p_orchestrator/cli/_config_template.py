@@ -86,7 +86,7 @@ CONFIG_TEMPLATE = """\
 
 [dashboard]                            # the fleet in a browser; actions need `p2p-orchestrator dashboard --token`
 # listen = ""                          # "127.0.0.1:8080": serve it there (loopback unless allow_remote)
-# allow_remote = false                 # true: let listen be another address (every page then needs the token)
+# allow_remote = false                 # true: let listen be another address (reading then needs the token too)
 
 # Operator settings of one service; each wins over its manifest:
 # [services.example_service]
