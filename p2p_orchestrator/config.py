@@ -8,6 +8,7 @@ file must not silently fall back to a default.
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import os
 import re
 import tomllib
@@ -28,6 +29,7 @@ __all__ = [
     "CONFIG_FILE_NAME",
     "AccessSettings",
     "ConfigError",
+    "DashboardSettings",
     "MetricsSettings",
     "NodeSettings",
     "OrchestratorConfig",
@@ -121,6 +123,32 @@ class MetricsSettings:
 
     listen: str = ""
     """``HOST:PORT`` to serve ``/metrics`` on (``127.0.0.1:9464``; port 0: any free one); empty: not served."""
+
+
+@dataclass(frozen=True)
+class DashboardSettings:
+    """``[dashboard]``: the fleet's live view in a browser (:mod:`p2p_orchestrator.dashboard`)."""
+
+    listen: str = ""
+    """``HOST:PORT`` to serve the dashboard on (``127.0.0.1:8080``; port 0: any free one); empty: not served."""
+    allow_remote: bool = False
+    """Let ``listen`` name an address other than loopback (reading then needs the token too)."""
+
+    @property
+    def remote(self) -> bool:
+        """Whether ``listen`` names an address other than loopback."""
+        return bool(self.listen) and not is_loopback_host(self.listen.rpartition(":")[0])
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (a name or an address, IPv6 with or without brackets) is this machine only."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # any other name may resolve anywhere
 
 
 @dataclass(frozen=True)
@@ -257,6 +285,8 @@ class OrchestratorConfig:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     updates: UpdateSettings = field(default_factory=UpdateSettings)
     """``[updates]``: the services this node follows (installs their newer trusted releases itself)."""
+    dashboard: DashboardSettings = field(default_factory=DashboardSettings)
+    """``[dashboard]``: where the node serves its dashboard, if anywhere."""
 
     def trust_policy(self) -> TrustPolicy:
         """The publishers and ``require_signed`` as the checks of :mod:`p2p_orchestrator.release` use them."""
@@ -329,6 +359,7 @@ def config_from_dict(data: Mapping[str, Any], *, source: str = "configuration") 
         "publishers",
         "security",
         "updates",
+        "dashboard",
     }
     _refuse_unknown(data, known, source)
     config = OrchestratorConfig()
@@ -340,6 +371,8 @@ def config_from_dict(data: Mapping[str, Any], *, source: str = "configuration") 
         config = replace(config, peers=_peers_section(data["peers"], f"{source} [peers]"))
     if "metrics" in data:
         config = replace(config, metrics=_metrics_section(data["metrics"], f"{source} [metrics]"))
+    if "dashboard" in data:
+        config = replace(config, dashboard=_dashboard_section(data["dashboard"], f"{source} [dashboard]"))
     if "publishers" in data:
         config = replace(config, publishers=_publishers_section(data["publishers"], source))
     if "security" in data:
@@ -527,6 +560,29 @@ def _metrics_section(raw: Any, where: str) -> MetricsSettings:
         if not host or not port.isdigit() or not 0 <= int(port) < 65536:
             raise ConfigError(f"{where}: listen = {listen!r} is not HOST:PORT (for example 127.0.0.1:9464)")
     return MetricsSettings(listen=listen)
+
+
+def _dashboard_section(raw: Any, where: str) -> DashboardSettings:
+    table = _table(raw, where)
+    _refuse_unknown(table, {"listen", "allow_remote"}, where)
+    listen = table.get("listen", "")
+    allow_remote = table.get("allow_remote", False)
+    if not isinstance(listen, str):
+        raise ConfigError(f'{where}: listen must be a string such as "127.0.0.1:8080"')
+    if not isinstance(allow_remote, bool):
+        raise ConfigError(f"{where}: allow_remote must be true or false")
+    if listen:
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ConfigError(f"{where}: listen = {listen!r} is not HOST:PORT (for example 127.0.0.1:8080)")
+    settings = DashboardSettings(listen=listen, allow_remote=allow_remote)
+    if settings.remote and not allow_remote:
+        raise ConfigError(
+            f"{where}: listen = {listen!r} is not a loopback address: anyone who reaches it sees the fleet "
+            "and can try the token; set allow_remote = true to serve it there anyway",
+            code="dashboard_not_loopback",
+        )
+    return settings
 
 
 def _table(value: Any, where: str) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the build needs when they are missing (fastecdsa builds against libgmp).
+# Installs the Debian packages the build and the tests need when they are missing: fastecdsa builds
+# against libgmp; tests/dashboard drives the dashboard in a headless chromium through chromedriver.
 set -euo pipefail
 missing=()
-for pkg in libgmp-dev gcc python3-dev; do
+for pkg in libgmp-dev gcc python3-dev chromium chromium-driver; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 # python3-dev is only a fallback: a Python built from source ships its own headers.

@@ -85,6 +85,10 @@ CONFIG_TEMPLATE = """\
 [metrics]
 # listen = ""                          # "127.0.0.1:9464": serve node and service metrics for Prometheus
 
+[dashboard]                            # the fleet in a browser; actions need `p2p-orchestrator dashboard --token`
+# listen = ""                          # "127.0.0.1:8080": serve it there (loopback unless allow_remote)
+# allow_remote = false                 # true: let listen be another address (reading then needs the token too)
+
 # Operator settings of one service; each wins over its manifest:
 # [services.example_service]
 # auto_start = true

@@ -27,7 +27,8 @@ __all__ = ["main", "node_config", "run_node"]
 log = logging.getLogger("p2p_orchestrator.cli")
 
 Announce = Callable[[dict[str, Any]], None]
-"""Called once the node and its control socket are up, with ``{peer_id, listen_addrs, home, control_socket, pid}``."""
+"""Called once the node and its control socket are up, with ``{peer_id, listen_addrs, home, control_socket, pid,
+metrics, dashboard}`` (the last two: their URLs, or ``None`` when not served)."""
 
 
 def node_config(home: Path, listen: Sequence[str], bootstrap: Sequence[str]) -> OrchestratorConfig:
@@ -81,6 +82,11 @@ async def run_node(home: Path, config: OrchestratorConfig, announce: Announce) -
                     serve_metrics, config.metrics.listen, node.orchestrator.get_metrics
                 )
                 metrics = f"http://{host}:{port}/metrics"
+            dashboard = None
+            if config.dashboard.listen:
+                from p2p_orchestrator.dashboard.server import serve_dashboard  # hypercorn only when used
+
+                dashboard = await nursery.start(serve_dashboard, node, config.dashboard)
             announce(
                 {
                     "peer_id": node.peer_id,
@@ -89,6 +95,7 @@ async def run_node(home: Path, config: OrchestratorConfig, announce: Announce) -
                     "control_socket": str(path),
                     "pid": os.getpid(),
                     "metrics": metrics,
+                    "dashboard": dashboard,
                 }
             )
 

@@ -1,4 +1,4 @@
-"""The node itself: ``init``, ``node``, ``id``, ``peers``, ``trust``.
+"""The node itself: ``init``, ``node``, ``id``, ``peers``, ``trust``, ``dashboard``.
 
 ``init`` and ``id`` work without a running node (they read or create the
 home's identity, which loads libp2p: about a second); ``trust`` writes
@@ -108,6 +108,8 @@ def node(
         _render.line(f"control socket  {info['control_socket']}")
         if info.get("metrics"):
             _render.line(f"metrics         {info['metrics']}")
+        if info.get("dashboard"):
+            _render.line(f"dashboard       {info['dashboard']}")
         _render.line("(Ctrl-C stops the node)")
         sys.stdout.flush()
 
@@ -205,7 +207,56 @@ def _trust_offline(home: Path, peer_id: str, role: str | None) -> dict[str, Any]
     }
 
 
+@click.command()
+@click.option(
+    "--token",
+    "show_token",
+    is_flag=True,
+    help="Print the token the dashboard's actions need (made if none yet).",
+)
+@json_option
+@pass_cli
+def dashboard(cli: CliContext, show_token: bool, as_json: bool) -> None:
+    """Where this node serves its dashboard ([dashboard] listen), and its token.
+
+    The pages need no token on loopback; actions (start, stop, restart,
+    rollback, rollout, replicas) do: paste it into the page's token field, which
+    sends it as an Authorization header.  It is kept in <home>/dashboard.token
+    (mode 0600); with --token, only the token is printed.
+    """
+    from p2p_orchestrator.config import load_config
+    from p2p_orchestrator.dashboard.token import load_or_create_token
+
+    if not cli.home.is_dir():
+        raise ControlError(
+            f"{cli.home} is not a node home yet: run `p2p-orchestrator --home {cli.home} init`",
+            code="no_identity",
+        )
+    settings = load_config(cli.home).dashboard
+    listen = settings.listen
+    url = f"http://{listen}/" if listen and not listen.endswith(":0") else None
+    result: dict[str, Any] = {"listen": listen or None, "url": url, "allow_remote": settings.allow_remote}
+    if show_token:
+        result["token"] = load_or_create_token(cli.home)
+        if not as_json:
+            click.echo(result["token"])
+            return
+
+    def show(result: dict[str, Any]) -> None:
+        if not result["listen"]:
+            _render.line(
+                'not served: set [dashboard] listen = "127.0.0.1:8080" in config.toml, restart the node'
+            )
+        elif result["url"] is None:
+            _render.line(f"listening on {result['listen']}: the node prints its port when it starts")
+        else:
+            _render.line(f"dashboard  {result['url']}")
+        _render.line("actions need its token: p2p-orchestrator dashboard --token")
+
+    cli.output(result, as_json, show)
+
+
 def register(group: click.Group) -> None:
     """Add this module's commands to ``group``."""
-    for command in (init, node, id_, peers, trust):
+    for command in (init, node, id_, peers, trust, dashboard):
         group.add_command(command)

@@ -105,7 +105,7 @@ def test_config_template_shows_every_default() -> None:
     parsed = tomllib.loads(uncommented)
     assert config_from_dict(parsed) == OrchestratorConfig()
     defaults = OrchestratorConfig()
-    for section in ("node", "access", "archive", "store", "runtime", "metrics"):
+    for section in ("node", "access", "archive", "store", "runtime", "metrics", "dashboard"):
         expected = set(vars(getattr(defaults, section))) - {"roles"}
         assert set(parsed[section]) == expected, section
 
