@@ -28,7 +28,7 @@ NODE = textwrap.dedent(
         async with Orchestrator(home, config=fast_config()) as orch:
             await orch.install_service(Path(archive))
             await orch.start_service("example_service")
-            print(orch.supervisor.unit("example_service").process.pid, flush=True)
+            print(orch.supervisor.unit("example_service").process.pid, orch.supervisor.forks.pid, flush=True)
             await trio.sleep_forever()
 
     trio.run(main, sys.argv[1], sys.argv[2])
@@ -51,11 +51,14 @@ async def test_no_child_outlives_a_node_killed_with_sigkill(home: Path, tmp_path
                 chunk = await node.stdout.receive_some(100)
                 assert chunk, "the node exited before starting its service"
                 line += chunk
-        child = int(line)
+        child, fork_server = map(int, line.split())
         assert alive(child)
+        assert int(Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[1]) == fork_server
         node.kill()  # SIGKILL: no cleanup code of the node runs
         await node.wait()
-        await wait_until_gone(child, limit=5)  # PR_SET_PDEATHSIG did it
+        # PR_SET_PDEATHSIG did it twice: the fork server died with the node, the service with it
+        await wait_until_gone(fork_server, limit=5)
+        await wait_until_gone(child, limit=5)
     finally:
         node.kill()
         await node.wait()
