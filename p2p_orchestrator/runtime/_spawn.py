@@ -62,6 +62,9 @@ class Child(Protocol):
     async def wait(self) -> int:
         """Wait for it to exit however long it takes; its return code (the last resort)."""
 
+    def close(self) -> None:
+        """Release what the handle holds (once the process is reaped, or was never watched)."""
+
 
 RUNNER = Path(__file__).with_name("runner.py")
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -138,6 +141,9 @@ class PopenChild:
 
     async def wait(self) -> int:
         return await trio.to_thread.run_sync(self._popen.wait)
+
+    def close(self) -> None:
+        pass  # a Popen holds no descriptor of the process
 
 
 def service_environment(name: str, data_directory: Path, passed: Iterable[tuple[str, str]]) -> dict[str, str]:

@@ -77,19 +77,29 @@ _EXIT_SETUP_FAILED = 3  # protocol.EXIT_START_FAILED
 
 
 def preload() -> None:
-    """Import :data:`PRELOADED`, then freeze every object so far out of the collector's reach."""
+    """Import :data:`PRELOADED` with the collector off, then freeze every object so far out of its reach.
+
+    As :func:`gc.freeze` advises for a process that forks without ``exec``: no
+    collection leaves freed holes in the pages the children share, and none in a
+    child walks (and so writes to) the frozen objects; each child turns the
+    collector back on.  Reference counts still write to the pages of the objects
+    a child uses, so sharing is page by page, not complete.
+    """
+    gc.disable()
     for name in PRELOADED:
         importlib.import_module(name)
-    gc.collect()
     gc.freeze()
 
 
 def _send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
     data = cbor2.dumps(message)
-    if fds:
-        socket.send_fds(sock, [data], fds)
-    else:
-        sock.send(data)
+    try:
+        if fds:
+            socket.send_fds(sock, [data], fds)
+        else:
+            sock.send(data)
+    except (BrokenPipeError, ConnectionResetError):
+        os._exit(0)  # the node is gone: so are we (and, by PR_SET_PDEATHSIG, our children)
 
 
 class _Server:
@@ -118,8 +128,9 @@ class _Server:
         ident: Any = None
         try:
             request = cbor2.loads(data)
-            sys.stdout.flush()
-            sys.stderr.flush()
+            for stream in (sys.stdout, sys.stderr):
+                if stream is not None:
+                    stream.flush()
             ident = request["id"]
             argv, cwd, env = request["argv"], request["cwd"], request["env"]
             _expect_descriptors(fds)
@@ -142,9 +153,13 @@ class _Server:
         with contextlib.suppress(OSError):  # also done by the child: whichever runs first
             os.setpgid(pid, pid)
         pidfd = os.pidfd_open(pid)
+        try:
+            _send(self.control, {"id": ident, "pid": pid}, [pidfd])
+        except BaseException:
+            os.close(pidfd)
+            raise
         self.children[pidfd] = pid
         self.selector.register(pidfd, selectors.EVENT_READ)
-        _send(self.control, {"id": ident, "pid": pid}, [pidfd])
 
     def _become_child(self, argv: list[str], cwd: str, env: dict[str, str], fds: list[int]) -> list[str]:
         channel, output = fds
@@ -153,6 +168,8 @@ class _Server:
             _die_with(self.pid)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the fork server ignores them (see serve)
             signal.signal(signal.SIGINT, signal.default_int_handler)
+            _name_process(argv[0])
+            gc.enable()
             self.selector.close()
             self.control.close()
             for pidfd in self.children:
@@ -184,6 +201,15 @@ class _Server:
             os.killpg(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
         _send(self.control, {"exited": pid, "status": os.waitstatus_to_exitcode(status)})
+
+
+def _name_process(name: str) -> None:
+    """Name the process after its service (``ps -o comm``, ``top``); its command line stays the fork server's."""
+    import ctypes
+
+    pr_set_name = 15
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_name, name.encode()[:15], 0, 0, 0)
 
 
 def _expect_descriptors(fds: list[int]) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import signal
 import socket
 import sys
@@ -130,6 +131,10 @@ class ServiceProcess:
             raise ServiceManagementError(
                 f"cannot start a process for {spec.name}: {exc}", code="spawn_failed"
             ) from exc
+        except BaseException:  # cancelled while the fork server forked
+            parent_sock.close()
+            os.close(out_read)
+            raise
         finally:
             child_sock.close()
             os.close(out_write)
@@ -140,6 +145,7 @@ class ServiceProcess:
         except OSError as exc:  # a full disk: a process we cannot record is not left running
             child.kill()
             await child.wait()
+            child.close()
             parent_sock.close()
             os.close(out_read)
             raise ServiceManagementError(
@@ -156,6 +162,7 @@ class ServiceProcess:
             child.kill()
             with trio.CancelScope(shield=True):
                 await child.wait()
+            child.close()
             parent_sock.close()
             os.close(out_read)
             raise
@@ -199,6 +206,7 @@ class ServiceProcess:
                     nursery.cancel_scope.cancel()
         finally:
             os.close(proc._pidfd)
+            child.close()
             log.write(
                 f"--- {utc_now_iso()} {spec.name} (pid {proc.pid}) ended: "
                 f"{describe_exit(proc.returncode) if proc.returncode is not None else 'unknown'} ---\n".encode()
@@ -371,7 +379,7 @@ class ServiceProcess:
         Works while the event loop is blocked: the runner registered
         :mod:`faulthandler` for the signal.
         """
-        if self.returncode is None and self._ready:
+        if self.returncode is None and self._ready and not self._gone():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(self.pid, signal.SIGUSR1)
 
@@ -419,9 +427,15 @@ class ServiceProcess:
         self._signal(signal.SIGKILL)
 
     def _signal(self, sig: signal.Signals) -> None:
-        if self.returncode is None:
+        # once it exited its pid may be reaped and reused (the fork server reaps on its own);
+        # whatever it left in its group is killed when it is reaped
+        if self.returncode is None and not self._gone():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, sig)
+
+    def _gone(self) -> bool:
+        """Whether the process exited (its pidfd is readable), reaped or not."""
+        return bool(select.select([self._pidfd], [], [], 0)[0])
 
     async def _kill_and_reap(self) -> None:
         """SIGKILL the child unless it exited, and wait until it is reaped."""
@@ -441,7 +455,7 @@ class ServiceProcess:
 
 async def _start(spec: LaunchSpec, fd: int, output: int, forks: ForkServer | None) -> Child:
     """The service's process: forked by the fork server when it runs under the node's interpreter."""
-    if forks is not None and not forks.broken and spec.python == sys.executable:
+    if forks is not None and forks.available and spec.python == sys.executable:
         working = working_directory(spec)
         env = service_environment(spec.name, working, spec.environment)
         try:

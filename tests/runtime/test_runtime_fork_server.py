@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from p2p_orchestrator import Orchestrator
+from p2p_orchestrator.runtime._spawn import PACKAGE_ROOT
+from p2p_orchestrator.runtime.fork_server import open_fork_server
 from tests.runtime.support import alive, fast_config, pid_of, service_archive, wait_for_moves, wait_until_gone
 
 SELF_REPORT = """
@@ -89,17 +93,33 @@ async def test_forked_services_each_get_a_clean_process_of_their_own(
         assert reports["left"]["random"] != reports["right"]["random"]  # random is seeded anew per fork
 
 
-async def test_the_fork_server_dies_with_the_node_and_takes_its_children(home: Path, tmp_path: Path) -> None:
-    """SIGKILL of the fork server: its children die with it (PR_SET_PDEATHSIG), and the supervisor restarts them."""
+SPAWNER = """
+import subprocess
+
+class Run(BaseService):
+    @service_method()
+    async def spawn(self):
+        return subprocess.Popen(["sleep", "60"]).pid
+
+    @service_method()
+    async def greet(self, name: str):
+        return {"message": f"Hello, {name}!"}
+"""
+
+
+async def test_a_killed_fork_server_takes_its_children_and_theirs(home: Path, tmp_path: Path) -> None:
+    """SIGKILL of the fork server: its children die with it, what they started too, and they are restarted."""
     async with Orchestrator(home, config=fast_config()) as rt:
-        await rt.install_service(service_archive(tmp_path, "kept"))
+        await rt.install_service(service_archive(tmp_path, "kept", SPAWNER))
         await rt.start_service("kept")
+        grandchild = await rt.rpc.call("kept/spawn", {})
         forks = rt.supervisor.forks
         assert forks is not None
         zygote, child = forks.pid, pid_of(rt, "kept")
-        assert zygote is not None
+        assert zygote is not None and alive(grandchild)
         os.kill(zygote, signal.SIGKILL)
         await wait_until_gone(child)
+        await wait_until_gone(grandchild)
         await wait_for_moves(rt, "kept", "running", 2)  # restarted, by a new fork server
         assert forks.pid not in (None, zygote)
         assert (await rt.rpc.call("kept/greet", {"name": "again"}))["message"].endswith(", again!")
@@ -146,3 +166,24 @@ async def test_a_stop_signal_to_every_process_leaves_the_stopping_to_the_node(
         child = pid_of(rt, "kept")
         os.kill(child, signal.SIGTERM)
         await wait_until_gone(child)
+
+
+async def test_a_child_that_exits_at_once_is_watched_and_reported_as_exec_would(tmp_path: Path) -> None:
+    """Its exit may be reported before the start sees its pid: the handle still names that process."""
+    channel, theirs = socket.socketpair()
+    output, output_w = os.pipe()
+    try:
+        async with open_fork_server() as forks:
+            argv = ["svc", "--no-such-option", "--parent", str(os.getpid()), "--root", str(PACKAGE_ROOT)]
+            child = await forks.fork(argv, tmp_path, {"PATH": os.defpath}, (theirs.fileno(), output_w))
+            os.close(output_w)
+            assert await child.wait() == 2  # argparse's usage error, the code a new interpreter exits with
+            pidfd = child.open_pidfd()  # after the report: still this process, exited
+            assert select.select([pidfd], [], [], 0)[0]
+            os.close(pidfd)
+            child.close()
+        assert b"unrecognized arguments: --no-such-option" in os.read(output, 65536)  # its output, its pipe
+    finally:
+        channel.close()
+        theirs.close()
+        os.close(output)
