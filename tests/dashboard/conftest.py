@@ -120,9 +120,12 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 @pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    """A headless Chromium driven by chromedriver (skipped where Debian's packages are missing)."""
+    """A headless Chromium driven by chromedriver (skipped where Debian's packages are missing, but not in CI)."""
     if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
-        pytest.skip(f"{CHROMIUM} and {CHROMEDRIVER} are needed: run scripts/ensure-sysdeps.sh as root")
+        missing = f"{CHROMIUM} and {CHROMEDRIVER} are needed: run scripts/ensure-sysdeps.sh as root"
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
