@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import struct
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, SupportsIndex, cast
@@ -94,31 +95,118 @@ class Budget:
             self.parent.release(n)
 
 
-class _StreamBuffer(bytearray):
-    """One stream's receive buffer: admits what enters, accounts what enters and leaves."""
+_SMALL_PIECE = 4096
+"""Payloads shorter than this are gathered in one ``bytearray`` piece rather than kept one by one,
+so that a peer sending tiny frames costs a byte per byte buffered, not an object per frame."""
+
+
+class _StreamBuffer:
+    """One stream's receive buffer: admits what enters, accounts what enters and leaves.
+
+    It stands in for the ``bytearray`` py-libp2p's Yamux keeps per stream, and offers what that
+    code uses of one -- ``len``, ``extend``, ``bytes()``, ``buffer[:n]``, ``del buffer[:n]``,
+    ``clear`` -- but keeps the payloads as they arrived: a DATA payload is stored, not copied
+    (``bytes``, or a view of a decrypted Noise message that it fills at least half of: see
+    ``_secure_reads``), and :meth:`take` hands the pieces over as they are (``_yamux_reads``).
+    A payload that is a small part of a larger object is copied, so that what is charged against
+    the budget is at most half of what is held; small payloads are gathered (:data:`_SMALL_PIECE`).
+    """
+
+    __slots__ = ("_owner", "_pieces", "_size", "_stream_id")
 
     def __init__(self, owner: _GuardedYamux, stream_id: int) -> None:
-        super().__init__()
         self._owner = owner
         self._stream_id = stream_id
+        self._pieces: deque[bytes | bytearray | memoryview] = deque()
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __bool__(self) -> bool:
+        return self._size > 0
 
     def extend(self, data: Any) -> None:
         n = len(data)
-        if n and self._owner._admit(self._stream_id, n):
-            super().extend(data)
-            self._owner._budget.charge(n)
+        if not n or not self._owner._admit(self._stream_id, n):
+            return
+        pieces = self._pieces
+        if n < _SMALL_PIECE:
+            last = pieces[-1] if pieces else None
+            if type(last) is bytearray:
+                last += data
+            else:
+                pieces.append(bytearray(data))
+        elif type(data) is bytes or (
+            type(data) is memoryview and type(data.obj) is bytes and 2 * n >= len(data.obj)
+        ):
+            pieces.append(data)
+        else:
+            pieces.append(bytes(data))
+        self._size += n
+        self._owner._budget.charge(n)
 
-    def clear(self) -> None:
-        self._owner._budget.release(len(self))
-        super().clear()
+    def take(self, n: int) -> list[bytes | memoryview]:
+        """Remove the first ``n`` bytes (all there are, if fewer) and return them as read-only pieces."""
+        pieces = self._pieces
+        taken: list[bytes | memoryview] = []
+        got = 0
+        while pieces and got < n:
+            piece = pieces[0]
+            if got + len(piece) <= n:
+                pieces.popleft()
+                got += len(piece)
+                taken.append(bytes(piece) if isinstance(piece, bytearray) else piece)
+                continue
+            cut = n - got
+            if type(piece) is bytearray:
+                taken.append(bytes(piece[:cut]))
+                del piece[:cut]
+            else:
+                view = memoryview(piece)
+                taken.append(view[:cut])
+                pieces[0] = view[cut:]
+            got = n
+        self._size -= got
+        self._owner._budget.release(got)
+        return taken
+
+    def _peek(self, n: int) -> bytes:
+        """The first ``n`` bytes, copied, left in place."""
+        head: list[bytes | bytearray | memoryview] = []
+        got = 0
+        for piece in self._pieces:
+            if got >= n:
+                break
+            head.append(piece if got + len(piece) <= n else memoryview(piece)[: n - got])
+            got += len(head[-1])
+        return b"".join(head)
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self._pieces)
+
+    def __getitem__(self, key: SupportsIndex | slice) -> Any:
+        if isinstance(key, slice) and key.step is None and not key.start and (key.stop or 0) >= 0:
+            return self._peek(self._size if key.stop is None else key.stop)
+        return bytes(self)[key]
 
     def __delitem__(self, key: SupportsIndex | slice) -> None:
-        before = len(self)
-        super().__delitem__(key)
-        self._owner._budget.release(before - len(self))
+        if isinstance(key, slice) and key.step is None and not key.start and (key.stop or 0) >= 0:
+            self.take(self._size if key.stop is None else key.stop)
+            return
+        rest = bytearray(bytes(self))
+        del rest[key]
+        self._owner._budget.release(self._size - len(rest))
+        self._pieces = deque([rest] if rest else [])
+        self._size = len(rest)
+
+    def clear(self) -> None:
+        self._owner._budget.release(self._size)
+        self._pieces.clear()
+        self._size = 0
 
 
-class _StreamBuffers(dict[int, bytearray]):
+class _StreamBuffers(dict[int, Any]):
     """The muxer's ``stream_buffers``: every buffer put in is a :class:`_StreamBuffer`."""
 
     def __init__(self, owner: _GuardedYamux) -> None:

@@ -15,6 +15,11 @@ restores it, as go-yamux's own hysteresis does), so a sender never stalls on a w
 and at once when the stream or its connection ends (the read then reports it).  Each wake-up
 costs a check of the buffer's length, not a read and an update.
 
+The reads.  :func:`take` is the read of a py-libp2p stream, without its copy: the payloads the
+stream's buffer holds (see ``_yamux_guard``), handed over as they arrived, and the same window
+update.  It takes only from a stream that is open and holds bytes; anything else -- an empty
+buffer to wait on, the end of the stream, a reset -- goes through the library's ``read``.
+
 It uses the muxer's internals (``stream_buffers``, ``stream_events``, the window counters), as
 py-libp2p's own ``read`` does; for any other stream it returns at once and reads go on as before.
 """
@@ -24,8 +29,11 @@ from __future__ import annotations
 from typing import Any
 
 import trio
+from libp2p.network.stream.net_stream import StreamState
 
-__all__ = ["gather"]
+__all__ = ["gather", "take"]
+
+_NOT_READABLE = (StreamState.RESET, StreamState.ERROR)
 
 
 def _yamux_parts(raw: object) -> tuple[Any, Any] | None:
@@ -75,3 +83,31 @@ async def gather(raw: object, n: int) -> None:
             events[sid] = trio.Event()  # consumed, as py-libp2p's read does; then look again
             continue
         await event.wait()
+
+
+async def take(raw: object, max_bytes: int) -> list[bytes | memoryview] | None:
+    """Up to ``max_bytes`` bytes ``raw`` holds, as the pieces they arrived in; ``None``: use ``read``.
+
+    ``None`` unless ``raw`` is an open py-libp2p Yamux stream whose buffer holds bytes (an empty
+    buffer, the end of the stream or a reset are for the library's ``read`` to wait on or report).
+    Sends the same window update as a read.
+    """
+    parts = _yamux_parts(raw)
+    if parts is None or getattr(raw, "_state", None) in _NOT_READABLE:
+        return None
+    stream, conn = parts
+    sid = stream.stream_id
+    buffer = conn.stream_buffers.get(sid)
+    if (
+        not buffer
+        or not hasattr(buffer, "take")
+        or stream.closed
+        or stream.recv_closed
+        or stream.reset_received
+        or conn.event_shutting_down.is_set()
+        or conn.streams.get(sid) is not stream
+    ):
+        return None
+    pieces: list[bytes | memoryview] = buffer.take(max_bytes)
+    await stream._auto_tune_and_send_window_update(bytes_read=sum(len(piece) for piece in pieces))
+    return pieces
