@@ -15,6 +15,15 @@ restores it, as go-yamux's own hysteresis does), so a sender never stalls on a w
 and at once when the stream or its connection ends (the read then reports it).  Each wake-up
 costs a check of the buffer's length, not a read and an update.
 
+The window.  py-libp2p starts every stream's receive window at 256 KiB and grows it only when
+updates follow each other within four round trips -- never on loopback or a LAN, where its ping
+measures a fraction of a millisecond -- so a 1 MiB frame took four reads and four updates, and
+the sender waited for each.  :func:`gather` raises the stream's target window to twice the
+frame it waits for (at most :data:`MAX_WINDOW`), so that a whole frame fits, and the update of
+the read that takes it grants the next one.  Only a reader that waits for a frame it was told is
+coming does so (a transfer's, for a peer with a role); the guard (``_yamux_guard``) still
+bounds every stream by its window and every connection by its budget.
+
 The reads.  :func:`take` is the read of a py-libp2p stream, without its copy: the payloads the
 stream's buffer holds (see ``_yamux_guard``), handed over as they arrived, and the same window
 update.  It takes only from a stream that is open and holds bytes; anything else -- an empty
@@ -31,7 +40,10 @@ from typing import Any
 import trio
 from libp2p.network.stream.net_stream import StreamState
 
-__all__ = ["gather", "take"]
+__all__ = ["MAX_WINDOW", "gather", "take"]
+
+MAX_WINDOW = 8 * 1024 * 1024
+"""The largest receive window :func:`gather` asks for (twice the largest transfer frame)."""
 
 _NOT_READABLE = (StreamState.RESET, StreamState.ERROR)
 
@@ -61,6 +73,8 @@ async def gather(raw: object, n: int) -> None:
     if parts is None:
         return
     stream, conn = parts
+    # a window that holds the whole frame, granted by the update of the next read
+    stream.target_recv_window = max(stream.target_recv_window, min(2 * n, MAX_WINDOW))
     sid = stream.stream_id
     buffers: dict[int, bytearray] = conn.stream_buffers
     events: dict[int, trio.Event] = conn.stream_events
