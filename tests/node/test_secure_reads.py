@@ -101,6 +101,23 @@ async def test_yamux_reads_get_the_same_bytes_and_views_of_whole_messages() -> N
             assert await read_exactly(session, 5) == tail
 
 
+async def test_bytes_read_ahead_are_taken_without_waiting() -> None:
+    with trio.fail_after(10):
+        async with session_pair() as (session, sender, peer, _raw):
+            header, body, tail = os.urandom(12), os.urandom(65536 - 12), os.urandom(300)
+            wire = header + body  # a 64 KiB Yamux frame: more than one Noise message holds
+            await peer.send_all(framed(sender, wire[:65519]) + framed(sender, wire[65519:] + tail))
+            await peer.send_all(framed(sender, b"abc"))
+            await trio.sleep(0.2)  # all of it in the socket: the first read takes it all
+            assert _secure_reads.take_ready(session, 12) is None  # nothing read ahead yet
+            assert bytes(await session.read(12)) == header
+            got = _secure_reads.take_ready(session, len(body))  # the rest and the next message
+            assert got is not None and bytes(got) == body
+            assert _secure_reads.take_ready(session, 300) == tail
+            assert _secure_reads.take_ready(session, 5) is None  # "abc" is too short: kept
+            assert await session.read(3) == b"abc"
+
+
 async def test_the_end_of_the_connection_is_an_incomplete_read() -> None:
     with trio.fail_after(10):
         async with session_pair() as (session, sender, peer, _raw):

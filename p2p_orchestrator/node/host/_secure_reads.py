@@ -53,7 +53,7 @@ from noise.exceptions import NoiseInvalidMessage  # type: ignore[import-untyped]
 
 from p2p_orchestrator.node.host._frame_reads import MAX_LOWAT, MIN_MARKED
 
-__all__ = ["READ_AHEAD", "install", "take_exactly"]
+__all__ = ["READ_AHEAD", "install", "take_exactly", "take_ready"]
 
 READ_AHEAD = 256 * 1024
 """Bytes one read of the connection may take at most (four Noise messages of the largest size)."""
@@ -82,16 +82,26 @@ class _Inbox:
         self.block: bytes = b""
         self.pos = 0
 
+    def ready(self) -> memoryview | None:
+        """The next Noise message's body if it is here whole (ciphertext), else ``None``."""
+        block, pos = self.block, self.pos
+        if len(block) - pos >= 2:
+            end = pos + 2 + ((block[pos] << 8) | block[pos + 1])
+            if end <= len(block):
+                self.pos = end
+                return memoryview(block)[pos + 2 : end]
+        return None
+
     async def message(self) -> Bytes:
         """The next Noise message's body (ciphertext), or ``IncompleteReadError`` at the end."""
         while True:
+            ready = self.ready()
+            if ready is not None:
+                return ready
             block, pos = self.block, self.pos
             have = len(block) - pos
             if have >= 2:
                 total = 2 + ((block[pos] << 8) | block[pos + 1])
-                if have >= total:
-                    self.pos = pos + total
-                    return memoryview(block)[pos + 2 : pos + total]
                 return await self._gather(memoryview(block)[pos:], total)
             data = await self._receive(0)  # the length is not known: nothing is due yet
             if not data:
@@ -175,6 +185,36 @@ async def _take(session: Any, n: int) -> Bytes:
         parts.append(message)
         got += len(message)
     return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def take_ready(session: Any, n: int) -> Bytes | None:
+    """``n`` bytes of ``session`` if they can be had without waiting, else ``None`` (read them then).
+
+    They can when the rest of the last message holds them, or with the next message, read ahead
+    whole (it is decrypted here; what is not taken stays for the next read).  Fewer than ``n``
+    only where :func:`take_exactly` would fail: the connection said it closed.
+    """
+    state = session.__dict__
+    rest: memoryview | None = state.get(_REST)
+    have = len(rest) if rest is not None else 0
+    if have >= n:
+        state[_REST] = rest[n:] if have > n else None  # type: ignore[index]
+        return rest[:n] if have > n else rest  # type: ignore[index]
+    inbox: _Inbox | None = getattr(getattr(session, "conn", None), "__dict__", {}).get(_INBOX)
+    body = inbox.ready() if inbox is not None else None
+    if body is None:
+        return None
+    message = _decrypt(session.conn, body)
+    if not message:  # the library's reader says the connection closed
+        state[_REST] = None
+        return rest if rest is not None else b""
+    need = n - have
+    if len(message) < need:  # not enough yet: keep it all for the read that waits
+        state[_REST] = memoryview(bytes(rest) + message if rest is not None else message)
+        return None
+    view = memoryview(message)
+    state[_REST] = view[need:] if len(message) > need else None
+    return view[:need] if rest is None else b"".join((rest, view[:need]))
 
 
 async def take_exactly(reader: Any, n: int, *args: Any, **kwargs: Any) -> Bytes:

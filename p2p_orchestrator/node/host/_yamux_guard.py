@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from typing import Any, SupportsIndex, cast
 
 from libp2p.abc import IHost
+from libp2p.io.exceptions import IncompleteReadError
+from libp2p.security.secure_session import SecureSession
 from libp2p.stream_muxer.yamux.yamux import (
     FLAG_RST,
     GO_AWAY_PROTOCOL_ERROR,
@@ -46,6 +48,8 @@ from libp2p.stream_muxer.yamux.yamux import (
     YAMUX_HEADER_FORMAT,
     Yamux,
 )
+
+from p2p_orchestrator.node.host._secure_reads import take_ready
 
 __all__ = ["Budget", "BufferLimits", "install_guard"]
 
@@ -253,6 +257,22 @@ class _GuardedYamux(Yamux):
         self._budget = Budget(self._limits.connection, self._strangers if self._stranger else None)
         self._strikes = 0
         self.stream_buffers = _StreamBuffers(self)
+
+    async def _read_data_body(self, length: int) -> Any:
+        # A payload already read ahead (see _secure_reads) is taken without the library's read
+        # deadline: it cannot stall, and the deadline's cancel scope cost more than the read.
+        session = self.secured_conn
+        data = take_ready(session, length) if isinstance(session, SecureSession) else None
+        if data is None:
+            return await super()._read_data_body(length)
+        if len(data) < length:
+            raise IncompleteReadError(
+                f"Connection closed during read operation: expected {length} bytes but "
+                f"received {len(data)} bytes",
+                expected_bytes=length,
+                received_bytes=len(data),
+            )
+        return data
 
     def _inbound(self, stream_id: int) -> bool:
         # Yamux: the side that dialled opens odd stream IDs, the other even ones.
