@@ -70,6 +70,10 @@ def test_small_and_borrowed_payloads_are_copied() -> None:
     buf.extend(memoryview(big)[: _SMALL_PIECE * 2])  # a small part of a large object: copied
     piece = buf._pieces[-1]
     assert type(piece) is bytes and piece == big[: _SMALL_PIECE * 2]
+    buf.extend(memoryview(big)[:40000])  # two thirds of it: still copied (at most 8/7 held per byte)
+    assert type(buf._pieces[-1]) is bytes
+    buf.extend(memoryview(big)[:59000])  # nearly all of it: kept as the view
+    assert type(buf._pieces[-1]) is memoryview
     scratch = bytearray(os.urandom(20000))
     buf.extend(scratch)  # mutable: copied, so later changes do not reach the buffer
     scratch[:] = bytes(20000)

@@ -110,10 +110,11 @@ class _StreamBuffer:
     It stands in for the ``bytearray`` py-libp2p's Yamux keeps per stream, and offers what that
     code uses of one -- ``len``, ``extend``, ``bytes()``, ``buffer[:n]``, ``del buffer[:n]``,
     ``clear`` -- but keeps the payloads as they arrived: a DATA payload is stored, not copied
-    (``bytes``, or a view of a decrypted Noise message that it fills at least half of: see
+    (``bytes``, or a view of a decrypted Noise message that it fills at least 7/8 of: see
     ``_secure_reads``), and :meth:`take` hands the pieces over as they are (``_yamux_reads``).
-    A payload that is a small part of a larger object is copied, so that what is charged against
-    the budget is at most half of what is held; small payloads are gathered (:data:`_SMALL_PIECE`).
+    A payload that is a smaller part of a larger object is copied, so that what is held stays
+    within 8/7 of what is charged against the budget; small payloads are gathered
+    (:data:`_SMALL_PIECE`), so a peer's tiny frames cost no object each.
     """
 
     __slots__ = ("_owner", "_pieces", "_size", "_stream_id")
@@ -142,7 +143,7 @@ class _StreamBuffer:
             else:
                 pieces.append(bytearray(data))
         elif type(data) is bytes or (
-            type(data) is memoryview and type(data.obj) is bytes and 2 * n >= len(data.obj)
+            type(data) is memoryview and type(data.obj) is bytes and 8 * n >= 7 * len(data.obj)
         ):
             pieces.append(data)
         else:
