@@ -26,8 +26,12 @@ bounds every stream by its window and every connection by its budget.
 
 The reads.  :func:`take` is the read of a py-libp2p stream, without its copy: the payloads the
 stream's buffer holds (see ``_yamux_guard``), handed over as they arrived, and the same window
-update.  It takes only from a stream that is open and holds bytes; anything else -- an empty
-buffer to wait on, the end of the stream, a reset -- goes through the library's ``read``.
+update -- except after a small read (under a quarter of the window) while the peer still has
+more than half of its window: py-libp2p would send an update for it (one more Noise message each
+way per transfer frame, for the few bytes read after it); it is left for the next update to
+grant, as go-yamux's hysteresis does.  It takes only from a stream that is open and holds
+bytes; anything else -- an empty buffer to wait on, the end of the stream, a reset -- goes
+through the library's ``read``.
 
 It uses the muxer's internals (``stream_buffers``, ``stream_events``, the window counters), as
 py-libp2p's own ``read`` does; for any other stream it returns at once and reads go on as before.
@@ -123,5 +127,12 @@ async def take(raw: object, max_bytes: int) -> list[bytes | memoryview] | None:
     ):
         return None
     pieces: list[bytes | memoryview] = buffer.take(max_bytes)
-    await stream._auto_tune_and_send_window_update(bytes_read=sum(len(piece) for piece in pieces))
+    taken = sum(len(piece) for piece in pieces)
+    half = stream.target_recv_window // 2
+    if taken < half // 2 and stream.recv_window > half and hasattr(stream, "_pending_recv_release"):
+        # A small read while the peer still has over half its window: credited with the next
+        # update (the library computes it from the window's deficit), as go-yamux would.
+        stream._pending_recv_release += taken
+        return pieces
+    await stream._auto_tune_and_send_window_update(bytes_read=taken)
     return pieces
