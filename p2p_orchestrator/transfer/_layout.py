@@ -172,9 +172,10 @@ def _covered(stored: TransferManifest, claimed: Bitfield, start: int, length: in
     return all(index in claimed for index in range(first, last + 1))
 
 
-def hash_file(fd: int, size: int) -> str:
-    digest = hashlib.sha256()
-    offset = 0
+def hash_file(fd: int, size: int, digest: hashlib._Hash | None = None, offset: int = 0) -> str:
+    """The sha256 of the file's first ``size`` bytes, in hex; ``digest`` (a ``hashlib.sha256()``)
+    may hold its first ``offset`` bytes already, and only the rest is read."""
+    digest = hashlib.sha256() if digest is None else digest
     while offset < size:
         data = pread_exact(fd, min(_READ_BYTES, size - offset), offset)
         digest.update(data)

@@ -82,8 +82,9 @@ class TransferChannel:
         """The frame of ``message`` (``ProtocolError`` if it cannot be sent, e.g. too large)."""
         return encode_message(message, self._max_frame_bytes)
 
-    def receive_data(self, data: bytes) -> None:
-        """Add received bytes; ``b""`` means the peer's EOF."""
+    def receive_data(self, data: bytes | memoryview) -> None:
+        """Add received bytes; ``b""`` means the peer's EOF.  A ``memoryview`` of a ``bytes`` is kept
+        as it is (see :meth:`FrameDecoder.feed`)."""
         self._raise_if_broken()
         if not data:
             self._eof = True  # repeating the EOF is harmless

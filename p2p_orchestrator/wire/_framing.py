@@ -131,14 +131,16 @@ class FrameDecoder:
             return 0
         return self._missing if self._length else FRAME_HEADER_BYTES - len(self._header)
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Add received bytes (any amount, including none) and check any newly complete headers.
 
+        ``bytes``, and a ``memoryview`` of a ``bytes``, are kept as they are (nothing can change
+        them); anything else is copied first (the caller may reuse a mutable buffer).
         Raises :class:`ProtocolError` with code ``frame_too_large`` or ``empty_frame``.
         """
         self._raise_if_broken()
-        if type(data) is not bytes:
-            data = bytes(data)  # the caller may reuse a mutable buffer: keep a snapshot
+        if type(data) is not bytes and not (type(data) is memoryview and type(data.obj) is bytes):
+            data = bytes(data)  # a snapshot
         pos, end = 0, len(data)
         while pos < end:
             if not self._length:
@@ -196,13 +198,13 @@ class FrameDecoder:
             )
         self._length = self._missing = length
 
-    def _add_part(self, data: bytes, pos: int, take: int, end: int) -> None:
+    def _add_part(self, data: bytes | memoryview, pos: int, take: int, end: int) -> None:
         parts = self._parts
         if take == end:  # the whole piece (pos is 0)
             parts.append(data)
         elif not parts and take == self._missing:  # the whole payload, within the piece
-            parts.append(data[pos : pos + take])
-            self.bytes_copied += take
+            parts.append(data[pos : pos + take])  # a copy of a bytes, a view of a view
+            self.bytes_copied += take if type(data) is bytes else 0
         elif take >= _SMALL_PART:
             parts.append(memoryview(data)[pos : pos + take])
         else:

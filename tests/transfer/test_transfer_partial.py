@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from p2p_orchestrator.errors import ServiceDistributionError
-from p2p_orchestrator.transfer import PartialTransfer, build_manifest
+from p2p_orchestrator.transfer import PartialTransfer, _layout, build_manifest
 from tests.transfer.support import CHUNK, archive, lying_manifest, store
 
 
@@ -87,6 +87,31 @@ def test_a_manifest_that_lies_about_the_archive_is_caught_at_finish(tmp_path: Pa
         partial.finish()
     assert code_of(info) == "archive_hash_mismatch"
     assert partial.closed and partial.directory is not None and not partial.directory.exists()
+
+
+@pytest.mark.parametrize("late", [None, 1])
+def test_chunks_in_order_are_hashed_as_written_not_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, late: int | None
+) -> None:
+    _, data, manifest = archive(tmp_path)
+    assert manifest.chunk_count >= 3
+    read: list[int] = []
+    original = _layout.pread_exact
+
+    def pread_exact(fd: int, n: int, offset: int) -> bytes:
+        read.append(n)
+        return original(fd, n, offset)
+
+    monkeypatch.setattr(_layout, "pread_exact", pread_exact)
+    indices = list(range(manifest.chunk_count))
+    if late is not None:
+        indices.append(indices.pop(late))  # chunk 1 last: chunks 0 and 1 are hashed as they come
+    partial = store(tmp_path).open(manifest)
+    for index in indices:
+        partial.write_chunk(index, chunk_of(data, index))
+    assert partial.finish().read_bytes() == data
+    assert sum(read) == (0 if late is None else len(data) - 2 * CHUNK)  # read back: from chunk 2 on
+    partial.discard()
 
 
 def test_resume_keeps_verified_chunks(tmp_path: Path) -> None:

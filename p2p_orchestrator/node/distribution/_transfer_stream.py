@@ -91,9 +91,10 @@ class TransferStream:
             # The rest of a large frame is due: let it gather and take it in one read.
             needed = self.channel.bytes_needed
             gather = needed if needed > _READ_BYTES else 0
-            data = await self.net.receive(max(needed, _READ_BYTES), gather=gather)
-            self._counted.received += len(data)
-            self.channel.receive_data(data)
+            pieces = await self.net.receive_pieces(max(needed, _READ_BYTES), gather=gather)
+            for data in pieces:  # as they arrived: the decoder keeps them, uncopied
+                self._counted.received += len(data)
+                self.channel.receive_data(data)
 
     async def send(self, message: TransferMessage) -> None:
         """Write ``message`` (``ProtocolError`` if it cannot be encoded; nothing is written then)."""

@@ -5,6 +5,7 @@ They depend on the library's internals, so they are written for one version, :da
 * :mod:`._noise_guard`: a cancelled write no longer kills its Noise connection (it hit RPC and
   transfer streams alike);
 * :mod:`._frame_reads`: one wake-up per Noise frame instead of one per TCP segment;
+* :mod:`._secure_reads`: Noise transport messages read ahead, and Yamux's bytes without copies;
 * :mod:`._yamux_guard` (per host, by :func:`~._build.build_host`): receive windows enforced;
 * :mod:`._inbound_gate` (per host): inbound connections admitted, and their slots given back;
 * :mod:`._yamux_reads` (at each read): large reads of a Yamux stream.
@@ -22,7 +23,7 @@ import os
 from importlib.metadata import PackageNotFoundError, version
 
 from p2p_orchestrator.config import ConfigError
-from p2p_orchestrator.node.host import _frame_reads, _noise_guard
+from p2p_orchestrator.node.host import _frame_reads, _noise_guard, _secure_reads
 
 __all__ = ["ALLOW_ENV", "PATCHED_FOR", "install", "libp2p_version"]
 
@@ -54,3 +55,4 @@ def install() -> None:
         log.warning("Running on py-libp2p %s; the node's fixes were written for %s", found, PATCHED_FOR)
     _noise_guard.install()
     _frame_reads.install()
+    _secure_reads.install()

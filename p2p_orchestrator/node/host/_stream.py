@@ -7,7 +7,8 @@ with ``StreamClosed``, ``StreamReset`` or muxer errors.  This wrapper turns all
 of that into three outcomes the adapters above it handle:
 
 * :meth:`NetStream.receive` returns bytes (at most ``max_bytes``; Yamux gives at
-  most 64 KiB per read, so callers loop), or ``b""`` at EOF;
+  most 64 KiB per read, so callers loop), or ``b""`` at EOF; :meth:`NetStream.receive_pieces`
+  the same bytes as the pieces they arrived in, without copying them;
 * anything else that goes wrong raises :class:`StreamBroken`;
 * :meth:`NetStream.close` and :meth:`NetStream.reset` never raise (a stream that
   is already gone is closed enough); they log what they swallow.
@@ -35,11 +36,14 @@ import trio
 from p2p_orchestrator._rpc_session import StreamWriter
 from p2p_orchestrator.node.host import _yamux_reads
 
-__all__ = ["NetStream", "RawStream", "StreamBroken", "frame_writer", "reset_raw"]
+__all__ = ["NetStream", "Piece", "RawStream", "StreamBroken", "frame_writer", "reset_raw"]
 
 log = logging.getLogger("p2p_orchestrator.node")
 
 M = TypeVar("M")
+
+Piece = bytes | memoryview
+"""A run of received bytes, read-only (a ``memoryview`` is of an immutable ``bytes``)."""
 
 _RECEIVE_BYTES = 65536
 _CLOSE_SECONDS = 2.0  # bound on a close or reset, which run shielded from cancellation
@@ -94,7 +98,12 @@ class NetStream:
         that one read takes them (see ``_yamux_reads``).  Raises :class:`StreamBroken` if the
         stream fails or is reset (by us, even meanwhile).
         """
-        data = b""
+        pieces = await self.receive_pieces(max_bytes, gather=gather)
+        return pieces[0] if len(pieces) == 1 and type(pieces[0]) is bytes else b"".join(pieces)
+
+    async def receive_pieces(self, max_bytes: int = _RECEIVE_BYTES, *, gather: int = 0) -> list[Piece]:
+        """:meth:`receive`, as the read-only pieces the bytes arrived in (no copy); ``[b""]`` at EOF."""
+        pieces: list[Piece] = [b""]
         with trio.CancelScope() as scope:
             if self._reset_done:
                 scope.cancel()
@@ -102,9 +111,10 @@ class NetStream:
             try:
                 if gather > 1:
                     await _yamux_reads.gather(self.raw, gather)
-                data = await self.raw.read(max_bytes)
+                taken = await _yamux_reads.take(self.raw, max_bytes)
+                pieces = taken if taken else [await self.raw.read(max_bytes)]
             except EOFError:  # libp2p's StreamEOF derives from EOFError
-                return b""
+                return [b""]
             except trio.Cancelled:
                 raise
             except Exception as exc:
@@ -115,7 +125,7 @@ class NetStream:
                 self._receiving = None
         if scope.cancelled_caught:
             raise StreamBroken(f"the stream of {self.peer_id} was reset")
-        return data
+        return pieces
 
     async def send(self, data: bytes) -> None:
         """Write all of ``data``; :class:`StreamBroken` if the stream cannot take it."""

@@ -33,18 +33,26 @@ from __future__ import annotations
 
 import logging
 import struct
+import types
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, SupportsIndex, cast
 
 from libp2p.abc import IHost
+from libp2p.io.exceptions import IncompleteReadError
+from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH
+from libp2p.security.secure_session import SecureSession
 from libp2p.stream_muxer.yamux.yamux import (
     FLAG_RST,
     GO_AWAY_PROTOCOL_ERROR,
     TYPE_WINDOW_UPDATE,
     YAMUX_HEADER_FORMAT,
     Yamux,
+    YamuxStream,
 )
+
+from p2p_orchestrator.node.host._secure_reads import take_ready
 
 __all__ = ["Budget", "BufferLimits", "install_guard"]
 
@@ -94,31 +102,119 @@ class Budget:
             self.parent.release(n)
 
 
-class _StreamBuffer(bytearray):
-    """One stream's receive buffer: admits what enters, accounts what enters and leaves."""
+_SMALL_PIECE = 4096
+"""Payloads shorter than this are gathered in one ``bytearray`` piece rather than kept one by one,
+so that a peer sending tiny frames costs a byte per byte buffered, not an object per frame."""
+
+
+class _StreamBuffer:
+    """One stream's receive buffer: admits what enters, accounts what enters and leaves.
+
+    It stands in for the ``bytearray`` py-libp2p's Yamux keeps per stream, and offers what that
+    code uses of one -- ``len``, ``extend``, ``bytes()``, ``buffer[:n]``, ``del buffer[:n]``,
+    ``clear`` -- but keeps the payloads as they arrived: a DATA payload is stored, not copied
+    (``bytes``, or a view of a decrypted Noise message that it fills at least 7/8 of: see
+    ``_secure_reads``), and :meth:`take` hands the pieces over as they are (``_yamux_reads``).
+    A payload that is a smaller part of a larger object is copied, so that what is held stays
+    within 8/7 of what is charged against the budget; small payloads are gathered
+    (:data:`_SMALL_PIECE`), so a peer's tiny frames cost no object each.
+    """
+
+    __slots__ = ("_owner", "_pieces", "_size", "_stream_id")
 
     def __init__(self, owner: _GuardedYamux, stream_id: int) -> None:
-        super().__init__()
         self._owner = owner
         self._stream_id = stream_id
+        self._pieces: deque[bytes | bytearray | memoryview] = deque()
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __bool__(self) -> bool:
+        return self._size > 0
 
     def extend(self, data: Any) -> None:
         n = len(data)
-        if n and self._owner._admit(self._stream_id, n):
-            super().extend(data)
-            self._owner._budget.charge(n)
+        if not n or not self._owner._admit(self._stream_id, n):
+            return
+        pieces = self._pieces
+        if n < _SMALL_PIECE:
+            last = pieces[-1] if pieces else None
+            if type(last) is bytearray:
+                last += data
+            else:
+                pieces.append(bytearray(data))
+        elif type(data) is bytes or (
+            type(data) is memoryview and type(data.obj) is bytes and 8 * n >= 7 * len(data.obj)
+        ):
+            pieces.append(data)
+        else:
+            pieces.append(bytes(data))
+        self._size += n
+        self._owner._budget.charge(n)
 
-    def clear(self) -> None:
-        self._owner._budget.release(len(self))
-        super().clear()
+    def take(self, n: int) -> list[bytes | memoryview]:
+        """Remove the first ``n`` bytes (all there are, if fewer) and return them as read-only pieces."""
+        pieces = self._pieces
+        taken: list[bytes | memoryview] = []
+        got = 0
+        while pieces and got < n:
+            piece = pieces[0]
+            if got + len(piece) <= n:
+                pieces.popleft()
+                got += len(piece)
+                taken.append(bytes(piece) if isinstance(piece, bytearray) else piece)
+                continue
+            cut = n - got
+            if type(piece) is bytearray:
+                taken.append(bytes(piece[:cut]))
+                del piece[:cut]
+            else:
+                view = memoryview(piece)
+                taken.append(view[:cut])
+                pieces[0] = view[cut:]
+            got = n
+        self._size -= got
+        self._owner._budget.release(got)
+        return taken
+
+    def _peek(self, n: int) -> bytes:
+        """The first ``n`` bytes, copied, left in place."""
+        head: list[bytes | bytearray | memoryview] = []
+        got = 0
+        for piece in self._pieces:
+            if got >= n:
+                break
+            head.append(piece if got + len(piece) <= n else memoryview(piece)[: n - got])
+            got += len(head[-1])
+        return b"".join(head)
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self._pieces)
+
+    def __getitem__(self, key: SupportsIndex | slice) -> Any:
+        if isinstance(key, slice) and key.step is None and not key.start and (key.stop or 0) >= 0:
+            return self._peek(self._size if key.stop is None else key.stop)
+        return bytes(self)[key]
 
     def __delitem__(self, key: SupportsIndex | slice) -> None:
-        before = len(self)
-        super().__delitem__(key)
-        self._owner._budget.release(before - len(self))
+        if isinstance(key, slice) and key.step is None and not key.start and (key.stop or 0) >= 0:
+            self.take(self._size if key.stop is None else key.stop)
+            return
+        rest = bytearray(bytes(self))
+        del rest[key]
+        self._owner._budget.release(self._size - len(rest))
+        self._pieces = deque([rest] if rest else [])
+        self._size = len(rest)
+
+    def clear(self) -> None:
+        self._owner._budget.release(self._size)
+        self._pieces.clear()
+        self._size = 0
 
 
-class _StreamBuffers(dict[int, bytearray]):
+class _StreamBuffers(dict[int, Any]):
     """The muxer's ``stream_buffers``: every buffer put in is a :class:`_StreamBuffer`."""
 
     def __init__(self, owner: _GuardedYamux) -> None:
@@ -151,6 +247,29 @@ class _StreamBuffers(dict[int, bytearray]):
             self._owner._budget.release(len(buffer))
 
 
+def _fitted_write() -> Callable[..., Awaitable[None]]:
+    """``YamuxStream.write`` itself, run with frames that fit one Noise message (see :class:`_FittedStream`)."""
+    write = YamuxStream.write
+    names = dict(write.__globals__, MAX_MESSAGE_SIZE=MAX_PLAINTEXT_LENGTH)
+    fitted = types.FunctionType(write.__code__, names, write.__name__, write.__defaults__, write.__closure__)
+    fitted.__doc__ = write.__doc__
+    return cast(Callable[..., Awaitable[None]], fitted)
+
+
+class _FittedStream(YamuxStream):
+    """A stream of a guarded connection: its DATA frames fit one Noise message.
+
+    py-libp2p writes frames of 64 KiB (65536 bytes with the header), more than one Noise message
+    holds (65519 bytes of plaintext), so every full frame went out as two messages, 65519 and 17
+    bytes: two encryptions, two sends, a copy to split it -- and the receiver paid two reads and
+    two decryptions, and joined the payload again.  The same ``write``, with the library's frame
+    size taken down to :data:`MAX_PLAINTEXT_LENGTH`; any Yamux peer takes frames of any size
+    within its window.
+    """
+
+    write = _fitted_write()  # type: ignore[assignment]
+
+
 class _GuardedYamux(Yamux):
     """Yamux whose buffers pass :meth:`_admit`; see the module docstring.  Made by :func:`install_guard`."""
 
@@ -166,11 +285,30 @@ class _GuardedYamux(Yamux):
         self._strikes = 0
         self.stream_buffers = _StreamBuffers(self)
 
+    async def _read_data_body(self, length: int) -> Any:
+        # A payload already read ahead (see _secure_reads) is taken without the library's read
+        # deadline: it cannot stall, and the deadline's cancel scope cost more than the read.
+        session = self.secured_conn
+        data = take_ready(session, length) if isinstance(session, SecureSession) else None
+        if data is None:
+            return await super()._read_data_body(length)
+        if len(data) < length:
+            raise IncompleteReadError(
+                f"Connection closed during read operation: expected {length} bytes but "
+                f"received {len(data)} bytes",
+                expected_bytes=length,
+                received_bytes=len(data),
+            )
+        return data
+
     def _inbound(self, stream_id: int) -> bool:
         # Yamux: the side that dialled opens odd stream IDs, the other even ones.
         return (stream_id % 2 == 1) != bool(self.is_initiator_value)
 
     def _opened(self, stream_id: int) -> None:
+        stream = self.streams.get(stream_id)
+        if type(stream) is YamuxStream:
+            stream.__class__ = _FittedStream
         if not self._inbound(stream_id):
             return
         open_inbound = sum(
