@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from libp2p.io import msgio
@@ -42,6 +42,26 @@ MIN_MARKED = 1024
 arrive in one segment: a mark would cost two system calls for nothing."""
 
 _MARK = "_p2p_orchestrator_frame_reads"
+
+
+def incomplete_read(expected: int, received: int) -> IncompleteReadError:
+    """py-libp2p's error for a connection that closed ``received`` bytes into an exact read of ``expected``."""
+    return IncompleteReadError(
+        f"Connection closed during read operation: expected {expected} bytes but received {received} bytes",
+        expected_bytes=expected,
+        received_bytes=received,
+    )
+
+
+@contextlib.contextmanager
+def low_water_mark(sock: Any, due: int) -> Iterator[None]:
+    """Wake the socket's reader only once ``due`` bytes (at most :data:`MAX_LOWAT`) have arrived, then 1 again."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, min(due, MAX_LOWAT))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):  # closed meanwhile: nothing to restore
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
 
 
 def _socket_of(reader: Any) -> Any:
@@ -60,8 +80,7 @@ def install() -> None:
         sock = _socket_of(reader) if n >= MIN_MARKED else None
         if sock is None:
             return await original(reader, n, *args, **kwargs)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, min(n, MAX_LOWAT))
+        with low_water_mark(sock, n):
             data: bytes = await reader.read(n)
             if len(data) == n:
                 return data  # the usual case: the whole frame in one read, kept as is
@@ -72,15 +91,7 @@ def install() -> None:
                 data = await reader.read(missing)
                 buffer += data
             if len(buffer) < n:
-                raise IncompleteReadError(
-                    f"Connection closed during read operation: expected {n} bytes but "
-                    f"received {len(buffer)} bytes",
-                    expected_bytes=n,
-                    received_bytes=len(buffer),
-                )
-        finally:
-            with contextlib.suppress(OSError):  # closed meanwhile: nothing to restore
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+                raise incomplete_read(n, len(buffer))
         return bytes(buffer)
 
     setattr(read_exactly, _MARK, True)

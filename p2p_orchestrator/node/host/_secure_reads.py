@@ -39,19 +39,17 @@ goes the library's way.
 
 from __future__ import annotations
 
-import contextlib
-import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
-from libp2p.io.exceptions import ConnectionClosedError, IncompleteReadError
+from libp2p.io.exceptions import ConnectionClosedError
 from libp2p.security.noise.io import NoiseTransportReadWriter
 from libp2p.security.secure_session import SecureSession
 from libp2p.stream_muxer.yamux import yamux as yamux_module
 from noise.exceptions import NoiseInvalidMessage  # type: ignore[import-untyped]
 
-from p2p_orchestrator.node.host._frame_reads import MAX_LOWAT, MIN_MARKED
+from p2p_orchestrator.node.host._frame_reads import MIN_MARKED, incomplete_read, low_water_mark
 
 __all__ = ["READ_AHEAD", "install", "take_exactly", "take_ready"]
 
@@ -105,7 +103,7 @@ class _Inbox:
                 return await self._gather(memoryview(block)[pos:], total)
             data = await self._receive(0)  # the length is not known: nothing is due yet
             if not data:
-                raise _incomplete(2, have)
+                raise incomplete_read(2, have)
             self.block, self.pos = (block[pos:] + data if have else data), 0
 
     async def _gather(self, head: memoryview, total: int) -> memoryview:
@@ -116,7 +114,7 @@ class _Inbox:
             missing = total - len(pending)
             data = await self._receive(missing)
             if not data:
-                raise _incomplete(total - 2, len(pending) - 2)
+                raise incomplete_read(total - 2, len(pending) - 2)
             if len(data) >= missing:
                 pending += memoryview(data)[:missing]
                 self.block, self.pos = data, missing
@@ -129,21 +127,9 @@ class _Inbox:
         if due < MIN_MARKED:
             data: bytes = await self.raw.read(READ_AHEAD)
             return data
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, min(due, MAX_LOWAT))
+        with low_water_mark(sock, due):
             data = await self.raw.read(READ_AHEAD)
-        finally:
-            with contextlib.suppress(OSError):  # closed meanwhile: nothing to restore
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
         return data
-
-
-def _incomplete(expected: int, received: int) -> IncompleteReadError:
-    return IncompleteReadError(
-        f"Connection closed during read operation: expected {expected} bytes but received {received} bytes",
-        expected_bytes=expected,
-        received_bytes=received,
-    )
 
 
 def _decrypt(reader: Any, ciphertext: Bytes) -> bytes:
@@ -223,7 +209,7 @@ async def take_exactly(reader: Any, n: int, *args: Any, **kwargs: Any) -> Bytes:
         return await _ORIGINAL_READ_EXACTLY(reader, n, *args, **kwargs)
     data = await _take(reader, n)
     if len(data) < n:
-        raise _incomplete(n, len(data))
+        raise incomplete_read(n, len(data))
     return data
 
 

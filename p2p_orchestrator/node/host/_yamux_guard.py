@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from typing import Any, SupportsIndex, cast
 
 from libp2p.abc import IHost
-from libp2p.io.exceptions import IncompleteReadError
 from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH
 from libp2p.security.secure_session import SecureSession
 from libp2p.stream_muxer.yamux.yamux import (
@@ -52,6 +51,7 @@ from libp2p.stream_muxer.yamux.yamux import (
     YamuxStream,
 )
 
+from p2p_orchestrator.node.host._frame_reads import incomplete_read
 from p2p_orchestrator.node.host._secure_reads import take_ready
 
 __all__ = ["Budget", "BufferLimits", "install_guard"]
@@ -293,12 +293,7 @@ class _GuardedYamux(Yamux):
         if data is None:
             return await super()._read_data_body(length)
         if len(data) < length:
-            raise IncompleteReadError(
-                f"Connection closed during read operation: expected {length} bytes but "
-                f"received {len(data)} bytes",
-                expected_bytes=length,
-                received_bytes=len(data),
-            )
+            raise incomplete_read(length, len(data))
         return data
 
     def _inbound(self, stream_id: int) -> bool:
