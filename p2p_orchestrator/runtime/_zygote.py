@@ -54,6 +54,9 @@ from typing import Any
 
 import cbor2
 
+from p2p_orchestrator.runtime._prctl import die_with_parent, name_process
+from p2p_orchestrator.runtime.protocol import EXIT_START_FAILED
+
 __all__ = ["PRELOADED", "preload", "serve"]
 
 PRELOADED = (
@@ -72,8 +75,6 @@ PRELOADED = (
 """What the fork server imports once for every service process (the runner's own imports on asyncio)."""
 
 MAX_MESSAGE = 1 << 20
-_EXIT_PARENT_GONE = 5  # protocol.EXIT_PARENT_GONE
-_EXIT_SETUP_FAILED = 3  # protocol.EXIT_START_FAILED
 
 
 def preload() -> None:
@@ -165,10 +166,10 @@ class _Server:
         channel, output = fds
         try:
             os.setpgid(0, 0)
-            _die_with(self.pid)
+            die_with_parent(self.pid)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the fork server ignores them (see serve)
             signal.signal(signal.SIGINT, signal.default_int_handler)
-            _name_process(argv[0])
+            name_process(argv[0])
             gc.enable()
             self.selector.close()
             self.control.close()
@@ -188,7 +189,7 @@ class _Server:
         except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.write(2, f"[runner] cannot set up the forked process: {exc}\n".encode())
-            os._exit(_EXIT_SETUP_FAILED)
+            os._exit(EXIT_START_FAILED)
         sys.argv = [sys.argv[0], *argv, "--fd", str(channel)]
         return [*argv, "--fd", str(channel)]
 
@@ -203,29 +204,9 @@ class _Server:
         _send(self.control, {"exited": pid, "status": os.waitstatus_to_exitcode(status)})
 
 
-def _name_process(name: str) -> None:
-    """Name the process after its service (``ps -o comm``, ``top``); its command line stays the fork server's."""
-    import ctypes
-
-    pr_set_name = 15
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(pr_set_name, name.encode()[:15], 0, 0, 0)
-
-
 def _expect_descriptors(fds: list[int]) -> None:
     if len(fds) != 2:
         raise ValueError(f"expected 2 descriptors (channel, output), got {len(fds)}")
-
-
-def _die_with(parent: int) -> None:
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent:  # the fork server died before the prctl took effect
-        os._exit(_EXIT_PARENT_GONE)
 
 
 def serve(control_fd: int) -> list[str]:

@@ -18,7 +18,8 @@ the child neither needs the package installed nor runs ``p2p_orchestrator/__init
 for): :func:`_bootstrap` registers the package as a lazy module whose
 ``__init__`` runs only if a service does ``from p2p_orchestrator import X``.
 
-Its first act is ``prctl(PR_SET_PDEATHSIG, SIGKILL)``: the kernel kills the
+Its first act after that is ``prctl(PR_SET_PDEATHSIG, SIGKILL)``
+(:mod:`~p2p_orchestrator.runtime._prctl`): the kernel kills the
 child when the node's thread that started it dies, however the node dies.  If
 the node is already gone (the parent pid changed) the runner exits at once.
 
@@ -34,18 +35,6 @@ from __future__ import annotations
 
 import os
 import sys
-
-
-def _die_with_parent(parent: int) -> None:
-    import ctypes
-    import signal
-
-    pr_set_pdeathsig = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0:
-        print(f"[runner] prctl(PR_SET_PDEATHSIG) failed: errno {ctypes.get_errno()}", file=sys.stderr)
-    if os.getppid() != parent:  # the node died before the prctl took effect
-        os._exit(5)  # protocol.EXIT_PARENT_GONE (not importable yet)
 
 
 def _bootstrap(root: str) -> None:
@@ -135,9 +124,13 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    _parent = int(sys.argv[sys.argv.index("--parent") + 1])
-    _die_with_parent(_parent)
     _bootstrap(sys.argv[sys.argv.index("--root") + 1])
+    from p2p_orchestrator.runtime._prctl import die_with_parent
+
+    try:
+        die_with_parent(int(sys.argv[sys.argv.index("--parent") + 1]))
+    except OSError as _exc:
+        print(f"[runner] {_exc}", file=sys.stderr)
     if sys.argv[1] == "--fork-server":  # see runtime/_zygote.py: returns only in a forked child
         from p2p_orchestrator.runtime._zygote import preload, serve
 
