@@ -425,7 +425,9 @@ class Distribution(Part):
                     "(its current version is another)",
                     code="release_changed",
                 )
-            return await self._installer.install(path, force_reinstall, release=release, start=start)
+            return await self._installer.install(
+                path, force_reinstall, release=release, start=start, received=True
+            )
 
         result = await distributor.fetch(service_name, from_peer, install)
         log.info("Fetched service %s from node %s", service_name, from_peer)
@@ -433,13 +435,13 @@ class Distribution(Part):
 
     async def install_update(self, path: Path, release: bytes) -> dict[str, Any]:
         """Install an update delivered to this follower, and start it (whatever its auto-start policy)."""
-        return await self._installer.install(path, False, release=release, start=True)
+        return await self._installer.install(path, False, release=release, start=True, received=True)
 
     async def install_received(
         self, path: Path, *, force_reinstall: bool, auto_start: bool, release: bytes | None = None
     ) -> dict[str, Any]:
         """``install_service`` of an archive a peer pushed, then the start it asked for."""
-        result = await self._installer.install(path, force_reinstall, release=release)
+        result = await self._installer.install(path, force_reinstall, release=release, received=True)
         if auto_start and not result.get("auto_started"):
             name = result["service_name"]
             try:

@@ -11,6 +11,8 @@ import io
 import logging
 import os
 from contextlib import AbstractContextManager
+from functools import partial
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import trio
@@ -60,17 +62,20 @@ class Installer(Part):
         allow_unsigned: bool = False,
         allow_rollback: bool = False,
         start: bool | None = None,
+        received: bool = False,
     ) -> dict[str, Any]:
         """``install_service``: check the release, stage, check, switch, then start as the policies say.
 
         ``start=True`` starts the service whatever its auto-start policy (an update follower's
-        install), with the same revert of an upgrade that does not start.
+        install), with the same revert of an upgrade that does not start.  ``received``: the
+        archive is a file the node received and verified, which nothing writes again: the store
+        keeps it by a link, not a copy (never for a caller's file, which its owner may rewrite).
         """
         log.info("Installing service from %s", _describe_source(archive_data))
         try:
             statement = await read_release(archive_data, release)
             statement = self._releases.offered(statement, allow_unsigned=allow_unsigned)
-            staged = await self.stage(archive_data)
+            staged = await self.stage(archive_data, received=received)
             name = staged.service_name
             warnings = list(staged.unpacked.manifest.warnings)
             for warning in warnings:
@@ -116,10 +121,16 @@ class Installer(Part):
             **({"warnings": warnings} if warnings else {}),
         }
 
-    async def stage(self, archive_data: ArchiveSource) -> StagedArchive:
-        """Validate and unpack an archive into the store's staging area (in a worker thread)."""
+    async def stage(self, archive_data: ArchiveSource, *, received: bool = False) -> StagedArchive:
+        """Validate and unpack an archive into the store's staging area (in a worker thread).
+
+        ``received``: as :meth:`install` takes it.
+        """
+        link_from = None
+        if received and not isinstance(archive_data, bytes | bytearray | memoryview):
+            link_from = Path(archive_data)
         with _open_source(archive_data) as source:
-            return await trio.to_thread.run_sync(self._store.stage, source)
+            return await trio.to_thread.run_sync(partial(self._store.stage, source, link_from=link_from))
 
     async def uninstall(self, service_name: str, force: bool) -> dict[str, Any]:
         """``uninstall_service``: stop it if it runs, then remove every kept version and archive."""

@@ -9,15 +9,20 @@ from pathlib import Path
 from p2p_orchestrator._files import fsync_dir
 
 
+def fsync_file(path: str | Path) -> None:
+    """Flush one file (never followed if a symlink) to disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def fsync_tree(root: Path) -> None:
     """Flush every file and directory under ``root`` to disk."""
     for dirpath, _dirnames, filenames in os.walk(root):
         for filename in filenames:
-            fd = os.open(os.path.join(dirpath, filename), os.O_RDONLY | os.O_NOFOLLOW)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_file(os.path.join(dirpath, filename))
         fsync_dir(Path(dirpath))
 
 

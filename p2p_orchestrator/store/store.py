@@ -29,7 +29,7 @@ from p2p_orchestrator.config import StoreSettings
 from p2p_orchestrator.crashpoints import crashpoint
 from p2p_orchestrator.errors import ServiceInstallationError, ServiceManagementError
 from p2p_orchestrator.store import _db
-from p2p_orchestrator.store._fs import fsync_tree, point_symlink
+from p2p_orchestrator.store._fs import fsync_file, fsync_tree, point_symlink
 from p2p_orchestrator.store.records import ServiceRecord, VersionRecord
 
 __all__ = ["ServiceStore", "StagedArchive"]
@@ -67,6 +67,16 @@ def _lock_home(home: Path) -> int:
             code="home_locked",
         ) from None
     return fd
+
+
+def _linked(source: Path, target: Path) -> bool:
+    """Whether ``target`` could be made a hard link of ``source`` (else the caller copies it)."""
+    try:
+        os.link(source, target)
+    except OSError as exc:
+        log.debug("Copying %s instead of linking it: %s", source, exc)
+        return False
+    return True
 
 
 def _staging_failed(where: Path, exc: OSError) -> ServiceInstallationError:
@@ -145,11 +155,15 @@ class ServiceStore:
 
     # -- install -------------------------------------------------------------
 
-    def stage(self, source: BinaryIO) -> StagedArchive:
+    def stage(self, source: BinaryIO, *, link_from: Path | None = None) -> StagedArchive:
         """Validate and unpack ``source`` into a fresh staging directory (blocking).
 
         Touches nothing outside its own staging directory, so it may run in a
         worker thread while the service keeps running its current version.
+        ``link_from``: the file ``source`` reads, when it is the node's own and
+        nothing writes it again (a verified transfer): the store keeps it by a hard
+        link instead of writing a copy of every byte (a copy where no link can be
+        made, e.g. across filesystems).
         """
         try:
             staging_dir = Path(tempfile.mkdtemp(prefix="install-", dir=self.staging_root))
@@ -158,11 +172,17 @@ class ServiceStore:
         try:
             tree = staging_dir / "tree"
             tree.mkdir(mode=0o755)
-            with open(staging_dir / "archive.tar.gz", "xb") as copy:
-                unpacked = unpack_archive(source, tree, limits=self.limits, copy_to=copy)
+            kept = staging_dir / "archive.tar.gz"
+            if link_from is not None and _linked(link_from, kept):
+                unpacked = unpack_archive(source, tree, limits=self.limits)
                 if self.settings.fsync:
-                    copy.flush()
-                    os.fsync(copy.fileno())
+                    fsync_file(kept)  # its data is on disk already; this makes its link count so
+            else:
+                with open(kept, "xb") as copy:
+                    unpacked = unpack_archive(source, tree, limits=self.limits, copy_to=copy)
+                    if self.settings.fsync:
+                        copy.flush()
+                        os.fsync(copy.fileno())
             if self.settings.fsync:
                 fsync_tree(tree)
             staging_dir = self._beside_services(staging_dir)
