@@ -87,26 +87,3 @@ def test_refused_payloads_are_not_kept() -> None:
     buf = buffer(owner)
     buf.extend(os.urandom(100000))
     assert not buf and owner._budget.used == 0
-
-
-async def test_a_guarded_connection_writes_frames_that_fit_one_noise_message() -> None:
-    from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH
-    from libp2p.stream_muxer.yamux.yamux import HEADER_SIZE, YamuxStream
-
-    from p2p_orchestrator.node.host._yamux_guard import _FittedStream
-
-    frames: list[bytes] = []
-
-    class Conn:
-        async def _write_frame(self, frame: bytes) -> None:
-            frames.append(frame)
-
-    stream: Any = YamuxStream(1, Conn(), True)  # type: ignore[arg-type]
-    stream.__class__ = _FittedStream
-    stream.send_window = 1 << 20
-    data = os.urandom(200000)
-    await stream.write(data)
-    assert all(len(frame) <= MAX_PLAINTEXT_LENGTH for frame in frames)
-    assert len(frames[0]) == MAX_PLAINTEXT_LENGTH
-    assert b"".join(frame[HEADER_SIZE:] for frame in frames) == data
-    assert stream.send_window == (1 << 20) - len(data)

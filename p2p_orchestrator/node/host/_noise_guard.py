@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import trio
 from libp2p.io.exceptions import ConnectionClosedError
 from libp2p.security.noise.io import BaseNoiseMsgReadWriter
 
-__all__ = ["WRITE_LIMIT", "install"]
+__all__ = ["WRITE_LIMIT", "give_up", "install", "write_scope"]
 
 log = logging.getLogger("p2p_orchestrator.node")
 
@@ -39,6 +39,24 @@ WRITE_LIMIT = 30.0
 _MARK = "_p2p_orchestrator_guarded"
 
 
+def write_scope() -> trio.CancelScope:
+    """The scope to encrypt and write Noise messages in: shielded from outside cancellation, not from
+    its own deadline of :data:`WRITE_LIMIT` seconds (then call :func:`give_up`)."""
+    return trio.CancelScope(shield=True, deadline=trio.current_time() + WRITE_LIMIT)
+
+
+async def give_up(writer: Any) -> NoReturn:
+    """Close the connection of a Noise ``writer`` whose write did not finish in time, and raise."""
+    with trio.CancelScope(shield=True):
+        log.warning("A Noise write took over %g s; closing its connection", WRITE_LIMIT)
+        with trio.move_on_after(2.0):
+            try:
+                await writer.close()
+            except Exception as exc:
+                log.debug("closing a stuck connection failed: %s", exc)
+    raise ConnectionClosedError(f"a write did not finish within {WRITE_LIMIT:g} s; the connection is closed")
+
+
 def install() -> None:
     """Make every Noise message write atomic with respect to cancellation (see the module docstring)."""
     original: Callable[..., Awaitable[None]] = BaseNoiseMsgReadWriter.write_msg
@@ -46,22 +64,11 @@ def install() -> None:
         return
 
     async def write_msg(self: Any, msg: bytes, prefix_encoded: bool = False) -> None:
-        # One scope, shielded from outside cancellation but not from its own deadline (a
-        # window update per read goes through here: it is worth keeping cheap).
-        with trio.CancelScope(shield=True, deadline=trio.current_time() + WRITE_LIMIT) as timer:
+        # One scope per message (a window update per read goes through here: keep it cheap).
+        with write_scope() as timer:
             await original(self, msg, prefix_encoded)
-        if not timer.cancelled_caught:
-            return
-        with trio.CancelScope(shield=True):
-            log.warning("A Noise write took over %g s; closing its connection", WRITE_LIMIT)
-            with trio.move_on_after(2.0):
-                try:
-                    await self.close()
-                except Exception as exc:
-                    log.debug("closing a stuck connection failed: %s", exc)
-        raise ConnectionClosedError(
-            f"a write did not finish within {WRITE_LIMIT:g} s; the connection is closed"
-        )
+        if timer.cancelled_caught:
+            await give_up(self)
 
     setattr(write_msg, _MARK, True)
     write_msg.__doc__ = original.__doc__

@@ -33,14 +33,12 @@ from __future__ import annotations
 
 import logging
 import struct
-import types
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, SupportsIndex, cast
 
 from libp2p.abc import IHost
-from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH
 from libp2p.security.secure_session import SecureSession
 from libp2p.stream_muxer.yamux.yamux import (
     FLAG_RST,
@@ -53,6 +51,7 @@ from libp2p.stream_muxer.yamux.yamux import (
 
 from p2p_orchestrator.node.host._frame_reads import incomplete_read
 from p2p_orchestrator.node.host._secure_reads import take_ready
+from p2p_orchestrator.node.host._yamux_writes import FittedStream
 
 __all__ = ["Budget", "BufferLimits", "install_guard"]
 
@@ -247,29 +246,6 @@ class _StreamBuffers(dict[int, Any]):
             self._owner._budget.release(len(buffer))
 
 
-def _fitted_write() -> Callable[..., Awaitable[None]]:
-    """``YamuxStream.write`` itself, run with frames that fit one Noise message (see :class:`_FittedStream`)."""
-    write = YamuxStream.write
-    names = dict(write.__globals__, MAX_MESSAGE_SIZE=MAX_PLAINTEXT_LENGTH)
-    fitted = types.FunctionType(write.__code__, names, write.__name__, write.__defaults__, write.__closure__)
-    fitted.__doc__ = write.__doc__
-    return cast(Callable[..., Awaitable[None]], fitted)
-
-
-class _FittedStream(YamuxStream):
-    """A stream of a guarded connection: its DATA frames fit one Noise message.
-
-    py-libp2p writes frames of 64 KiB (65536 bytes with the header), more than one Noise message
-    holds (65519 bytes of plaintext), so every full frame went out as two messages, 65519 and 17
-    bytes: two encryptions, two sends, a copy to split it -- and the receiver paid two reads and
-    two decryptions, and joined the payload again.  The same ``write``, with the library's frame
-    size taken down to :data:`MAX_PLAINTEXT_LENGTH`; any Yamux peer takes frames of any size
-    within its window.
-    """
-
-    write = _fitted_write()  # type: ignore[assignment]
-
-
 class _GuardedYamux(Yamux):
     """Yamux whose buffers pass :meth:`_admit`; see the module docstring.  Made by :func:`install_guard`."""
 
@@ -303,7 +279,7 @@ class _GuardedYamux(Yamux):
     def _opened(self, stream_id: int) -> None:
         stream = self.streams.get(stream_id)
         if type(stream) is YamuxStream:
-            stream.__class__ = _FittedStream
+            stream.__class__ = FittedStream
         if not self._inbound(stream_id):
             return
         open_inbound = sum(
