@@ -34,6 +34,7 @@ __all__ = [
     "cpu_seconds",
     "memory_rollup_mib",
     "own_cpu_seconds",
+    "page_cache_write_ms_per_mib",
     "program_argv",
     "program_env",
     "reset_peak_rss",
@@ -223,3 +224,25 @@ def own_cpu_seconds() -> float:
     """CPU seconds this process has used so far, user + system, all its threads."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def page_cache_write_ms_per_mib(directory: Path, mib: int) -> float:
+    """CPU ms per MiB this process spends writing ``mib`` MiB to a new file (then deleted).
+
+    A control for figures that include a node's file writes: on a virtual machine whose free
+    pages the host takes back (virtio-balloon free page reporting), the first write into such a
+    page costs several times more than into a page the guest kept, and which kind a writer gets
+    depends on what was freed when; this shows the state of the machine at the time.
+    """
+    block = os.urandom(1 << 20)
+    path = directory / f"page-cache-control-{os.getpid()}"
+    before = own_cpu_seconds()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for _ in range(mib):
+            os.write(fd, block)
+    finally:
+        os.close(fd)
+    spent = own_cpu_seconds() - before
+    path.unlink()
+    return spent * 1000 / mib

@@ -34,6 +34,7 @@ from benchlib.procs import (
     copy_example,
     cpu_seconds,
     own_cpu_seconds,
+    page_cache_write_ms_per_mib,
     program_argv,
     program_env,
     reset_peak_rss,
@@ -264,12 +265,14 @@ async def transfer_cpu_per_mib(ctx: Context) -> Measurement:
     that follows the transfer (``bench_install_cpu_seconds``).  What is left is the offer, the
     chunks (Noise, Yamux, framing), each chunk's sha256 and write (fsync on), the whole file's
     sha256 and the result: the receiving side of the throughput figure.  With the install, and
-    the origin's (this process's) CPU, are in ``extra``.
+    the origin's (this process's) CPU, are in ``extra``; so is the CPU this process spends writing
+    as many bytes to a new file right after each sample (``page_cache_write_ms_per_mib``), the
+    machine's cost of the write the baseline does not make (see docs/benchmarks.md).
     """
     size = ctx.pick(64, 256) * MIB
     paths = await archives(ctx, "cpu", ctx.pick(2, 3), size)
     warmup = (await archives(ctx, "cpu-warmup", 1, MIB, major=0))[0]
-    samples, with_install, installs, walls, senders = [], [], [], [], []
+    samples, with_install, installs, walls, senders, controls = [], [], [], [], [], []
     async with bench_nodes(ctx, "cpu", 1, max_archive_mib=300, report_install_cpu=True) as bench:
         (target,) = bench.targets
         await bench.install(warmup)
@@ -290,6 +293,7 @@ async def transfer_cpu_per_mib(ctx: Context) -> Measurement:
             installs.append(install)
             walls.append(wall)
             senders.append(sender * 1000 / archive_mib)
+            controls.append(page_cache_write_ms_per_mib(ctx.workdir, round(archive_mib)))
     return Measurement(
         samples,
         {
@@ -298,6 +302,7 @@ async def transfer_cpu_per_mib(ctx: Context) -> Measurement:
             "install_cpu_seconds": round(statistics.median(installs), 3),
             "origin_cpu_ms_per_mib": round(statistics.median(senders), 2),
             "distribute_seconds": round(statistics.median(walls), 3),
+            "page_cache_write_ms_per_mib": round(statistics.median(controls), 2),
         },
     )
 

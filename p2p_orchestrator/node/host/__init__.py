@@ -7,7 +7,8 @@
   peer can make the node hold (buffers, connections, py-libp2p's own protocols);
 * :mod:`._dialer`: connecting to peers by ID and keeping bootstrap and pinned peers connected;
 * :mod:`._stream`, :mod:`._read_deadline`, :mod:`._limits`, :mod:`._yamux_reads`,
-  :mod:`._frame_reads`: a typed face of one stream, reads under deadlines, admission counts.
+  :mod:`._frame_reads`, :mod:`._yamux_writes`: a typed face of one stream, reads under
+  deadlines, admission counts, and the writes of its frames.
 
 Everything else in :mod:`p2p_orchestrator.node` speaks to libp2p through this room.
 """
