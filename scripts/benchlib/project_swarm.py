@@ -27,7 +27,7 @@ import statistics
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,8 @@ class Distribution:
     from_peers: int
     archive_bytes: int
     errors: dict[str, str]
+    cpu: dict[str, float] = field(default_factory=dict)
+    """CPU seconds spent during the call: ``origin``, ``targets`` (their sum), ``delay_line``."""
 
 
 def make_archive(workdir: Path, size: int, version: str) -> tuple[Path, str]:
@@ -144,8 +146,29 @@ class _Swarm:
             "targets": [self.ids[name] for name in self.names[1 : targets + 1]],
             "strategy": strategy,
         }
+        nodes = self.names[: targets + 1]
+        before, line_before = self.cpu(nodes), self.delay_line_cpu()
         answer = self.command(self.names[0], command, "distributed", timeout)
-        return _summary(strategy, answer["seconds"], answer["result"], archive_bytes)
+        after, line_after = self.cpu(nodes), self.delay_line_cpu()
+        run = _summary(strategy, answer["seconds"], answer["result"], archive_bytes)
+        run.cpu = {
+            "origin": after[nodes[0]] - before[nodes[0]],
+            "targets": sum(after[name] - before[name] for name in nodes[1:]),
+            "delay_line": line_after - line_before,
+        }
+        return run
+
+    def cpu(self, names: list[str]) -> dict[str, float]:
+        """Each node process's own CPU seconds so far (not its services')."""
+        for name in names:
+            self.peers.send(name, json.dumps({"cmd": "cpu"}))
+        answers = self.peers.wait_for(names, "cpu", time.monotonic() + 30)
+        return {name: float(answers[name]["cpu_seconds"]) for name in names}
+
+    def delay_line_cpu(self) -> float:
+        """The userspace delay line's CPU seconds so far (0 with netem: the kernel's, not counted)."""
+        stats = self.bed.delay_stats() or {}
+        return float(stats.get("keeper_user_seconds", 0.0)) + float(stats.get("keeper_system_seconds", 0.0))
 
     def close(self) -> dict[str, Any]:
         try:
@@ -212,6 +235,10 @@ def measure(
         "push_ok": all(p.ok for p in pushes),
         "one_link_seconds": round(one_link, 3),
         "node_peak_rss_mib": max(s.get("peak_rss_mib", 0) for s in stats.values()),
+        "cpu_seconds": {  # medians over the swarm runs: where the machine's two cores went
+            part: round(statistics.median(r.cpu[part] for r in runs), 2) for part in runs[0].cpu
+        },
+        "cpu_over_wall": round(statistics.median(sum(r.cpu.values()) / r.seconds for r in runs), 2),
         "testbed": shaping,
         "delay_line": delay_line,
         "layout": "1 origin node + 1 target node per other testbed host, each its own process",
