@@ -10,6 +10,7 @@ import os
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -75,18 +76,17 @@ async def run_node(home: Path, config: OrchestratorConfig, announce: Announce) -
         await trio.to_thread.run_sync(check_socket_path, socket_path(home))
         async with Node.open(home, config=config) as node, trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope)
-            path = await nursery.start(serve_control, node)
-            metrics = None
+            served: dict[str, str | None] = {"metrics": None, "dashboard": None}  # node/id tells them
+            path = await nursery.start(partial(serve_control, node, served=served))
             if config.metrics.listen:
                 host, port = await nursery.start(
                     serve_metrics, config.metrics.listen, node.orchestrator.get_metrics
                 )
-                metrics = f"http://{host}:{port}/metrics"
-            dashboard = None
+                served["metrics"] = f"http://{host}:{port}/metrics"
             if config.dashboard.listen:
                 from p2p_orchestrator.dashboard.server import serve_dashboard  # hypercorn only when used
 
-                dashboard = await nursery.start(serve_dashboard, node, config.dashboard)
+                served["dashboard"] = await nursery.start(serve_dashboard, node, config.dashboard)
             announce(
                 {
                     "peer_id": node.peer_id,
@@ -94,8 +94,7 @@ async def run_node(home: Path, config: OrchestratorConfig, announce: Announce) -
                     "home": str(home),
                     "control_socket": str(path),
                     "pid": os.getpid(),
-                    "metrics": metrics,
-                    "dashboard": dashboard,
+                    **served,
                 }
             )
 

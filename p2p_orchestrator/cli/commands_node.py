@@ -8,6 +8,7 @@ the file while it runs).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -235,6 +236,11 @@ def dashboard(cli: CliContext, show_token: bool, as_json: bool) -> None:
     settings = load_config(cli.home).dashboard
     listen = settings.listen
     url = f"http://{listen}/" if listen and not listen.endswith(":0") else None
+    # The running node knows the port it bound (``:0`` in the configuration); with no node
+    # running, the configuration is all there is to tell.
+    with contextlib.suppress(NodeNotRunning):
+        if listen:
+            url = cli.client().call("node/id").get("dashboard") or url
     result: dict[str, Any] = {"listen": listen or None, "url": url, "allow_remote": settings.allow_remote}
     if show_token:
         result["token"] = load_or_create_token(cli.home)
@@ -248,7 +254,7 @@ def dashboard(cli: CliContext, show_token: bool, as_json: bool) -> None:
                 'not served: set [dashboard] listen = "127.0.0.1:8080" in config.toml, restart the node'
             )
         elif result["url"] is None:
-            _render.line(f"listening on {result['listen']}: the node prints its port when it starts")
+            _render.line(f"listening on {result['listen']}: start the node to learn its port")
         else:
             _render.line(f"dashboard  {result['url']}")
         _render.line("actions need its token: p2p-orchestrator dashboard --token")

@@ -44,7 +44,7 @@ import contextlib
 import hashlib
 import io
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -90,9 +90,10 @@ _COPY_CHUNK = 1024 * 1024
 class ControlApi:
     """Serves control-socket requests for one node; see the module docstring."""
 
-    def __init__(self, node: Node, socket_path: Path) -> None:
+    def __init__(self, node: Node, socket_path: Path, served: Mapping[str, str | None] | None = None) -> None:
         self._node = node
         self._socket_path = socket_path
+        self._served: Mapping[str, str | None] = served if served is not None else {}
 
     async def handle(self, request: Request) -> Any:
         """The answer to one request: a result, or :class:`Streaming` for ``node/logs`` and ``node/events``."""
@@ -149,7 +150,7 @@ class ControlApi:
 
     @_CONTROL
     async def id(self) -> dict[str, Any]:
-        """``node/id``: who and where this node is."""
+        """``node/id``: who and where this node is, and the URLs it serves (``metrics``, ``dashboard``)."""
         node = self._node
         return {
             "peer_id": node.peer_id,
@@ -157,6 +158,7 @@ class ControlApi:
             "home": str(node.orchestrator.home),
             "pid": os.getpid(),
             "control_socket": str(self._socket_path),
+            **self._served,
         }
 
     @_CONTROL

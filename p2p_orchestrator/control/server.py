@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import socket
 import struct
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,14 +51,22 @@ def _service_of_peer(stream: trio.SocketStream, node: Node) -> str | None:
     return node.orchestrator.supervisor.serves_process(pid) if pid > 0 else None
 
 
-async def serve_control(node: Node, *, task_status: TaskStatus[Path] = trio.TASK_STATUS_IGNORED) -> None:
+async def serve_control(
+    node: Node,
+    *,
+    served: Mapping[str, str | None] | None = None,
+    task_status: TaskStatus[Path] = trio.TASK_STATUS_IGNORED,
+) -> None:
     """Serve the control socket of ``node`` until cancelled; ``nursery.start`` returns its path.
+
+    ``served``: the URLs the node serves besides this socket (``metrics``, ``dashboard``), which
+    ``node/id`` reports; read at each call, so that servers started after this one are included.
 
     Raises :class:`~p2p_orchestrator.control.errors.ControlError` when the socket
     cannot be created (another node answers on it, or something else is there).
     """
     path = socket_path(node.orchestrator.home)
-    api = ControlApi(node, path)
+    api = ControlApi(node, path, served)
     hello = Hello("orchestrator", info={"peer_id": node.peer_id})
     socket_file = ControlSocketFile(path)
     sock = await trio.to_thread.run_sync(socket_file.open)

@@ -13,6 +13,7 @@ from p2p_orchestrator.dashboard.errors import DashboardError
 from p2p_orchestrator.dashboard.guard import Guard, loopback_hosts
 from p2p_orchestrator.dashboard.token import TOKEN_FILE_NAME, load_or_create_token
 from tests.cli.support import run_cli
+from tests.dashboard.conftest import Fleet
 
 
 @pytest.mark.parametrize("listen", ["127.0.0.1:8080", "localhost:0", "[::1]:8080", "127.0.0.2:9"])
@@ -78,6 +79,15 @@ def test_the_dashboard_command_says_where_it_is(tmp_path: Path) -> None:
         "allow_remote": False,
     }
     assert not (tmp_path / TOKEN_FILE_NAME).exists()  # only --token makes one
+
+
+def test_the_dashboard_command_asks_the_running_node_for_the_port_it_bound(fleet: Fleet) -> None:
+    shown = fleet.a.ok("dashboard")  # its configuration says listen = "127.0.0.1:0"
+    assert shown["listen"] == "127.0.0.1:0"
+    assert shown["url"] == fleet.url and fleet.url.startswith("http://127.0.0.1:")
+    assert not fleet.url.startswith("http://127.0.0.1:0/")
+    assert fleet.a.ok("id")["dashboard"] == fleet.url  # node/id tells every URL the node serves
+    assert fleet.b.ok("id")["dashboard"] is None
 
 
 def test_the_guard_checks_host_token_and_origin() -> None:
