@@ -236,10 +236,10 @@ def dashboard(cli: CliContext, show_token: bool, as_json: bool) -> None:
     settings = load_config(cli.home).dashboard
     listen = settings.listen
     url = f"http://{listen}/" if listen and not listen.endswith(":0") else None
-    # The running node knows the port it bound (``:0`` in the configuration); with no node
-    # running, the configuration is all there is to tell.
-    with contextlib.suppress(NodeNotRunning):
-        if listen:
+    if listen:
+        # The running node knows the port it bound (``:0`` in the configuration); with no node
+        # running, the configuration is all there is to tell.
+        with contextlib.suppress(NodeNotRunning):
             url = cli.client().call("node/id").get("dashboard") or url
     result: dict[str, Any] = {"listen": listen or None, "url": url, "allow_remote": settings.allow_remote}
     if show_token:

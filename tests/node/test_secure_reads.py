@@ -41,6 +41,19 @@ def framed(state: NoiseConnection, plaintext: bytes) -> bytes:
     return len(ciphertext).to_bytes(2, "big") + ciphertext
 
 
+def secure_session(raw: RawConnection, state: NoiseConnection, *, is_initiator: bool) -> SecureSession:
+    """A py-libp2p ``SecureSession`` over ``raw`` with the Noise ``state`` of a finished handshake."""
+    key: Any = None  # neither side's keys are used once the handshake is done
+    return SecureSession(
+        local_peer=key,
+        local_private_key=key,
+        remote_peer=key,
+        remote_permanent_pubkey=key,
+        is_initiator=is_initiator,
+        conn=NoiseTransportReadWriter(raw, state),
+    )
+
+
 @asynccontextmanager
 async def session_pair() -> AsyncIterator[
     tuple[SecureSession, NoiseConnection, trio.SocketStream, RawConnection]
@@ -50,16 +63,7 @@ async def session_pair() -> AsyncIterator[
     _secure_reads.install()  # idempotent
     sender, receiver = noise_pair()
     async with tcp_pair() as (raw, peer):
-        key: Any = None
-        session = SecureSession(
-            local_peer=key,
-            local_private_key=key,
-            remote_peer=key,
-            remote_permanent_pubkey=key,
-            is_initiator=False,
-            conn=NoiseTransportReadWriter(raw, receiver),
-        )
-        yield session, sender, peer, raw
+        yield secure_session(raw, receiver, is_initiator=False), sender, peer, raw
 
 
 async def test_messages_are_read_in_any_pieces_and_split_across_reads() -> None:

@@ -12,15 +12,14 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH, NoiseTransportReadWriter
-from libp2p.security.secure_session import SecureSession
+from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH
 from libp2p.stream_muxer.exceptions import MuxedStreamError
 from libp2p.stream_muxer.yamux.yamux import HEADER_SIZE, TYPE_DATA, YAMUX_HEADER_FORMAT, YamuxStream
 from noise.connection import NoiseConnection  # type: ignore[import-untyped]
 
 from p2p_orchestrator.node.host._yamux_writes import WINDOW_WAIT, FittedStream
 from tests.node.test_frame_reads import tcp_pair
-from tests.node.test_secure_reads import noise_pair
+from tests.node.test_secure_reads import noise_pair, secure_session
 
 
 class Muxer:
@@ -68,15 +67,7 @@ async def stream_pair(window: int) -> AsyncIterator[tuple[Any, Wire]]:
     """A guarded stream writing over a real Noise session on TCP, and the wire's other end."""
     sender, receiver = noise_pair()
     async with tcp_pair() as (raw, peer):
-        key: Any = None
-        session = SecureSession(
-            local_peer=key,
-            local_private_key=key,
-            remote_peer=key,
-            remote_permanent_pubkey=key,
-            is_initiator=True,
-            conn=NoiseTransportReadWriter(raw, sender),
-        )
+        session = secure_session(raw, sender, is_initiator=True)
         stream: Any = YamuxStream(1, Muxer(session), True)  # type: ignore[arg-type]
         stream.__class__ = FittedStream  # as the guard makes every stream of its connections
         stream.send_window = window
