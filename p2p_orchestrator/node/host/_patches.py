@@ -7,6 +7,8 @@ They depend on the library's internals, so they are written for one version, :da
 * :mod:`._frame_reads`: one wake-up per Noise frame instead of one per TCP segment;
 * :mod:`._secure_reads`: Noise transport messages read ahead, and Yamux's bytes without copies;
 * :mod:`._yamux_guard` (per host, by :func:`~._build.build_host`): receive windows enforced;
+  its connections deliver plain DATA frames without the library's per-frame work
+  (:mod:`._yamux_incoming`) and write theirs with one copy (:mod:`._yamux_writes`);
 * :mod:`._inbound_gate` (per host): inbound connections admitted, and their slots given back;
 * :mod:`._yamux_reads` (at each read): large reads of a Yamux stream.
 

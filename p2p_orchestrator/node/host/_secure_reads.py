@@ -51,7 +51,7 @@ from noise.exceptions import NoiseInvalidMessage  # type: ignore[import-untyped]
 
 from p2p_orchestrator.node.host._frame_reads import MIN_MARKED, incomplete_read, low_water_mark
 
-__all__ = ["READ_AHEAD", "install", "take_exactly", "take_ready"]
+__all__ = ["READ_AHEAD", "install", "route_yamux_reads", "take_exact", "take_exactly", "take_ready"]
 
 READ_AHEAD = 256 * 1024
 """Bytes one read of the connection may take at most (four Noise messages of the largest size)."""
@@ -59,6 +59,7 @@ READ_AHEAD = 256 * 1024
 _MARK = "_p2p_orchestrator_secure_reads"
 _INBOX = "_p2p_orchestrator_inbox"
 _REST = "_p2p_orchestrator_rest"
+_ROUTED = "_p2p_orchestrator_routed_reads"
 
 Bytes = bytes | memoryview
 
@@ -204,13 +205,34 @@ def take_ready(session: Any, n: int) -> Bytes | None:
 
 
 async def take_exactly(reader: Any, n: int, *args: Any, **kwargs: Any) -> Bytes:
-    """Yamux's ``read_exactly``: the same bytes and errors, as a view of a message when one holds them."""
+    """Yamux's ``read_exactly``: the same bytes and errors, as a view of a message when one holds them.
+
+    On a session given to :func:`route_yamux_reads`, the read goes to the reader it was given.
+    """
     if not isinstance(reader, SecureSession) or not n:
         return await _ORIGINAL_READ_EXACTLY(reader, n, *args, **kwargs)
-    data = await _take(reader, n)
+    routed: Callable[[int], Awaitable[Bytes]] | None = reader.__dict__.get(_ROUTED)
+    if routed is not None:
+        return await routed(n)
+    return await take_exact(reader, n)
+
+
+async def take_exact(session: SecureSession, n: int) -> Bytes:
+    """Exactly ``n`` bytes of ``session``, possibly a view; ``IncompleteReadError`` at the end of it."""
+    data = await _take(session, n)
     if len(data) < n:
         raise incomplete_read(n, len(data))
     return data
+
+
+def route_yamux_reads(session: SecureSession, reader: Callable[[int], Awaitable[Bytes]]) -> None:
+    """Send py-libp2p Yamux's own exact reads of ``session`` to ``reader`` from now on.
+
+    Yamux's receive loop reads each frame header with ``read_exactly``; the guarded muxer reads
+    its DATA bodies itself (:func:`take_ready`, :func:`take_exact`), so on its session the reads
+    that reach ``reader`` are the headers (see ``_yamux_incoming``).
+    """
+    session.__dict__[_ROUTED] = reader
 
 
 _ORIGINAL_READ_EXACTLY: Callable[..., Awaitable[bytes]] = getattr(yamux_module, "read_exactly")  # noqa: B009

@@ -26,7 +26,9 @@ muxer's buffers are replaced by :class:`_StreamBuffers`, whose ``extend`` asks f
 Whether a peer has a role is asked at each decision (``is_known``), so ``set_role`` applies at
 once; whose share a connection's bytes are counted against (the strangers' or not) is fixed when
 it opens.  The rest of Yamux -- framing, windows granted, flow control, closing -- is
-py-libp2p's, unchanged.
+py-libp2p's, unchanged; a guarded connection only takes two shortcuts through it, with the same
+frames and the same bytes: its plain DATA frames are delivered without the library's per-frame
+work (``_yamux_incoming``), and its streams write DATA frames with one copy (``_yamux_writes``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, SupportsIndex, cast
 
+import trio
 from libp2p.abc import IHost
 from libp2p.security.secure_session import SecureSession
 from libp2p.stream_muxer.yamux.yamux import (
@@ -47,10 +50,12 @@ from libp2p.stream_muxer.yamux.yamux import (
     YAMUX_HEADER_FORMAT,
     Yamux,
     YamuxStream,
+    _yamux_data_read_timeout,
 )
 
 from p2p_orchestrator.node.host._frame_reads import incomplete_read
-from p2p_orchestrator.node.host._secure_reads import take_ready
+from p2p_orchestrator.node.host._secure_reads import route_yamux_reads, take_exact, take_ready
+from p2p_orchestrator.node.host._yamux_incoming import next_header
 from p2p_orchestrator.node.host._yamux_writes import FittedStream
 
 __all__ = ["Budget", "BufferLimits", "install_guard"]
@@ -260,17 +265,27 @@ class _GuardedYamux(Yamux):
         self._budget = Budget(self._limits.connection, self._strangers if self._stranger else None)
         self._strikes = 0
         self.stream_buffers = _StreamBuffers(self)
+        if isinstance(self.secured_conn, SecureSession):
+            route_yamux_reads(self.secured_conn, self._next_header)
 
     async def _read_data_body(self, length: int) -> Any:
         # A payload already read ahead (see _secure_reads) is taken without the library's read
         # deadline: it cannot stall, and the deadline's cancel scope cost more than the read.
+        # Bodies are read here, never with the module's read_exactly, which reads headers only
+        # on a guarded session (route_yamux_reads).
         session = self.secured_conn
-        data = take_ready(session, length) if isinstance(session, SecureSession) else None
-        if data is None:
+        if not isinstance(session, SecureSession):
             return await super()._read_data_body(length)
+        data = take_ready(session, length)
+        if data is None:
+            with trio.fail_after(_yamux_data_read_timeout()):
+                return await take_exact(session, length)
         if len(data) < length:
             raise incomplete_read(length, len(data))
         return data
+
+    async def _next_header(self, n: int) -> Any:
+        return await next_header(self, n)
 
     def _inbound(self, stream_id: int) -> bool:
         # Yamux: the side that dialled opens odd stream IDs, the other even ones.
