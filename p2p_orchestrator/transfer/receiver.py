@@ -123,6 +123,8 @@ class TransferReceiver:
         self._sources: dict[SourceId, _SourceRecord] = {}
         self._banned: set[SourceId] = set()
         self._bytes_from: dict[SourceId, int] = {}
+        self.bytes_cancelled = 0
+        """Bytes of chunks that arrived after their cancel (endgame duplicates): dropped unread."""
         self._swarm = plan is not None or rarest_first
         needed = have.missing()
         self._scheduler = (
@@ -351,6 +353,7 @@ class TransferReceiver:
             )
         if index in entry.cancelled:  # crossed our cancel on the wire: harmless, dropped unread
             entry.cancelled.discard(index)
+            self.bytes_cancelled += len(chunk.data)
             return []
         if not self._scheduler.is_asked(source, index):
             fail(UNEXPECTED_CHUNK, f"chunk {index} was not asked of this source, or was already received")

@@ -3,10 +3,14 @@
 The scheduler knows, for every sender ("source"), the chunks it holds and the chunks it has
 been asked for and not yet delivered ("in flight").  It never asks one source for more than
 ``window`` chunks at once, and never asks two sources for the same chunk -- except in the
-*endgame*: when a source has free slots and no chunk left that nobody was asked for, it may be
-asked for a chunk already in flight at one other source, so that one slow or stalled source
-does not hold up the last chunks (BitTorrent's endgame mode).  When such a chunk arrives, the
-other sources that were asked are reported so the receiver can cancel.
+*endgame*: once every chunk still needed has been asked of some source (none is left that
+nobody was asked for), a source with free slots may be asked for a chunk already in flight at
+one other source, so that one slow or stalled source does not hold up the last chunks
+(BitTorrent's endgame mode).  When such a chunk arrives, the other sources that were asked are
+reported so the receiver can cancel.  Not before: in a swarm, a source whose known chunks are
+all in flight elsewhere mostly lags in its announcements, and a duplicate then spends a slow
+downlink twice -- with the cancel crossing the chunk on the wire, since a sender writes what it
+was asked for at once.
 
 The order is lowest index first (sequential disk writes, and a cut transfer keeps a verified
 prefix).  A swarm's order (rarest first, and which chunks the origin may be asked for at all)
@@ -86,7 +90,7 @@ class ChunkScheduler:
                 break
         for index in picks:
             del self._pending[index]
-        if self.endgame and len(picks) < free:
+        if self.endgame and len(picks) < free and not self._pending:
             for index, holders in self._holders.items():
                 if (
                     len(holders) == 1

@@ -60,6 +60,8 @@ class Distribution:
     from_peers: int
     archive_bytes: int
     errors: dict[str, str]
+    cancelled: int = 0
+    """Bytes of chunks the targets received after cancelling them (endgame duplicates), all together."""
     cpu: dict[str, float] = field(default_factory=dict)
     """CPU seconds spent during the call: ``origin``, ``targets`` (their sum), ``delay_line``."""
 
@@ -82,7 +84,7 @@ def make_archive(workdir: Path, size: int, version: str) -> tuple[Path, str]:
 
 
 def _summary(strategy: str, seconds: float, result: dict[str, Any], size: int) -> Distribution:
-    origin = peers = 0
+    origin = peers = cancelled = 0
     errors = {}
     for target, entry in result["results"].items():
         if not entry["success"]:
@@ -91,7 +93,8 @@ def _summary(strategy: str, seconds: float, result: dict[str, Any], size: int) -
         transfer = entry["result"].get("transfer", {})
         origin += transfer.get("bytes_sent", 0)
         peers += transfer.get("bytes_from_peers", 0)
-    return Distribution(strategy, seconds, not errors, origin, peers, size, errors)
+        cancelled += transfer.get("bytes_cancelled", 0)
+    return Distribution(strategy, seconds, not errors, origin, peers, size, errors, cancelled=cancelled)
 
 
 class _Swarm:
@@ -230,6 +233,7 @@ def measure(
         "origin_upload_bytes": statistics.median(r.origin_upload for r in runs),
         "origin_upload_over_archive": round(statistics.median(r.origin_upload for r in runs) / archive, 3),
         "from_peers_over_archive": round(statistics.median(r.from_peers for r in runs) / archive, 3),
+        "cancelled_over_archive": round(statistics.median(r.cancelled for r in runs) / archive, 3),
         "push_seconds": [round(p.seconds, 3) for p in pushes],
         "push_origin_upload_over_archive": [round(p.origin_upload / archive, 3) for p in pushes],
         "push_ok": all(p.ok for p in pushes),

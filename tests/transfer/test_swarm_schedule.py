@@ -132,6 +132,28 @@ def test_the_origin_duplicates_only_its_own_chunks_in_the_endgame() -> None:
     assert sorted(s.assign("origin")) == [0, 4]  # endgame, but only what a owns
 
 
+def test_no_duplicate_is_asked_for_while_some_chunk_is_asked_of_nobody() -> None:
+    # Mid-swarm: c's announcements lag, so all it is known to hold is in flight at b already.
+    # Asking c for those again would spend a slow downlink twice (before, a quarter of what a
+    # target received on the 16-target testbed were such duplicates): c waits for news instead.
+    s = scheduler("a", chunks=8, window=2)
+    s.set_have("b", Bitfield.from_indices(8, [1, 2]))
+    s.set_have("c", Bitfield.from_indices(8, [1, 2]))
+    assert sorted(s.assign("b")) == [1, 2]
+    assert s.assign("c") == []  # 0 and 3..7 are still asked of nobody
+    s.set_have("c", Bitfield.from_indices(8, [1, 2, 3]))
+    assert s.assign("c") == [3]
+    s.set_have("d", full(8))
+    assert sorted(s.assign("d")) == [5, 6]  # rarest first, the plan's own share (0, 4) from the origin
+    s.set_have("origin", full(8))
+    assert sorted(s.assign("origin")) == [0, 4]
+    s.set_have("b", full(8))
+    s.received("b", 1)
+    assert s.assign("b") == [7]  # the last chunk asked of nobody: now every chunk is in flight
+    assert s.assign("c") == [2]  # the endgame: c may duplicate what b still owes
+    assert s.received("b", 2) == ["c"]  # and is cancelled when b delivers first
+
+
 def test_a_receiver_with_a_plan_drops_a_lying_peer_and_gets_its_chunks_elsewhere(tmp_path: Path) -> None:
     _, data, manifest = archive(tmp_path, size=8 * 65536)
     store = PartialStore(tmp_path / "partials")

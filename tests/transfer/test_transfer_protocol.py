@@ -471,6 +471,7 @@ def test_endgame_asks_twice_and_cancels_the_loser(tmp_path: Path) -> None:
     )
     assert receiver.receive("fast", Chunk(1, world.piece(1))) == []  # the cancelled duplicates
     assert receiver.receive("slow", Chunk(2, world.piece(2))) == []
+    assert receiver.bytes_cancelled == 3 * CHUNK  # what the duplicates cost: counted for the report
     with pytest.raises(ServiceDistributionError):
         receiver.receive("slow", Chunk(2, world.piece(2)))  # but only once
 

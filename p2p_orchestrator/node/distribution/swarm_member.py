@@ -248,13 +248,15 @@ class SwarmMembership:
         return outcome
 
     def figures(self, session: ReceiveSession) -> dict[str, Any]:
-        """What came from the origin and from each peer, and who was dropped for lying (for the result)."""
+        """What came from the origin and from each peer, what came too late (endgame duplicates it
+        had cancelled), and who was dropped for lying (for the result)."""
         received = session.receiver.bytes_from
         peers = {str(peer): count for peer, count in received.items() if peer != self.origin and count}
         return {
             "bytes_from_origin": received.get(self.origin, 0),
             "bytes_from_peers": sum(peers.values()),
             "from_peers": peers,
+            "bytes_cancelled": session.receiver.bytes_cancelled,
             "dropped_peers": {
                 peer: str(error) for peer, error in session.refused.items() if peer != self.origin
             },
