@@ -47,6 +47,7 @@ async def test_a_six_node_swarm_distribution_has_every_target_fed_by_its_peers(t
                 assert transfer["bytes_from_origin"] + transfer["bytes_from_peers"] == len(archive)
                 assert set(transfer["from_peers"]) <= set(targets) - {peer}
                 assert transfer["dropped_peers"] == {}
+                assert 0 <= transfer["bytes_cancelled"] < len(archive)  # endgame duplicates, reported
                 sent += transfer["bytes_sent"]
                 assert nodes[i].orchestrator.store.get(SERVICE).current.archive_hash == sha256(archive)
             assert sent < 2 * len(archive)  # the origin sent the archive about once, not five times

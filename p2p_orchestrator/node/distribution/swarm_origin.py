@@ -17,8 +17,9 @@ resume, one outcome per target), with three differences:
   slot would hold back its share of the chunks from all the others).
 
 Each target's result gains, under ``"transfer"``, what it received from the origin and from the
-other targets (``bytes_from_origin``, ``bytes_from_peers``, ``from_peers`` per peer) and the
-peers it dropped for sending corrupt chunks (``dropped_peers``, with the error).
+other targets (``bytes_from_origin``, ``bytes_from_peers``, ``from_peers`` per peer), the
+endgame duplicates that crossed their cancel (``bytes_cancelled``), and the peers it dropped for
+sending corrupt chunks (``dropped_peers``, with the error).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ __all__ = ["SWARM_CHUNK_SIZE", "SwarmPusher"]
 SWARM_CHUNK_SIZE = 256 * 1024
 """Chunk size of swarm manifests (see the module docstring; BitTorrent's default piece size too)."""
 
-_RECEIVED_KEYS = ("bytes_from_origin", "bytes_from_peers", "from_peers", "dropped_peers")
+_RECEIVED_KEYS = ("bytes_from_origin", "bytes_from_peers", "from_peers", "bytes_cancelled", "dropped_peers")
 
 
 class SwarmPusher(ArchivePusher):
